@@ -1,0 +1,25 @@
+//! coremq: a thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker.
+//!
+//! # Architecture
+//! One executor per CPU core, pinned. Each core — a *shard* — owns the connections the kernel hands
+//! it (SO_REUSEPORT), the sessions whose client id hashes to it (their *home shard*), its part of the
+//! subscription trie and its counters. Shards share nothing mutable: cross-core traffic (publishes,
+//! subscription-interest updates, session hand-offs) travels as messages over the *mesh*, a full set
+//! of single-producer single-consumer queues, batched per tick. Frames are parsed in place from each
+//! connection's read buffer; topic and payload are `bytes::Bytes` slices of it, so one publish fans
+//! out to any number of subscribers, on any shard, without copying the payload.
+//!
+//! # Glossary
+//! - **shard**: one pinned core and everything it owns; state is `Rc`/`RefCell`, never locks.
+//! - **home shard**: the shard that owns a client id's session, chosen by hashing the id.
+//! - **mesh**: the cross-shard queues and the only code that knows the shard count.
+//! - **session**: the MQTT state of one client id (subscriptions, inflight, queued messages).
+//!
+//! # Module map
+//! - [`protocol`]: the pure MQTT codec (bytes ↔ [`protocol::Packet`]); std + `bytes` only.
+//!
+//! Modules still to come (see the README's roadmap): `config`, `topic` (subscription trie), `session`,
+//! `shard`, `mesh`, `net`, `runtime`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod protocol;

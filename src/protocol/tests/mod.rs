@@ -1,0 +1,1 @@
+//! Codec tests: golden frames, round trips, decode-error paths.
