@@ -37,6 +37,8 @@
 mod connect;
 mod disconnect;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_check;
 mod property;
 mod publish;
 mod subscribe;
@@ -119,6 +121,8 @@ pub fn decode(
 /// is 15 (AUTH) before MQTT 5.
 fn check_flags(ptype: u8, flags: u8, v: ProtocolVersion) -> Result<(), DecodeError> {
     let expected = match ptype {
+        // [MQTT-3.3.1-4] QoS 3 is refused from the header alone, like the other flag errors.
+        pt::PUBLISH if (flags >> 1) & 0b11 == 3 => return Err(DecodeError::InvalidQoS),
         pt::PUBLISH => return Ok(()),
         0 => return Err(DecodeError::ReservedPacketType(0)),
         pt::AUTH if !v.is_v5() => return Err(DecodeError::ReservedPacketType(pt::AUTH)),

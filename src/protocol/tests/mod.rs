@@ -1,1 +1,5 @@
 //! Codec tests: golden frames, round trips, decode-error paths.
+
+mod errors;
+mod golden;
+mod roundtrip;
