@@ -22,4 +22,15 @@
 //! `shard`, `mesh`, `net`, `runtime`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod config;
+pub mod log;
+pub mod mesh;
+pub mod net;
 pub mod protocol;
+pub mod runtime;
+pub mod session;
+pub mod shard;
+pub mod topic;
+
+pub use config::Config;
+pub use runtime::{Broker, StartError};

@@ -1,16 +1,80 @@
-//! The `coremq` binary. Reads the configuration, starts the runtime, waits for a signal.
-//! No broker logic lives here.
+//! The `coremq` binary: read the configuration, start the shards, wait for SIGINT or SIGTERM,
+//! shut down cleanly. No broker logic lives here.
 
+use coremq::{config, Broker, Config};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    eprintln!(
-        "coremq {}: the MQTT codec is built; the broker itself is not ready yet \
-         (it lands with the thread-per-core broker work). Nothing is listening.",
-        env!("CARGO_PKG_VERSION")
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None => {}
+        Some("--help" | "-h") => {
+            print!("{}", config::help_text());
+            return;
+        }
+        Some("--version" | "-V") => {
+            println!("coremq {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Some(other) => {
+            eprintln!("coremq: unknown argument {other:?} (see coremq --help)");
+            std::process::exit(2);
+        }
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coremq: {e}");
+            std::process::exit(2);
+        }
+    };
+    // Block the stop signals before any shard thread exists, so every thread inherits the mask
+    // and only this thread receives them (in `wait_for_stop_signal`).
+    let signals = stop_signals();
+    let pinned = config.pin;
+    let broker = match Broker::start(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("coremq: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    coremq::log!(
+        Info,
+        "listening on {} with {} shards ({})",
+        broker.local_addr(),
+        broker.shard_count(),
+        if pinned {
+            "pinned to CPUs"
+        } else {
+            "not pinned"
+        }
     );
-    std::process::exit(1);
+    let signal = wait_for_stop_signal(&signals);
+    coremq::log!(Info, "signal {signal}: shutting down");
+    broker.shutdown();
+    coremq::log!(Info, "stopped");
+}
+
+/// SIGINT and SIGTERM, blocked in the calling thread.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_stop_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` holds signals blocked in this thread; sigwait writes the one received.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
 }

@@ -2,7 +2,7 @@
 //! has its default; before MQTT 5 DISCONNECT is empty and AUTH does not exist.
 //!
 //! Worked example: an MQTT 5 DISCONNECT with reason 0x04 (disconnect with will) and no properties
-//! is `E0 01 04`; a normal one is `E0 00`.
+//! is encoded `E0 02 04 00` (and `E0 01 04` is decoded too); a normal one is `E0 00`.
 
 use super::error::DecodeError;
 use super::property::{
@@ -123,10 +123,11 @@ fn write_code_and_props<P: PropertyBlock, O: Out>(
     props: &P,
     props_empty: bool,
 ) {
+    // The short forms `E0 00` (success, no properties) and code-only are both valid; a reason
+    // code is always followed by its property length, because several widely used clients
+    // (rumqttc 0.25 among them) cannot parse a reason code without one [MQTT-3.14.2.2.1].
     if code != ReasonCode::SUCCESS || !props_empty {
         o.write_u8(code.0);
-    }
-    if !props_empty {
         encode_block(props, o);
     }
 }

@@ -1176,15 +1176,19 @@ fn disconnect_v3_1_and_v3_1_1() {
 }
 
 /// [MQTT-3.14.2.1] Normal disconnection without properties may omit everything: `E0 00`; a
-/// reason code without properties is `E0 01 <code>`.
+/// reason code without properties may omit the property length (`E0 01 <code>`, decoded), but
+/// coremq always writes it (`E0 02 <code> 00`) because several clients cannot parse the shorter
+/// form.
 #[test]
 fn disconnect_v5_short_forms() {
     golden(V5, "E0 00", Packet::Disconnect(Disconnect::default()));
+    let with_will = Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL_MESSAGE));
     golden(
         V5,
-        "E0 01 04", // reason code 0x04 Disconnect with Will Message, no properties
-        Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)),
+        "E0 02 04 00", // reason code 0x04 Disconnect with Will Message, property length 0
+        with_will.clone(),
     );
+    assert_decodes(V5, "E0 01 04", &with_will);
     // Long forms of Normal disconnection decode the same.
     let normal = Packet::Disconnect(Disconnect::default());
     assert_decodes(V5, "E0 01 00", &normal);

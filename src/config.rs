@@ -1,0 +1,479 @@
+//! The broker's configuration: the only reader of the environment.
+//!
+//! One table, `FLAGS`, lists every `COREMQ_*` flag with its default, what it accepts and what it
+//! does. The same table parses the environment, prints `coremq --help` and renders the README's
+//! flag table (`markdown_table`, checked by a test), so the three cannot drift.
+//!
+//! Conventions: booleans are `true`/`false`; durations are seconds unless a unit is given
+//! (`500ms`, `10s`, `2m`, `1h`); sizes are bytes unless a unit is given (`64KiB`, `1MiB`, `1GiB`,
+//! also `KB`/`MB`/`GB` as powers of 1000). A bad value is a `ConfigError` naming the flag, the value
+//! and what it accepts; `main` prints it and exits with status 2.
+//!
+//! `Config` is immutable after start-up and shared read-only by every shard.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything configurable. Field names are the flag names without `COREMQ_`, in snake case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address every shard listens on (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Number of shards (pinned executors); 0 means one per online CPU.
+    pub shards: usize,
+    /// Pin each shard to a CPU.
+    pub pin: bool,
+    /// Largest packet accepted, fixed header included.
+    pub max_packet_size: u32,
+    /// Longest keep alive a client may ask for, in seconds.
+    pub max_keepalive: u16,
+    /// Unacknowledged QoS 1/2 messages in flight to one client.
+    pub max_inflight: u16,
+    /// Messages queued for one session (offline, or beyond the inflight window).
+    pub max_queued_messages: usize,
+    /// Queue QoS 0 messages for offline persistent sessions.
+    pub queue_qos0: bool,
+    /// Time a new TCP connection has to complete its CONNECT.
+    pub connect_timeout: Duration,
+    /// Log level: error, warn, info or debug.
+    pub log: LogLevel,
+    /// Spin this long before parking an idle shard (0 = off): lower latency, burns the core.
+    pub spin_before_park: Duration,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+/// A flag whose value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub flag: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value {:?} for {}: expected {}",
+            self.value, self.flag, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One row of the flag table.
+pub struct Flag {
+    /// Full environment variable name.
+    pub name: &'static str,
+    /// Default value, in the flag's own syntax.
+    pub default: &'static str,
+    /// What the flag accepts (used in errors and help).
+    pub accepts: &'static str,
+    pub help: &'static str,
+    /// Parses a value into the config; `Err(())` means "not what `accepts` says".
+    set: fn(&mut Config, &str) -> Result<(), ()>,
+}
+
+/// Every flag coremq reads.
+pub static FLAGS: &[Flag] = &[
+    Flag {
+        name: "COREMQ_LISTEN",
+        default: "0.0.0.0:1883",
+        accepts: "an IP address and port, e.g. 0.0.0.0:1883 or [::]:1883",
+        help: "Address every shard listens on (SO_REUSEPORT: the kernel spreads connections).",
+        set: |c, v| {
+            c.listen = v.parse().map_err(|_| ())?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_SHARDS",
+        default: "0",
+        accepts: "an integer from 0 to 64 (0 = one per online CPU)",
+        help: "Number of shards: pinned executors, each owning its connections and sessions.",
+        set: |c, v| {
+            c.shards = parse_int(v, 0, 64)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_PIN",
+        default: "true",
+        accepts: "true or false",
+        help: "Pin shard i to CPU i (modulo the online CPUs).",
+        set: |c, v| {
+            c.pin = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_PACKET_SIZE",
+        default: "1MiB",
+        accepts: "a size from 16 bytes to 256MiB, e.g. 65536, 64KiB, 1MiB",
+        help: "Largest packet accepted (checked on the fixed header, before buffering); MQTT 5 \
+               clients are told in CONNACK and get reason 0x95 when they exceed it.",
+        set: |c, v| {
+            c.max_packet_size = parse_size(v, 16, 268_435_460)? as u32;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_KEEPALIVE",
+        default: "65535",
+        accepts: "a duration from 1s to 65535s",
+        help: "Longest keep alive a client may use. MQTT 5 clients asking for more (or for \
+               none, when this is below 65535) are told this value as Server Keep Alive; MQTT \
+               3.1/3.1.1 clients asking for more are refused (CONNACK return code 2).",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(65535) {
+                return Err(());
+            }
+            c.max_keepalive = d.as_secs() as u16;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_INFLIGHT",
+        default: "20",
+        accepts: "an integer from 1 to 65535",
+        help: "Unacknowledged QoS 1 and 2 messages sent to one client at a time; further \
+               messages wait in the session's queue.",
+        set: |c, v| {
+            c.max_inflight = parse_int(v, 1, 65535)? as u16;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_QUEUED_MESSAGES",
+        default: "1000",
+        accepts: "an integer from 0 to 10000000",
+        help: "Messages queued per session (offline, or waiting for the inflight window); \
+               messages beyond it are dropped and counted.",
+        set: |c, v| {
+            c.max_queued_messages = parse_int(v, 0, 10_000_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_QUEUE_QOS0",
+        default: "false",
+        accepts: "true or false",
+        help: "Also queue QoS 0 messages for offline persistent sessions (as Mosquitto's \
+               queue_qos0_messages).",
+        set: |c, v| {
+            c.queue_qos0 = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_CONNECT_TIMEOUT",
+        default: "10s",
+        accepts: "a duration from 100ms to 1h",
+        help: "A TCP connection that has not sent a complete CONNECT within this time is closed.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(());
+            }
+            c.connect_timeout = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_LOG",
+        default: "info",
+        accepts: "error, warn, info or debug",
+        help: "Log verbosity (to standard error).",
+        set: |c, v| {
+            c.log = match v {
+                "error" => LogLevel::Error,
+                "warn" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => return Err(()),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_SPIN_BEFORE_PARK",
+        default: "0",
+        accepts: "a duration from 0 to 1s",
+        help: "Spin this long before an idle shard parks: lower wake-up latency for a busy \
+               core. Off by default.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d > Duration::from_secs(1) {
+                return Err(());
+            }
+            c.spin_before_park = d;
+            Ok(())
+        },
+    },
+];
+
+impl Default for Config {
+    /// Every flag at its default. Built by parsing the defaults, so the table is the only source.
+    fn default() -> Self {
+        let mut c = Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            shards: 0,
+            pin: true,
+            max_packet_size: 0,
+            max_keepalive: 0,
+            max_inflight: 0,
+            max_queued_messages: 0,
+            queue_qos0: false,
+            connect_timeout: Duration::ZERO,
+            log: LogLevel::Info,
+            spin_before_park: Duration::ZERO,
+        };
+        for flag in FLAGS {
+            // A default that does not parse is a bug in this table; `defaults_parse` tests it.
+            let _ = (flag.set)(&mut c, flag.default);
+        }
+        c
+    }
+}
+
+impl Config {
+    /// Reads every `COREMQ_*` flag through `get` (the environment, in `from_env`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        for flag in FLAGS {
+            if let Some(value) = get(flag.name) {
+                (flag.set)(&mut c, value.trim()).map_err(|()| ConfigError {
+                    flag: flag.name.to_string(),
+                    value: value.clone(),
+                    expected: flag.accepts.to_string(),
+                })?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads the process environment. Unknown `COREMQ_*` variables are reported as errors too, so
+    /// a typo never silently leaves a default in place.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        for (key, value) in std::env::vars() {
+            if key.starts_with("COREMQ_") && !FLAGS.iter().any(|f| f.name == key) {
+                return Err(ConfigError {
+                    flag: key,
+                    value,
+                    expected: "no value: this is not a coremq flag (see coremq --help)".into(),
+                });
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The number of shards to run: `shards`, or the number of online CPUs when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(64)
+        }
+    }
+}
+
+/// `coremq --help`.
+pub fn help_text() -> String {
+    let mut s = String::from(
+        "coremq: a thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker\n\n\
+         Usage: coremq [--help | --version]\n\n\
+         Configuration is read from the environment:\n\n",
+    );
+    for f in FLAGS {
+        s.push_str(&format!(
+            "  {}  (default: {})\n      {}\n      Accepts {}.\n",
+            f.name, f.default, f.help, f.accepts
+        ));
+    }
+    s.push_str(
+        "\nDurations are seconds unless a unit is given (500ms, 10s, 2m, 1h); sizes are bytes \
+         unless a unit is given (64KiB, 1MiB).\n",
+    );
+    s
+}
+
+/// The README's flag table.
+pub fn markdown_table() -> String {
+    let mut s = String::from("| flag | default | accepts | what it does |\n|---|---|---|---|\n");
+    for f in FLAGS {
+        s.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            f.name,
+            f.default,
+            f.accepts,
+            f.help.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
+    s
+}
+
+fn parse_bool(v: &str) -> Result<bool, ()> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+fn parse_int(v: &str, min: usize, max: usize) -> Result<usize, ()> {
+    let n: usize = v.parse().map_err(|_| ())?;
+    if n < min || n > max {
+        return Err(());
+    }
+    Ok(n)
+}
+
+/// `10`, `10s`, `500ms`, `2m`, `1h`.
+fn parse_duration(v: &str) -> Result<Duration, ()> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ())?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or(())?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or(())?),
+        _ => return Err(()),
+    };
+    Ok(d)
+}
+
+/// `65536`, `64KiB`, `1MiB`, `1GiB`, `64KB`, `1MB`, `1GB`, within `min..=max`.
+fn parse_size(v: &str, min: u64, max: u64) -> Result<u64, ()> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ())?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(()),
+    };
+    let size = n.checked_mul(mult).ok_or(())?;
+    if size < min || size > max {
+        return Err(());
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let mut c = Config::default();
+        for flag in FLAGS {
+            assert_eq!((flag.set)(&mut c, flag.default), Ok(()), "{}", flag.name);
+        }
+        assert_eq!(c.listen, "0.0.0.0:1883".parse().unwrap());
+        assert_eq!(c.max_packet_size, 1 << 20);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_keepalive, 65535);
+        assert!(!c.queue_qos0);
+    }
+
+    #[test]
+    fn every_flag_is_coremq_prefixed_and_unique() {
+        let mut names: Vec<_> = FLAGS.iter().map(|f| f.name).collect();
+        assert!(names.iter().all(|n| n.starts_with("COREMQ_")));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), FLAGS.len());
+    }
+
+    #[test]
+    fn values_with_units() {
+        let c = Config::from_lookup(lookup(&[
+            ("COREMQ_MAX_PACKET_SIZE", "64KiB"),
+            ("COREMQ_CONNECT_TIMEOUT", "500ms"),
+            ("COREMQ_MAX_KEEPALIVE", "2m"),
+            ("COREMQ_SHARDS", "3"),
+            ("COREMQ_QUEUE_QOS0", "true"),
+            ("COREMQ_LISTEN", "127.0.0.1:0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.max_packet_size, 65536);
+        assert_eq!(c.connect_timeout, Duration::from_millis(500));
+        assert_eq!(c.max_keepalive, 120);
+        assert_eq!(c.shards, 3);
+        assert_eq!(c.shard_count(), 3);
+        assert!(c.queue_qos0);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_what_it_accepts() {
+        for (flag, value) in [
+            ("COREMQ_LISTEN", "localhost"),
+            ("COREMQ_SHARDS", "-1"),
+            ("COREMQ_SHARDS", "65"),
+            ("COREMQ_PIN", "yes"),
+            ("COREMQ_MAX_PACKET_SIZE", "1TiB"),
+            ("COREMQ_MAX_PACKET_SIZE", "8"),
+            ("COREMQ_MAX_KEEPALIVE", "0"),
+            ("COREMQ_MAX_INFLIGHT", "0"),
+            ("COREMQ_CONNECT_TIMEOUT", "10x"),
+            ("COREMQ_LOG", "verbose"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(flag, value)])).unwrap_err();
+            assert_eq!(err.flag, flag);
+            assert_eq!(err.value, value);
+            let accepts = FLAGS.iter().find(|f| f.name == flag).unwrap().accepts;
+            assert_eq!(err.expected, accepts);
+            assert!(err.to_string().contains(flag));
+        }
+    }
+
+    #[test]
+    fn help_and_table_list_every_flag() {
+        let help = help_text();
+        let table = markdown_table();
+        for f in FLAGS {
+            assert!(help.contains(f.name), "{} missing from --help", f.name);
+            assert!(table.contains(f.name), "{} missing from the table", f.name);
+        }
+    }
+
+    #[test]
+    fn readme_flag_table_is_current() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md's flag table is out of date; paste this in:\n{}",
+            markdown_table()
+        );
+    }
+}

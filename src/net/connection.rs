@@ -1,0 +1,285 @@
+//! One client connection: CONNECT phase (with a deadline), hand-off to the home shard, then the
+//! reader loop (decode → shard handlers) and the writer task.
+
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::mesh::{Handoff, MeshMsg};
+use crate::protocol::{
+    connect_protocol_version, decode, wire, ConnAck, Connect, DecodeError, Disconnect, Packet,
+    ProtocolVersion, ReasonCode,
+};
+use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
+
+/// Bytes reserved per read when the buffer runs low.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    // A frame larger than what is buffered gets its whole size reserved at once (the size limit
+    // was already checked by `decode`), instead of growing chunk by chunk with a copy each time.
+    let frame = match wire::parse_fixed_header(buf, u32::MAX) {
+        Ok(Some(h)) => h.frame_len(),
+        _ => 0,
+    };
+    if frame > buf.len() {
+        buf.reserve(frame - buf.len());
+    } else if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    let start = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let r = stream.read(&mut buf[start..]).await;
+    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+/// Why reading the first packet ended.
+enum First {
+    Connect(Box<Connect>),
+    Refuse(Box<ConnAck>, ProtocolVersion),
+    Close,
+}
+
+/// Reads until the first complete packet, which must be CONNECT [MQTT-3.1.0-1].
+async fn read_connect(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> First {
+    loop {
+        // Peeked before `decode`, which consumes a whole frame even when it refuses it: a
+        // refused MQTT 5 CONNECT is still answered in MQTT 5.
+        let version = connect_protocol_version(buf);
+        match decode(buf, ProtocolVersion::V5, shard.config.max_packet_size) {
+            Ok(Some(Packet::Connect(c))) => return First::Connect(c),
+            Ok(Some(_)) => return First::Close,
+            Ok(None) => {}
+            Err(e) => return refusal_for(e, version),
+        }
+        match read_some(stream, buf).await {
+            Ok(0) | Err(_) => return First::Close,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The CONNACK a refused CONNECT gets: MQTT 5 clients the error's reason code; an unsupported
+/// protocol level the 3.1.1 return code 1 [MQTT-3.1.2-2]; other 3.1.1 errors just a close.
+fn refusal_for(e: DecodeError, version: Option<ProtocolVersion>) -> First {
+    let ack = |code| {
+        Box::new(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties: Default::default(),
+        })
+    };
+    match (e, version) {
+        (DecodeError::UnsupportedProtocolVersion(_), _) => First::Refuse(
+            ack(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+            ProtocolVersion::V3_1_1,
+        ),
+        (_, Some(ProtocolVersion::V5)) => First::Refuse(ack(e.reason_code()), ProtocolVersion::V5),
+        _ => First::Close,
+    }
+}
+
+/// Serves a connection the listener accepted on this shard.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let deadline = shard.config.connect_timeout;
+    let first = future::or(read_connect(&shard, &mut stream, &mut buf), async {
+        glommio::timer::sleep(deadline).await;
+        First::Close
+    })
+    .await;
+    let mut connect = match first {
+        First::Connect(c) => c,
+        First::Refuse(ack, version) => return refuse(stream, ack, version).await,
+        First::Close => return,
+    };
+    let assigned = match shard.check_connect(&mut connect) {
+        ConnectOutcome::Accept { assigned } => assigned,
+        ConnectOutcome::Refuse(ack) => return refuse(stream, ack, connect.protocol).await,
+    };
+    let home = shard.mesh.home_of(connect.client_id.as_bytes());
+    if home == shard.id() {
+        return run(shard, stream, connect, assigned, buf).await;
+    }
+    match dup_fd(&stream) {
+        Ok(fd) => {
+            // Our fd closes with `stream`; the home shard's duplicate keeps the socket open.
+            drop(stream);
+            shard.mesh.send(
+                home,
+                MeshMsg::Handoff(Handoff {
+                    fd,
+                    connect,
+                    assigned,
+                    buf,
+                }),
+            );
+        }
+        Err(e) => crate::log!(Warn, "handoff failed (dup: {e}); closing the connection"),
+    }
+}
+
+/// Serves a connection handed over by another shard.
+pub fn adopt(shard: Rc<Shard>, h: Handoff) {
+    // SAFETY: the fd is a connected TCP socket we own exclusively (it was duplicated for us).
+    let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+    glommio::spawn_local(run(shard, stream, h.connect, h.assigned, h.buf)).detach();
+}
+
+fn dup_fd(stream: &TcpStream) -> std::io::Result<OwnedFd> {
+    // SAFETY: `stream` owns this fd and outlives the borrow.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()
+}
+
+async fn refuse(mut stream: TcpStream, ack: Box<ConnAck>, version: ProtocolVersion) {
+    let mut out = BytesMut::new();
+    if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+        let _ = stream.write_all(&out).await;
+    }
+    // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
+    let _ = stream.shutdown(Shutdown::Both).await;
+}
+
+/// Runs an accepted CONNECT on its home shard until the connection ends.
+async fn run(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    connect: Box<Connect>,
+    assigned: bool,
+    buf: BytesMut,
+) {
+    let writer_fd = match dup_fd(&stream) {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::log!(Warn, "cannot duplicate a socket for writing: {e}");
+            return;
+        }
+    };
+    // SAFETY: a fresh duplicate of a connected socket, owned by the writer alone.
+    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd.into_raw_fd()) };
+    let client_max = connect
+        .properties
+        .maximum_packet_size
+        .map_or(u32::MAX, |n| n.get());
+    let conn = Rc::new(Outbox::new(
+        shard.new_conn_id(),
+        connect.protocol,
+        client_max,
+    ));
+    let writer = glommio::spawn_local(write_loop(conn.clone(), writer_stream));
+    let mut client = shard.handle_connect(*connect, assigned, conn.clone());
+    let abnormal = read_loop(&shard, &mut client, &mut stream, buf).await;
+    shard.handle_close(&client, abnormal);
+    conn.close();
+    writer.await;
+}
+
+/// Frames in until the connection ends. Returns true when it ended abnormally (no DISCONNECT,
+/// nor a close the broker asked for), i.e. when the will is due.
+async fn read_loop(
+    shard: &Shard,
+    client: &mut Client,
+    stream: &mut TcpStream,
+    mut buf: BytesMut,
+) -> bool {
+    let version = client.version;
+    // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
+    let idle =
+        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    loop {
+        loop {
+            if client.conn.is_closing() {
+                return client.conn.is_failed();
+            }
+            let packet = match decode(&mut buf, version, shard.config.max_packet_size) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    crate::log!(Debug, "client {}: {e}", client.client_id);
+                    disconnect(client, e.reason_code());
+                    return true;
+                }
+            };
+            match shard.handle_packet(client, packet) {
+                Ok(None) => {}
+                Ok(Some(deferred)) => {
+                    for w in deferred.waits {
+                        w.wait().await;
+                    }
+                    for p in &deferred.then {
+                        client.conn.send(p);
+                    }
+                    shard.send_retained(client, &deferred.retained);
+                }
+                Err(v) => {
+                    crate::log!(Debug, "client {}: {}", client.client_id, v.what);
+                    disconnect(client, v.reason);
+                    return true;
+                }
+            }
+        }
+        let read = read_some(stream, &mut buf);
+        let result = match idle {
+            Some(limit) => {
+                future::or(async { Some(read.await) }, async {
+                    glommio::timer::sleep(limit).await;
+                    None
+                })
+                .await
+            }
+            None => Some(read.await),
+        };
+        match result {
+            Some(Ok(0)) | Some(Err(_)) => {
+                return !client.conn.is_closing() || client.conn.is_failed()
+            }
+            Some(Ok(_)) => {}
+            None => {
+                crate::log!(Debug, "client {}: keep alive timeout", client.client_id);
+                disconnect(client, ReasonCode::KEEP_ALIVE_TIMEOUT);
+                return true;
+            }
+        }
+    }
+}
+
+/// Ends the connection from the server side: MQTT 5 clients get DISCONNECT with `reason` first
+/// (3.1.1 has no reason codes: the connection is just closed).
+fn disconnect(client: &Client, reason: ReasonCode) {
+    if client.version.is_v5() {
+        client
+            .conn
+            .send(&Packet::Disconnect(Disconnect::new(reason)));
+    }
+    client.conn.close();
+}
+
+/// Writes everything queued in `conn`, one write per wake-up, until it is closed and drained.
+async fn write_loop(conn: Rc<Outbox>, mut stream: TcpStream) {
+    let mut spare = BytesMut::with_capacity(4096);
+    loop {
+        conn.ready().await;
+        conn.take_into(&mut spare);
+        if !spare.is_empty() {
+            if stream.write_all(&spare).await.is_err() {
+                conn.fail();
+                break;
+            }
+            spare.clear();
+        }
+        if conn.is_closing() && conn.pending() == 0 {
+            break;
+        }
+    }
+    // Wakes the reader (end of stream) and tells the client we are done.
+    let _ = stream.shutdown(Shutdown::Both).await;
+}

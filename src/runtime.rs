@@ -1,0 +1,292 @@
+//! Starting and stopping the broker: host checks, one pinned glommio executor per shard with rings
+//! and buffers sized for a small locked-memory limit, the mesh, the listeners, and shutdown.
+//!
+//! `Broker::start` returns once every shard listens, so tests can start a broker in-process on
+//! port 0 and connect at once. With port 0, a placeholder socket reserves one port
+//! (SO_REUSEPORT, bound but not listening, so it never receives connections) and every shard binds
+//! that port.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
+use crate::shard::Shard;
+
+/// Messages per cross-shard channel (each message is a batch).
+const MESH_CAPACITY: usize = 1024;
+/// io_uring depth per ring; glommio makes three rings per executor.
+const RING_DEPTH: usize = 256;
+/// glommio's registered buffer arena, used only for file I/O, which the broker does not do.
+const IO_MEMORY: usize = 64 << 10;
+/// How often a shard checks for a stop request.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// How long a stopping shard waits for its connections to flush and close.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why the broker could not start. The message says what the host needs.
+#[derive(Debug)]
+pub enum StartError {
+    /// io_uring is unavailable or memory cannot be locked.
+    Host(String),
+    /// A listener could not bind.
+    Bind(String),
+    /// An executor could not start.
+    Executor(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Host(m) | StartError::Bind(m) | StartError::Executor(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running broker. Dropping it stops it.
+pub struct Broker {
+    addr: SocketAddr,
+    shards: usize,
+    stop: Arc<AtomicBool>,
+    handles: Vec<ExecutorJoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts every shard and returns once all of them listen.
+    pub fn start(config: Config) -> Result<Broker, StartError> {
+        crate::log::set_level(config.log);
+        probe_host()?;
+        let shards = config.shard_count();
+        let (addr, placeholder) = reserve_address(config.listen)?;
+        let config = Arc::new(Config {
+            listen: addr,
+            ..config
+        });
+        let cpus: Vec<usize> = match glommio::CpuSet::online() {
+            Ok(set) => {
+                let mut v: Vec<usize> = set.iter().map(|l| l.cpu).collect();
+                v.sort_unstable();
+                v
+            }
+            Err(_) => Vec::new(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let mut handles = Vec::with_capacity(shards);
+        for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
+            let placement = match (config.pin, cpus.is_empty()) {
+                (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
+                _ => Placement::Unbound,
+            };
+            let mut builder = LocalExecutorBuilder::new(placement)
+                .name(&format!("coremq-shard-{i}"))
+                .io_memory(IO_MEMORY)
+                .ring_depth(RING_DEPTH);
+            if !config.spin_before_park.is_zero() {
+                builder = builder.spin_before_park(config.spin_before_park);
+            }
+            let (cfg, stop_flag, ready) = (config.clone(), stop.clone(), ready_tx.clone());
+            let handle = builder
+                .spawn(move || shard_main(cfg, ends, stop_flag, ready))
+                .map_err(|e| {
+                    StartError::Executor(format!("could not start shard {i}: {e}. {}", HOST_NEEDS))
+                });
+            match handle {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut broker = Broker {
+            addr,
+            shards,
+            stop,
+            handles,
+        };
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => {
+                    broker.stop_and_join();
+                    return Err(StartError::Bind(msg));
+                }
+                Err(_) => {
+                    broker.stop_and_join();
+                    return Err(StartError::Executor(format!(
+                        "a shard stopped during start-up. {HOST_NEEDS}"
+                    )));
+                }
+            }
+        }
+        drop(placeholder);
+        Ok(broker)
+    }
+
+    /// The address every shard listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    /// Closes every connection (MQTT 5 clients get DISCONNECT 0x8B; no wills are published) and
+    /// waits for the shards to exit.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+const HOST_NEEDS: &str = "coremq needs Linux io_uring (kernel 5.8 or newer, not blocked by \
+    seccomp or kernel.io_uring_disabled) and, when not run as root, a locked-memory limit of at \
+    least 8 MiB (`ulimit -l 8192`, LimitMEMLOCK=8M in systemd)";
+
+/// Checks io_uring and the memlock limit before glommio tries (it panics with a misleading
+/// message where io_uring is blocked).
+fn probe_host() -> Result<(), StartError> {
+    // The probe ring is made on a thread of its own: the kernel tears a closed ring down later
+    // and then interrupts (EINTR) whatever blocking call the ring's creator is in — which would
+    // otherwise be the caller of `Broker::start`, e.g. a test reading a socket.
+    let probe = std::thread::Builder::new()
+        .name("coremq-probe".into())
+        .spawn(probe_io_uring)
+        .map_err(|e| StartError::Host(format!("cannot start a thread: {e}")))?
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the probe thread panicked")));
+    if let Err(err) = probe {
+        return Err(StartError::Host(format!(
+            "io_uring is not available ({err}). {HOST_NEEDS}"
+        )));
+    }
+    // SAFETY: getrlimit/geteuid only write the struct we pass.
+    let (limit, root) = unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r);
+        (r.rlim_cur, libc::geteuid() == 0)
+    };
+    if !root && limit != libc::RLIM_INFINITY && limit < 512 * 1024 {
+        return Err(StartError::Host(format!(
+            "the locked-memory limit is {} KiB. {HOST_NEEDS}",
+            limit / 1024
+        )));
+    }
+    Ok(())
+}
+
+/// Creates and closes a small io_uring.
+fn probe_io_uring() -> std::io::Result<()> {
+    // struct io_uring_params is 120 bytes; zeroed means "defaults".
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes `params`, which is large enough; we close the fd.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is the ring we just created and nothing else uses it.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
+/// With port 0, picks a free port and holds it with a bound, non-listening SO_REUSEPORT socket
+/// until every shard has bound it.
+fn reserve_address(
+    listen: SocketAddr,
+) -> Result<(SocketAddr, Option<socket2::Socket>), StartError> {
+    if listen.port() != 0 {
+        return Ok((listen, None));
+    }
+    let bind_err = |e: std::io::Error| StartError::Bind(format!("cannot bind {listen}: {e}"));
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(bind_err)?;
+    socket.set_reuse_port(true).map_err(bind_err)?;
+    socket.bind(&listen.into()).map_err(bind_err)?;
+    let addr = socket
+        .local_addr()
+        .map_err(bind_err)?
+        .as_socket()
+        .ok_or_else(|| StartError::Bind(format!("cannot bind {listen}: not an IP address")))?;
+    Ok((addr, Some(socket)))
+}
+
+/// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
+async fn shard_main(
+    config: Arc<Config>,
+    ends: MeshEnds,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
+    let listener = match glommio::net::TcpListener::bind(config.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
+            return;
+        }
+    };
+    let (mesh, inbound) = ends.connect().await;
+    let mesh = Rc::new(mesh);
+    let shard = Rc::new(Shard::new(Rc::new((*config).clone()), mesh.clone()));
+    let flusher = glommio::spawn_local(mesh.clone().run_flusher());
+    let receivers: Vec<_> = inbound
+        .into_iter()
+        .map(|inb| glommio::spawn_local(receive_loop(shard.clone(), inb)))
+        .collect();
+    let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener));
+    let _ = ready.send(Ok(()));
+
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    drop(acceptor);
+    shard.begin_shutdown();
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while shard.stats().connections > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    mesh.close();
+    drop(receivers);
+    drop(flusher);
+}
+
+/// Handles batches from one peer shard.
+async fn receive_loop(shard: Rc<Shard>, inbound: Inbound) {
+    while let Some(batch) = inbound.recv().await {
+        for msg in batch {
+            match msg {
+                MeshMsg::Handoff(h) => crate::net::adopt(shard.clone(), h),
+                other => shard.on_mesh(other),
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+}

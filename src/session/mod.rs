@@ -1,0 +1,252 @@
+//! Per-client MQTT session state, pure: packets in, packets out. No clock reads, no sockets, no
+//! locks. Lives on the client id's home shard only.
+//!
+//! A `Session` holds what MQTT says survives a reconnect when Clean Session is 0: subscriptions,
+//! the outbound QoS 1/2 window (sent, awaiting PUBACK / PUBREC / PUBCOMP), the queue of messages
+//! not yet sent (offline, or the window was full) and the inbound QoS 2 packet ids awaiting PUBREL.
+//!
+//! Worked example, window 2, a QoS 1 subscriber:
+//! `deliver(m1)` → PUBLISH id 1; `deliver(m2)` → PUBLISH id 2; `deliver(m3)` → queued;
+//! `handle_puback(1)` → PUBLISH m3 with id 3. On reconnect `resume()` resends ids 2 and 3 with
+//! DUP set [MQTT-4.4.0-1].
+
+mod message;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+pub use message::Message;
+
+use crate::protocol::{MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+
+/// Where a sent QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// QoS 1 sent, awaiting PUBACK; or QoS 2 sent, awaiting PUBREC.
+    AwaitAck,
+    /// QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP.
+    AwaitComp,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    id: PacketId,
+    qos: QoS,
+    message: Message,
+    stage: Stage,
+}
+
+/// What to send for a QoS 1/2 delivery that is in flight: a (re)sent PUBLISH or a PUBREL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived: built and encoded at once on reconnect
+pub enum Resend {
+    Publish(Publish),
+    PubRel(PacketId),
+}
+
+/// Counters of messages a session dropped (per reason), for logs and stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    pub queue_full: u64,
+    pub qos0_offline: u64,
+}
+
+/// One client's session. Home shard only.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: MqttString,
+    pub version: ProtocolVersion,
+    /// Clean Session 1: the session ends with the connection.
+    pub clean: bool,
+    /// Filter (as sent, `$share/…` included) → options.
+    pub subscriptions: HashMap<MqttString, SubscriptionOptions>,
+    inflight: VecDeque<Inflight>,
+    queue: VecDeque<(Message, QoS)>,
+    /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3].
+    incoming_qos2: HashSet<PacketId>,
+    next_id: PacketId,
+    max_inflight: usize,
+    max_queued: usize,
+    queue_qos0: bool,
+    pub drops: Drops,
+}
+
+/// Limits a session enforces, from the broker's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_inflight: usize,
+    pub max_queued: usize,
+    pub queue_qos0: bool,
+}
+
+impl Session {
+    pub fn new(
+        client_id: MqttString,
+        version: ProtocolVersion,
+        clean: bool,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            client_id,
+            version,
+            clean,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            incoming_qos2: HashSet::new(),
+            next_id: PacketId(std::num::NonZeroU16::MIN),
+            max_inflight: limits.max_inflight.max(1),
+            max_queued: limits.max_queued,
+            queue_qos0: limits.queue_qos0,
+            drops: Drops::default(),
+        }
+    }
+
+    /// Changes the window (a reconnecting MQTT 5 client may announce another Receive Maximum).
+    pub fn set_max_inflight(&mut self, n: usize) {
+        self.max_inflight = n.max(1);
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// QoS 1/2 messages sent and not yet fully acknowledged.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// A message matched one of this session's subscriptions with granted QoS `granted`.
+    /// Returns the PUBLISH to send now, if the client is `online` and the window allows it;
+    /// otherwise the message is queued (QoS 1/2, or QoS 0 when configured) or dropped.
+    pub fn deliver(&mut self, message: &Message, granted: QoS, online: bool) -> Option<Publish> {
+        let qos = message.qos.min(granted);
+        if qos == QoS::AtMostOnce {
+            if online {
+                return Some(message.to_publish(QoS::AtMostOnce, None, false));
+            }
+            if !self.queue_qos0 {
+                self.drops.qos0_offline += 1;
+                return None;
+            }
+        } else if online && self.queue.is_empty() && self.inflight.len() < self.max_inflight {
+            return Some(self.send_inflight(message.clone(), qos));
+        }
+        if self.queue.len() >= self.max_queued {
+            self.drops.queue_full += 1;
+            return None;
+        }
+        // Queued messages may wait long: copy them out of the publisher's read buffer.
+        self.queue.push_back((message.detached(), qos));
+        None
+    }
+
+    fn allocate_id(&mut self) -> PacketId {
+        // Skip ids still in flight (a wrap-around after 65535 sends with an old one unacked).
+        loop {
+            let id = self.next_id;
+            self.next_id = id.next();
+            if !self.inflight.iter().any(|i| i.id == id) {
+                return id;
+            }
+        }
+    }
+
+    fn send_inflight(&mut self, message: Message, qos: QoS) -> Publish {
+        let id = self.allocate_id();
+        let publish = message.to_publish(qos, Some(id), false);
+        self.inflight.push_back(Inflight {
+            id,
+            qos,
+            message,
+            stage: Stage::AwaitAck,
+        });
+        publish
+    }
+
+    /// Moves queued messages into the window while there is room; QoS 0 ones go out directly.
+    pub fn drain_queue(&mut self) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some((_, qos)) = self.queue.front() {
+            if *qos != QoS::AtMostOnce && self.inflight.len() >= self.max_inflight {
+                break;
+            }
+            let Some((message, qos)) = self.queue.pop_front() else {
+                break;
+            };
+            if qos == QoS::AtMostOnce {
+                out.push(message.to_publish(qos, None, false));
+            } else {
+                out.push(self.send_inflight(message, qos));
+            }
+        }
+        out
+    }
+
+    /// PUBACK from the client: the QoS 1 delivery is done. Returns whether the id was in flight
+    /// at QoS 1 awaiting it.
+    pub fn handle_puback(&mut self, id: PacketId) -> bool {
+        self.finish(id, QoS::AtLeastOnce, Stage::AwaitAck)
+    }
+
+    /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
+    /// Returns whether the id was a QoS 2 delivery awaiting it.
+    pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
+        match self.inflight.iter_mut().find(|i| i.id == id) {
+            Some(i) if i.qos == QoS::ExactlyOnce => {
+                i.stage = Stage::AwaitComp;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBCOMP from the client: the QoS 2 delivery is done.
+    pub fn handle_pubcomp(&mut self, id: PacketId) -> bool {
+        self.finish(id, QoS::ExactlyOnce, Stage::AwaitComp)
+    }
+
+    fn finish(&mut self, id: PacketId, qos: QoS, stage: Stage) -> bool {
+        match self
+            .inflight
+            .iter()
+            .position(|i| i.id == id && i.qos == qos && i.stage == stage)
+        {
+            Some(pos) => {
+                self.inflight.remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An inbound QoS 2 PUBLISH with `id`: returns true when it is new and must be routed; a
+    /// resend of an id awaiting PUBREL is not delivered again [MQTT-4.3.3-9?][MQTT-4.3.3-3].
+    pub fn handle_incoming_qos2(&mut self, id: PacketId) -> bool {
+        self.incoming_qos2.insert(id)
+    }
+
+    /// PUBREL from the client: forget the id. Returns whether it was known.
+    pub fn handle_pubrel(&mut self, id: PacketId) -> bool {
+        self.incoming_qos2.remove(&id)
+    }
+
+    /// On reconnect of a persistent session: resend every unacknowledged PUBLISH with DUP set and
+    /// every PUBREL, in their original order [MQTT-4.4.0-1], then what the window allows from the
+    /// queue.
+    pub fn resume(&mut self) -> Vec<Resend> {
+        let mut out: Vec<Resend> = self
+            .inflight
+            .iter()
+            .map(|i| match i.stage {
+                Stage::AwaitAck => Resend::Publish(i.message.to_publish(i.qos, Some(i.id), true)),
+                Stage::AwaitComp => Resend::PubRel(i.id),
+            })
+            .collect();
+        out.extend(self.drain_queue().into_iter().map(Resend::Publish));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

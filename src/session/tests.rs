@@ -1,0 +1,176 @@
+use bytes::Bytes;
+
+use super::*;
+use crate::protocol::TopicName;
+
+fn limits(window: usize, queue: usize) -> Limits {
+    Limits {
+        max_inflight: window,
+        max_queued: queue,
+        queue_qos0: false,
+    }
+}
+
+fn msg(payload: &'static str, qos: QoS) -> Message {
+    Message {
+        topic: TopicName::from_static("t").unwrap(),
+        payload: Bytes::from_static(payload.as_bytes()),
+        qos,
+        retain: false,
+        properties: Default::default(),
+    }
+}
+
+fn session(window: usize, queue: usize) -> Session {
+    Session::new(
+        MqttString::from_static("c").unwrap(),
+        ProtocolVersion::V3_1_1,
+        false,
+        limits(window, queue),
+    )
+}
+
+fn id(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+#[test]
+fn window_then_queue_then_drain_on_puback() {
+    let mut s = session(2, 10);
+    let p1 = s
+        .deliver(&msg("1", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    let p2 = s
+        .deliver(&msg("2", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    assert_eq!((p1.packet_id, p2.packet_id), (Some(id(1)), Some(id(2))));
+    assert!(s
+        .deliver(&msg("3", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .is_none());
+    assert_eq!(s.queued(), 1);
+    assert!(s.handle_puback(id(1)));
+    let drained = s.drain_queue();
+    assert_eq!(drained.len(), 1);
+    assert_eq!(drained[0].payload, "3");
+    assert_eq!(drained[0].packet_id, Some(id(3)));
+    assert!(
+        !s.handle_puback(id(1)),
+        "a second PUBACK for the same id is unknown"
+    );
+}
+
+#[test]
+fn qos_is_downgraded_to_the_granted_qos() {
+    let mut s = session(10, 10);
+    let p = s
+        .deliver(&msg("x", QoS::ExactlyOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    assert_eq!(p.qos, QoS::AtLeastOnce);
+    let p = s
+        .deliver(&msg("x", QoS::AtMostOnce), QoS::ExactlyOnce, true)
+        .unwrap();
+    assert_eq!(p.qos, QoS::AtMostOnce);
+    assert_eq!(p.packet_id, None);
+}
+
+#[test]
+fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
+    let mut s = session(10, 10);
+    s.deliver(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    s.deliver(&msg("b", QoS::ExactlyOnce), QoS::ExactlyOnce, true)
+        .unwrap();
+    s.deliver(&msg("c", QoS::ExactlyOnce), QoS::ExactlyOnce, true)
+        .unwrap();
+    assert!(s.handle_pubrec(id(3)));
+    // Offline: QoS 1 queued, QoS 0 dropped (queue_qos0 off).
+    assert!(s
+        .deliver(&msg("d", QoS::AtLeastOnce), QoS::AtLeastOnce, false)
+        .is_none());
+    assert!(s
+        .deliver(&msg("e", QoS::AtMostOnce), QoS::AtMostOnce, false)
+        .is_none());
+    assert_eq!(s.drops.qos0_offline, 1);
+    let resent = s.resume();
+    assert_eq!(resent.len(), 4);
+    match &resent[0] {
+        Resend::Publish(p) => {
+            assert!(p.dup);
+            assert_eq!(p.payload, "a");
+            assert_eq!(p.packet_id, Some(id(1)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&resent[1], Resend::Publish(p) if p.dup && p.payload == "b"));
+    assert_eq!(resent[2], Resend::PubRel(id(3)));
+    assert!(matches!(&resent[3], Resend::Publish(p) if !p.dup && p.payload == "d"));
+    assert!(s.handle_pubcomp(id(3)));
+    assert!(!s.handle_pubcomp(id(3)));
+}
+
+#[test]
+fn queue_is_bounded_and_drops_are_counted() {
+    let mut s = session(1, 2);
+    for _ in 0..5 {
+        s.deliver(&msg("x", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
+    }
+    assert_eq!(s.queued(), 2);
+    assert_eq!(s.drops.queue_full, 3);
+}
+
+#[test]
+fn queue_qos0_when_configured() {
+    let mut s = Session::new(
+        MqttString::from_static("c").unwrap(),
+        ProtocolVersion::V3_1_1,
+        false,
+        Limits {
+            max_inflight: 1,
+            max_queued: 10,
+            queue_qos0: true,
+        },
+    );
+    assert!(s
+        .deliver(&msg("x", QoS::AtMostOnce), QoS::AtLeastOnce, false)
+        .is_none());
+    assert_eq!(s.queued(), 1);
+    let out = s.resume();
+    assert!(
+        matches!(&out[0], Resend::Publish(p) if p.qos == QoS::AtMostOnce && p.packet_id.is_none())
+    );
+}
+
+#[test]
+fn mqtt_4_3_3_incoming_qos2_is_delivered_once_until_pubrel() {
+    let mut s = session(10, 10);
+    assert!(s.handle_incoming_qos2(id(7)));
+    assert!(
+        !s.handle_incoming_qos2(id(7)),
+        "resend before PUBREL is not routed again"
+    );
+    assert!(s.handle_pubrel(id(7)));
+    assert!(!s.handle_pubrel(id(7)));
+    assert!(
+        s.handle_incoming_qos2(id(7)),
+        "after PUBREL the id is free again"
+    );
+}
+
+#[test]
+fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
+    let mut s = session(3, 10);
+    s.next_id = id(65535);
+    let a = s
+        .deliver(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    assert_eq!(a.packet_id, Some(id(65535)));
+    let b = s
+        .deliver(&msg("b", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    assert_eq!(b.packet_id, Some(id(1)));
+    s.next_id = id(65535);
+    let c = s
+        .deliver(&msg("c", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .unwrap();
+    assert_eq!(c.packet_id, Some(id(2)), "65535 and 1 are still in flight");
+}

@@ -1,0 +1,68 @@
+//! Barriers: "tell every shard, continue once they all confirmed". Used where MQTT promises an
+//! effect once an acknowledgement is sent: a SUBACK means publishes from any shard now reach the
+//! new subscription; a PUBACK for a retained message means a subscriber on any shard now sees it.
+//!
+//! The origin shard opens a barrier expecting `n` acks and puts its token in the mesh messages;
+//! each receiving shard answers `MeshMsg::Ack(token)` after applying the change.
+//!
+//! Shard-local: `Rc`/`Cell` only.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::notify::Notify;
+use crate::mesh::AckToken;
+
+#[derive(Default)]
+pub struct Barriers {
+    next: AckToken,
+    pending: HashMap<AckToken, Rc<State>>,
+}
+
+struct State {
+    remaining: Cell<usize>,
+    done: Notify,
+}
+
+/// Completes when every expected ack arrived.
+pub struct Wait(Rc<State>);
+
+impl Wait {
+    pub async fn wait(self) {
+        while self.0.remaining.get() > 0 {
+            self.0.done.wait().await;
+        }
+    }
+}
+
+impl Barriers {
+    /// Opens a barrier expecting `n` acks (`n` > 0).
+    pub fn open(&mut self, n: usize) -> (AckToken, Wait) {
+        self.next += 1;
+        let state = Rc::new(State {
+            remaining: Cell::new(n),
+            done: Notify::new(),
+        });
+        self.pending.insert(self.next, state.clone());
+        (self.next, Wait(state))
+    }
+
+    /// One ack for `token`; unknown tokens are ignored.
+    pub fn ack(&mut self, token: AckToken) {
+        let finished = match self.pending.get(&token) {
+            Some(s) => {
+                let left = s.remaining.get().saturating_sub(1);
+                s.remaining.set(left);
+                if left == 0 {
+                    s.done.notify();
+                }
+                left == 0
+            }
+            None => false,
+        };
+        if finished {
+            self.pending.remove(&token);
+        }
+    }
+}

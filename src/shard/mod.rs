@@ -1,0 +1,388 @@
+//! Everything one core owns: the sessions homed here (and their connections, which are always on
+//! the home shard), this shard's subscription trie, the replicated interest table and the
+//! replicated retained index. `Rc`/`RefCell`/`Cell` only — a shard is never touched by another
+//! thread; other shards reach it through `mesh` messages, handled in `on_mesh`.
+//!
+//! Routing a message (`route`): match this shard's trie and deliver to local sessions; match the
+//! interest table (filter → bit set of shards with subscribers) and send the message once to each
+//! interested shard, which matches its own trie. The payload `Bytes` is shared by every delivery.
+//!
+//! Interest table: when a shard's trie gains its first subscriber for a filter it tells every
+//! other shard (`MeshMsg::Interest`, with a barrier so SUBACK waits until all know); when it loses
+//! the last one it tells them again.
+//!
+//! Retained index, replicated on every shard so a subscribe on any shard reads it locally and at
+//! once: an update goes to the topic's owner shard (`Mesh::retain_owner`), which applies it and
+//! forwards it to every other shard. Each topic's updates are thus ordered by one shard and travel
+//! FIFO channels, so every replica applies them in the same order and the replicas agree. For QoS
+//! 1/2 the PUBACK / PUBREC waits for every shard's ack.
+
+pub mod barrier;
+mod client;
+pub mod notify;
+pub mod outbox;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub use client::{Client, ConnectOutcome, Deferred, Violation};
+pub use outbox::{ConnId, Outbox};
+
+use crate::config::Config;
+use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
+use crate::protocol::{MqttString, Packet, QoS};
+use crate::session::{Limits, Message, Session};
+use crate::topic::Trie;
+use barrier::{Barriers, Wait};
+
+/// A local subscriber of one filter.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    client_id: MqttString,
+    qos: QoS,
+}
+
+/// A session and, while connected, its connection.
+struct Entry {
+    session: Session,
+    conn: Option<Rc<Outbox>>,
+    /// The will of the current connection, published if it ends abnormally.
+    will: Option<Message>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<MqttString, Entry>,
+    /// Filter (without share prefix) → this shard's subscribers.
+    subs: Trie<Vec<Subscriber>>,
+    /// Filter → bit set of *other* shards with subscribers to it.
+    interest: Trie<u64>,
+    /// Topic → retained message (retain flag set, payload detached from read buffers).
+    retained: HashMap<Box<str>, Message>,
+    /// Every live connection on this shard, for shutdown.
+    conns: HashMap<ConnId, Rc<Outbox>>,
+}
+
+/// Counters, read by tests and logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub connections: usize,
+    pub sessions: usize,
+    pub retained: usize,
+    pub local_filters: usize,
+}
+
+pub struct Shard {
+    pub config: Rc<Config>,
+    pub mesh: Rc<Mesh>,
+    state: RefCell<State>,
+    barriers: RefCell<Barriers>,
+    next_conn: Cell<u64>,
+    next_client_id: Cell<u64>,
+    stopping: Cell<bool>,
+}
+
+impl Shard {
+    pub fn new(config: Rc<Config>, mesh: Rc<Mesh>) -> Self {
+        Self {
+            config,
+            mesh,
+            state: RefCell::default(),
+            barriers: RefCell::default(),
+            next_conn: Cell::new(0),
+            next_client_id: Cell::new(0),
+            stopping: Cell::new(false),
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.mesh.id()
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_inflight: self.config.max_inflight as usize,
+            max_queued: self.config.max_queued_messages,
+            queue_qos0: self.config.queue_qos0,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = self.state.borrow();
+        Stats {
+            connections: s.conns.len(),
+            sessions: s.sessions.len(),
+            retained: s.retained.len(),
+            local_filters: s.subs.len(),
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// A fresh connection id.
+    pub fn new_conn_id(&self) -> ConnId {
+        self.next_conn.set(self.next_conn.get() + 1);
+        ConnId(self.next_conn.get())
+    }
+
+    /// A client id for a client that sent an empty one, unique across shards and restarts of
+    /// the counter (shard id + counter + start time).
+    pub fn assign_client_id(&self) -> String {
+        self.next_client_id.set(self.next_client_id.get() + 1);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        format!(
+            "coremq-{}-{}-{:x}",
+            self.id().0,
+            self.next_client_id.get(),
+            nanos & 0xFFFF_FFFF
+        )
+    }
+
+    /// Delivers `message` to every matching subscriber, here and on other shards. `message.retain`
+    /// must already be false (deliveries to established subscriptions carry retain 0).
+    pub fn route(&self, message: &Message) {
+        self.deliver_local(message);
+        let mut shards: u64 = 0;
+        self.state
+            .borrow()
+            .interest
+            .for_each_match(message.topic.as_str(), |bits| shards |= *bits);
+        for peer in self.mesh.peers() {
+            if shards & (1 << peer.0) != 0 {
+                self.mesh.send(peer, MeshMsg::Publish(message.clone()));
+            }
+        }
+    }
+
+    /// Delivers to this shard's subscribers: once per session, at the highest QoS of its
+    /// matching subscriptions [MQTT-3.3.5-1].
+    fn deliver_local(&self, message: &Message) {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let mut targets: Vec<(MqttString, QoS)> = Vec::new();
+        state
+            .subs
+            .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
+                for s in subs {
+                    targets.push((s.client_id.clone(), s.qos));
+                }
+            });
+        if targets.len() > 1 {
+            targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            targets.dedup_by(|later, first| later.0 == first.0);
+        }
+        for (client_id, qos) in targets {
+            if let Some(entry) = state.sessions.get_mut(&client_id) {
+                let online = entry.conn.is_some();
+                if let Some(publish) = entry.session.deliver(message, qos, online) {
+                    if let Some(conn) = &entry.conn {
+                        conn.send(&Packet::Publish(publish));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a retained update (store, replace, or delete when the payload is empty) from a
+    /// client on this shard. With `wait`, returns a barrier that completes once every shard
+    /// applied it.
+    fn update_retained(&self, message: Message, wait: bool) -> Option<Wait> {
+        let n = self.mesh.count();
+        let (ack, w) = if wait {
+            let (t, w) = self.barriers.borrow_mut().open(n);
+            (Some(t), Some(w))
+        } else {
+            (None, None)
+        };
+        let owner = self.mesh.retain_owner(message.topic.as_bytes());
+        let from = self.id();
+        if owner == from {
+            self.order_retained(message, from, ack);
+        } else {
+            self.mesh
+                .send(owner, MeshMsg::RetainRequest { message, from, ack });
+        }
+        w
+    }
+
+    /// On the owner shard: apply, then forward to every other shard.
+    fn order_retained(&self, message: Message, from: ShardId, ack: Option<AckToken>) {
+        for peer in self.mesh.peers() {
+            self.mesh.send(
+                peer,
+                MeshMsg::RetainApply {
+                    message: message.clone(),
+                    from,
+                    ack,
+                },
+            );
+        }
+        self.apply_retained(message, from, ack);
+    }
+
+    fn apply_retained(&self, message: Message, from: ShardId, ack: Option<AckToken>) {
+        {
+            let mut state = self.state.borrow_mut();
+            if message.payload.is_empty() {
+                // [MQTT-3.3.1-10] an empty retained payload removes the retained message.
+                state.retained.remove(message.topic.as_str());
+            } else {
+                state
+                    .retained
+                    .insert(message.topic.as_str().into(), message);
+            }
+        }
+        if let Some(token) = ack {
+            self.ack_to(from, token);
+        }
+    }
+
+    fn ack_to(&self, to: ShardId, token: AckToken) {
+        if to == self.id() {
+            self.barriers.borrow_mut().ack(token);
+        } else {
+            self.mesh.send(to, MeshMsg::Ack(token));
+        }
+    }
+
+    /// Retained messages whose topic matches `filter`, for delivery on subscribe.
+    fn retained_matching(&self, filter: &str) -> Vec<Message> {
+        self.state
+            .borrow()
+            .retained
+            .values()
+            .filter(|m| crate::topic::matches(filter, m.topic.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a local subscriber; tells other shards when the filter is new here. Returns the
+    /// barrier to wait for before acknowledging.
+    fn add_subscriber(
+        &self,
+        filter: &MqttString,
+        client_id: &MqttString,
+        qos: QoS,
+    ) -> Option<Wait> {
+        let first = {
+            let mut state = self.state.borrow_mut();
+            let subs = state.subs.entry(filter.as_str(), Vec::new);
+            match subs.iter_mut().find(|s| &s.client_id == client_id) {
+                Some(s) => {
+                    s.qos = qos;
+                    false
+                }
+                None => {
+                    subs.push(Subscriber {
+                        client_id: client_id.clone(),
+                        qos,
+                    });
+                    subs.len() == 1
+                }
+            }
+        };
+        if !first || self.mesh.count() == 1 {
+            return None;
+        }
+        let (token, wait) = self.barriers.borrow_mut().open(self.mesh.count() - 1);
+        self.broadcast_interest(filter, true, Some(token));
+        Some(wait)
+    }
+
+    /// Removes a local subscriber; tells other shards when it was the filter's last one here.
+    fn remove_subscriber(&self, filter: &MqttString, client_id: &MqttString) {
+        let emptied = self
+            .state
+            .borrow_mut()
+            .subs
+            .update_remove(filter.as_str(), |subs| {
+                subs.retain(|s| &s.client_id != client_id);
+                subs.is_empty()
+            });
+        if emptied {
+            self.broadcast_interest(filter, false, None);
+        }
+    }
+
+    fn broadcast_interest(&self, filter: &MqttString, add: bool, ack: Option<AckToken>) {
+        for peer in self.mesh.peers() {
+            self.mesh.send(
+                peer,
+                MeshMsg::Interest {
+                    filter: filter.clone(),
+                    from: self.id(),
+                    add,
+                    ack,
+                },
+            );
+        }
+    }
+
+    /// Ends a session: removes its subscriptions from the trie.
+    fn drop_session_subscriptions(&self, session: &Session) {
+        for (filter, _) in session.subscriptions.iter() {
+            self.remove_subscriber(filter, &session.client_id);
+        }
+    }
+
+    /// Handles a message from another shard (all but `Handoff`, which `net` adopts).
+    pub fn on_mesh(&self, msg: MeshMsg) {
+        match msg {
+            MeshMsg::Publish(m) => self.deliver_local(&m),
+            MeshMsg::Interest {
+                filter,
+                from,
+                add,
+                ack,
+            } => {
+                let bit = 1u64 << from.0;
+                let mut state = self.state.borrow_mut();
+                if add {
+                    *state.interest.entry(filter.as_str(), || 0) |= bit;
+                } else {
+                    state.interest.update_remove(filter.as_str(), |bits| {
+                        *bits &= !bit;
+                        *bits == 0
+                    });
+                }
+                drop(state);
+                if let Some(token) = ack {
+                    self.ack_to(from, token);
+                }
+            }
+            MeshMsg::Ack(token) => self.barriers.borrow_mut().ack(token),
+            MeshMsg::RetainRequest { message, from, ack } => {
+                self.order_retained(message, from, ack)
+            }
+            MeshMsg::RetainApply { message, from, ack } => self.apply_retained(message, from, ack),
+            MeshMsg::Handoff(_) => {
+                crate::log!(Error, "shard {}: a handoff reached the shard", self.id().0)
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting packets and close every connection. MQTT 5 clients get
+    /// DISCONNECT 0x8B (server shutting down); wills are not published for them.
+    pub fn begin_shutdown(&self) {
+        self.stopping.set(true);
+        let conns: Vec<Rc<Outbox>> = self.state.borrow().conns.values().cloned().collect();
+        for conn in conns {
+            if conn.version.is_v5() {
+                conn.send(&Packet::Disconnect(crate::protocol::Disconnect::new(
+                    crate::protocol::ReasonCode::SERVER_SHUTTING_DOWN,
+                )));
+            }
+            conn.close();
+        }
+        let mut state = self.state.borrow_mut();
+        for entry in state.sessions.values_mut() {
+            entry.will = None;
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! A single-waiter wake-up flag for tasks on one shard: `notify()` sets it and wakes the waiter,
+//! `wait().await` returns once it is set and clears it. Several notifications before the waiter
+//! runs collapse into one — exactly the "do the work once per tick" batching the writers and the
+//! mesh flusher want.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+pub struct Notify {
+    set: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn notify(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Completes when notified (immediately if already notified), clearing the flag.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait { notify: self }
+    }
+}
+
+pub struct Wait<'a> {
+    notify: &'a Notify,
+}
+
+impl Future for Wait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.notify.set.replace(false) {
+            Poll::Ready(())
+        } else {
+            self.notify.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+}

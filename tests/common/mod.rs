@@ -1,0 +1,164 @@
+//! Shared test harness: an in-process broker on an ephemeral port with several shards, client
+//! ids chosen to land on a given shard, and a raw-socket MQTT client for exact-byte cases.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use coremq::protocol::{decode, Packet, ProtocolVersion};
+use coremq::{Broker, Config};
+
+/// How long a test waits for something that should happen promptly.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A broker started for one test, stopped when dropped.
+pub struct TestBroker {
+    pub broker: Broker,
+    pub addr: SocketAddr,
+    pub shards: usize,
+}
+
+impl TestBroker {
+    /// A broker with `shards` shards on 127.0.0.1:0 and otherwise default flags.
+    pub fn start(shards: usize) -> Self {
+        Self::start_with(shards, |_| {})
+    }
+
+    /// Like `start`, with config tweaks.
+    pub fn start_with(shards: usize, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards,
+            pin: false,
+            log: coremq::config::LogLevel::Warn,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let broker = Broker::start(config).expect("broker starts");
+        let addr = broker.local_addr();
+        Self {
+            broker,
+            addr,
+            shards,
+        }
+    }
+
+    /// A client id (starting with `prefix`) whose home shard is `shard`, so a test can place
+    /// publisher, subscriber and reconnecting clients on the shards it wants.
+    pub fn id_on(&self, shard: usize, prefix: &str) -> String {
+        id_on(self.shards, shard, prefix)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// A client id starting with `prefix` whose home shard is `shard` out of `shards`.
+pub fn id_on(shards: usize, shard: usize, prefix: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| coremq::mesh::home_shard(id.as_bytes(), shards).0 == shard)
+        .expect("some id lands on every shard")
+}
+
+/// A raw MQTT client over a blocking socket: send exact bytes, read decoded packets.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub version: ProtocolVersion,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        packet.encode(self.version, &mut out).expect("encode");
+        self.send_bytes(&out);
+    }
+
+    /// The next packet, or `None` if the broker closed the connection first. Panics after
+    /// `PATIENCE` without either.
+    pub fn recv(&mut self) -> Option<Packet> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match decode(&mut self.buf, self.version, u32::MAX) {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(e) => panic!("broker sent an undecodable packet: {e}"),
+            }
+            assert!(Instant::now() < deadline, "no packet within {PATIENCE:?}");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("no packet within {PATIENCE:?}")
+                }
+                // A read with a timeout fails with EINTR instead of restarting when the thread
+                // is interrupted (seen in these tests with no signal sent): read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next packet; panics if the connection closed.
+    pub fn expect_packet(&mut self) -> Packet {
+        self.recv().expect("a packet, not a close")
+    }
+
+    /// Asserts the broker closes the connection, ignoring packets sent before the close except
+    /// that they are returned for inspection.
+    pub fn expect_close(&mut self) -> Vec<Packet> {
+        let mut before = Vec::new();
+        while let Some(p) = self.recv() {
+            before.push(p);
+            assert!(
+                before.len() < 1000,
+                "the broker kept sending instead of closing"
+            );
+        }
+        before
+    }
+
+    /// Asserts nothing arrives within `wait` (the connection stays open and silent).
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut chunk = [0u8; 64];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => panic!("connection closed"),
+            Ok(n) => panic!("unexpected bytes: {:02x?}", &chunk[..n]),
+            Err(_) => {}
+        }
+        self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+}
+
+/// Hex string (whitespace ignored) to bytes.
+pub fn hex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+        .collect()
+}
