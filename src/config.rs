@@ -40,6 +40,16 @@ pub struct Config {
     pub log: LogLevel,
     /// Spin this long before parking an idle shard (0 = off): lower latency, burns the core.
     pub spin_before_park: Duration,
+    /// Topic aliases an MQTT 5 client may use towards the broker (0 = none).
+    pub topic_alias_maximum: u16,
+    /// QoS 2 messages a client may have unreleased (awaiting PUBREL) at once.
+    pub receive_maximum: u16,
+    /// Highest QoS the broker accepts and grants.
+    pub max_qos: u8,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// Response Information prefix for MQTT 5 clients that request it (empty = off).
+    pub response_information: String,
 }
 
 /// Log verbosity.
@@ -221,6 +231,66 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_TOPIC_ALIAS_MAXIMUM",
+        default: "10",
+        accepts: "an integer from 0 to 65535",
+        help: "Topic aliases an MQTT 5 client may define towards the broker (told in CONNACK; \
+               misuse gets DISCONNECT 0x94). Aliases towards clients follow each client's own \
+               Topic Alias Maximum.",
+        set: |c, v| {
+            c.topic_alias_maximum = parse_int(v, 0, 65535)? as u16;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_RECEIVE_MAXIMUM",
+        default: "1024",
+        accepts: "an integer from 1 to 65535",
+        help: "QoS 2 messages an MQTT 5 client may have unreleased (awaiting PUBREL) at once; \
+               told in CONNACK, exceeding it gets DISCONNECT 0x93.",
+        set: |c, v| {
+            c.receive_maximum = parse_int(v, 1, 65535)? as u16;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_QOS",
+        default: "2",
+        accepts: "0, 1 or 2",
+        help: "Highest QoS accepted and granted. Subscriptions are granted at most this; MQTT 5 \
+               clients are told in CONNACK and a PUBLISH above it gets DISCONNECT 0x9B; MQTT \
+               3.1.1 connections publishing above it are closed.",
+        set: |c, v| {
+            c.max_qos = parse_int(v, 0, 2)? as u8;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_RETAIN_AVAILABLE",
+        default: "true",
+        accepts: "true or false",
+        help: "Whether retained messages are supported. When false, MQTT 5 clients are told in \
+               CONNACK and a retained PUBLISH gets DISCONNECT 0x9A; 3.1.1 connections are closed.",
+        set: |c, v| {
+            c.retain_available = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_RESPONSE_INFORMATION",
+        default: "",
+        accepts: "a topic prefix without wildcards, or empty for none",
+        help: "MQTT 5 clients that set Request Response Information get Response Information \
+               PREFIX/CLIENT_ID/ in CONNACK, a topic base for their request/response replies.",
+        set: |c, v| {
+            if v.contains(['+', '#']) {
+                return Err(());
+            }
+            c.response_information = v.to_string();
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -238,6 +308,11 @@ impl Default for Config {
             connect_timeout: Duration::ZERO,
             log: LogLevel::Info,
             spin_before_park: Duration::ZERO,
+            topic_alias_maximum: 0,
+            receive_maximum: 0,
+            max_qos: 2,
+            retain_available: true,
+            response_information: String::new(),
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

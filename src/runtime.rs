@@ -266,6 +266,8 @@ async fn shard_main(
 
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
+        // Session expiry and delayed wills.
+        shard.tick(Instant::now());
     }
     drop(acceptor);
     shard.begin_shutdown();

@@ -13,8 +13,8 @@ use glommio::net::TcpStream;
 
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
-    connect_protocol_version, decode, wire, ConnAck, Connect, DecodeError, Disconnect, Packet,
-    ProtocolVersion, ReasonCode,
+    connect_protocol_version, decode, wire, ConnAck, Connect, DecodeError, Disconnect, MqttString,
+    Packet, ProtocolVersion, ReasonCode,
 };
 use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
 
@@ -170,10 +170,12 @@ async fn run(
         .properties
         .maximum_packet_size
         .map_or(u32::MAX, |n| n.get());
+    let alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
     let conn = Rc::new(Outbox::new(
         shard.new_conn_id(),
         connect.protocol,
         client_max,
+        alias_max,
     ));
     let writer = glommio::spawn_local(write_loop(conn.clone(), writer_stream));
     let mut client = shard.handle_connect(*connect, assigned, conn.clone());
@@ -205,7 +207,7 @@ async fn read_loop(
                 Ok(None) => break,
                 Err(e) => {
                     crate::log!(Debug, "client {}: {e}", client.client_id);
-                    disconnect(client, e.reason_code());
+                    disconnect(client, e.reason_code(), &e.to_string());
                     return true;
                 }
             };
@@ -222,7 +224,7 @@ async fn read_loop(
                 }
                 Err(v) => {
                     crate::log!(Debug, "client {}: {}", client.client_id, v.what);
-                    disconnect(client, v.reason);
+                    disconnect(client, v.reason, v.what);
                     return true;
                 }
             }
@@ -245,20 +247,25 @@ async fn read_loop(
             Some(Ok(_)) => {}
             None => {
                 crate::log!(Debug, "client {}: keep alive timeout", client.client_id);
-                disconnect(client, ReasonCode::KEEP_ALIVE_TIMEOUT);
+                disconnect(
+                    client,
+                    ReasonCode::KEEP_ALIVE_TIMEOUT,
+                    "[MQTT-3.1.2-24] no packet within 1.5 times the keep alive",
+                );
                 return true;
             }
         }
     }
 }
 
-/// Ends the connection from the server side: MQTT 5 clients get DISCONNECT with `reason` first
-/// (3.1.1 has no reason codes: the connection is just closed).
-fn disconnect(client: &Client, reason: ReasonCode) {
+/// Ends the connection from the server side: MQTT 5 clients get DISCONNECT with `reason` and a
+/// Reason String saying why (always allowed on DISCONNECT [MQTT-3.1.2-29]); 3.1.1 has no reason
+/// codes, so the connection is just closed.
+fn disconnect(client: &Client, reason: ReasonCode, why: &str) {
     if client.version.is_v5() {
-        client
-            .conn
-            .send(&Packet::Disconnect(Disconnect::new(reason)));
+        let mut d = Disconnect::new(reason);
+        d.properties.reason_string = MqttString::copy_from(why).ok();
+        client.conn.send(&Packet::Disconnect(d));
     }
     client.conn.close();
 }

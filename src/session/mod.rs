@@ -13,8 +13,10 @@
 mod message;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::time::Instant;
 
-pub use message::Message;
+pub use message::{Delivery, Message};
 
 use crate::protocol::{MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
 
@@ -30,8 +32,8 @@ enum Stage {
 #[derive(Debug)]
 struct Inflight {
     id: PacketId,
-    qos: QoS,
     message: Message,
+    delivery: Delivery,
     stage: Stage,
 }
 
@@ -48,6 +50,7 @@ pub enum Resend {
 pub struct Drops {
     pub queue_full: u64,
     pub qos0_offline: u64,
+    pub expired: u64,
 }
 
 /// One client's session. Home shard only.
@@ -57,10 +60,10 @@ pub struct Session {
     pub version: ProtocolVersion,
     /// Clean Session 1: the session ends with the connection.
     pub clean: bool,
-    /// Filter (as sent, `$share/…` included) → options.
-    pub subscriptions: HashMap<MqttString, SubscriptionOptions>,
+    /// Filter (as sent, `$share/…` included) → options and subscription identifier.
+    pub subscriptions: HashMap<MqttString, (SubscriptionOptions, Option<NonZeroU32>)>,
     inflight: VecDeque<Inflight>,
-    queue: VecDeque<(Message, QoS)>,
+    queue: VecDeque<(Message, Delivery)>,
     /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3].
     incoming_qos2: HashSet<PacketId>,
     next_id: PacketId,
@@ -116,28 +119,38 @@ impl Session {
         self.inflight.len()
     }
 
-    /// A message matched one of this session's subscriptions with granted QoS `granted`.
-    /// Returns the PUBLISH to send now, if the client is `online` and the window allows it;
-    /// otherwise the message is queued (QoS 1/2, or QoS 0 when configured) or dropped.
-    pub fn deliver(&mut self, message: &Message, granted: QoS, online: bool) -> Option<Publish> {
-        let qos = message.qos.min(granted);
-        if qos == QoS::AtMostOnce {
+    /// A message matched this session's subscriptions; `delivery` says at which QoS, with which
+    /// retain flag and subscription identifiers. Returns the PUBLISH to send now, if the client
+    /// is `online` and the window allows it; otherwise the message is queued (QoS 1/2, or QoS 0
+    /// when configured) or dropped. Expired messages are dropped [MQTT-3.3.2-5].
+    pub fn deliver(
+        &mut self,
+        message: &Message,
+        delivery: Delivery,
+        online: bool,
+        now: Instant,
+    ) -> Option<Publish> {
+        if message.is_expired(now) {
+            self.drops.expired += 1;
+            return None;
+        }
+        if delivery.qos == QoS::AtMostOnce {
             if online {
-                return Some(message.to_publish(QoS::AtMostOnce, None, false));
+                return Some(message.to_publish(&delivery, None, false, now));
             }
             if !self.queue_qos0 {
                 self.drops.qos0_offline += 1;
                 return None;
             }
         } else if online && self.queue.is_empty() && self.inflight.len() < self.max_inflight {
-            return Some(self.send_inflight(message.clone(), qos));
+            return Some(self.send_inflight(message.clone(), delivery, now));
         }
         if self.queue.len() >= self.max_queued {
             self.drops.queue_full += 1;
             return None;
         }
         // Queued messages may wait long: copy them out of the publisher's read buffer.
-        self.queue.push_back((message.detached(), qos));
+        self.queue.push_back((message.detached(), delivery));
         None
     }
 
@@ -152,32 +165,35 @@ impl Session {
         }
     }
 
-    fn send_inflight(&mut self, message: Message, qos: QoS) -> Publish {
+    fn send_inflight(&mut self, message: Message, delivery: Delivery, now: Instant) -> Publish {
         let id = self.allocate_id();
-        let publish = message.to_publish(qos, Some(id), false);
+        let publish = message.to_publish(&delivery, Some(id), false, now);
         self.inflight.push_back(Inflight {
             id,
-            qos,
             message,
+            delivery,
             stage: Stage::AwaitAck,
         });
         publish
     }
 
-    /// Moves queued messages into the window while there is room; QoS 0 ones go out directly.
-    pub fn drain_queue(&mut self) -> Vec<Publish> {
+    /// Moves queued messages into the window while there is room; QoS 0 ones go out directly,
+    /// expired ones are dropped.
+    pub fn drain_queue(&mut self, now: Instant) -> Vec<Publish> {
         let mut out = Vec::new();
-        while let Some((_, qos)) = self.queue.front() {
-            if *qos != QoS::AtMostOnce && self.inflight.len() >= self.max_inflight {
+        while let Some((_, delivery)) = self.queue.front() {
+            if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.max_inflight {
                 break;
             }
-            let Some((message, qos)) = self.queue.pop_front() else {
+            let Some((message, delivery)) = self.queue.pop_front() else {
                 break;
             };
-            if qos == QoS::AtMostOnce {
-                out.push(message.to_publish(qos, None, false));
+            if message.is_expired(now) {
+                self.drops.expired += 1;
+            } else if delivery.qos == QoS::AtMostOnce {
+                out.push(message.to_publish(&delivery, None, false, now));
             } else {
-                out.push(self.send_inflight(message, qos));
+                out.push(self.send_inflight(message, delivery, now));
             }
         }
         out
@@ -193,7 +209,7 @@ impl Session {
     /// Returns whether the id was a QoS 2 delivery awaiting it.
     pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
         match self.inflight.iter_mut().find(|i| i.id == id) {
-            Some(i) if i.qos == QoS::ExactlyOnce => {
+            Some(i) if i.delivery.qos == QoS::ExactlyOnce => {
                 i.stage = Stage::AwaitComp;
                 true
             }
@@ -210,7 +226,7 @@ impl Session {
         match self
             .inflight
             .iter()
-            .position(|i| i.id == id && i.qos == qos && i.stage == stage)
+            .position(|i| i.id == id && i.delivery.qos == qos && i.stage == stage)
         {
             Some(pos) => {
                 self.inflight.remove(pos);
@@ -234,17 +250,25 @@ impl Session {
     /// On reconnect of a persistent session: resend every unacknowledged PUBLISH with DUP set and
     /// every PUBREL, in their original order [MQTT-4.4.0-1], then what the window allows from the
     /// queue.
-    pub fn resume(&mut self) -> Vec<Resend> {
+    pub fn resume(&mut self, now: Instant) -> Vec<Resend> {
         let mut out: Vec<Resend> = self
             .inflight
             .iter()
             .map(|i| match i.stage {
-                Stage::AwaitAck => Resend::Publish(i.message.to_publish(i.qos, Some(i.id), true)),
+                Stage::AwaitAck => {
+                    Resend::Publish(i.message.to_publish(&i.delivery, Some(i.id), true, now))
+                }
                 Stage::AwaitComp => Resend::PubRel(i.id),
             })
             .collect();
-        out.extend(self.drain_queue().into_iter().map(Resend::Publish));
+        out.extend(self.drain_queue(now).into_iter().map(Resend::Publish));
         out
+    }
+
+    /// QoS 2 messages received and not yet released (they count against the server's Receive
+    /// Maximum [MQTT-3.3.4-9]).
+    pub fn incoming_unreleased(&self) -> usize {
+        self.incoming_qos2.len()
     }
 }
 

@@ -1,7 +1,16 @@
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 
 use super::*;
 use crate::protocol::TopicName;
+
+fn at(qos: QoS) -> Delivery {
+    Delivery {
+        qos,
+        ..Delivery::default()
+    }
+}
 
 fn limits(window: usize, queue: usize) -> Limits {
     Limits {
@@ -18,6 +27,8 @@ fn msg(payload: &'static str, qos: QoS) -> Message {
         qos,
         retain: false,
         properties: Default::default(),
+        publisher: MqttString::default(),
+        expires_at: None,
     }
 }
 
@@ -38,18 +49,33 @@ fn id(n: u16) -> PacketId {
 fn window_then_queue_then_drain_on_puback() {
     let mut s = session(2, 10);
     let p1 = s
-        .deliver(&msg("1", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("1", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
     let p2 = s
-        .deliver(&msg("2", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("2", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!((p1.packet_id, p2.packet_id), (Some(id(1)), Some(id(2))));
     assert!(s
-        .deliver(&msg("3", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("3", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now()
+        )
         .is_none());
     assert_eq!(s.queued(), 1);
     assert!(s.handle_puback(id(1)));
-    let drained = s.drain_queue();
+    let drained = s.drain_queue(Instant::now());
     assert_eq!(drained.len(), 1);
     assert_eq!(drained[0].payload, "3");
     assert_eq!(drained[0].packet_id, Some(id(3)));
@@ -60,38 +86,101 @@ fn window_then_queue_then_drain_on_puback() {
 }
 
 #[test]
-fn qos_is_downgraded_to_the_granted_qos() {
+fn delivery_fields_reach_the_publish() {
     let mut s = session(10, 10);
+    let d = Delivery {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        subscription_ids: vec![std::num::NonZeroU32::new(7).unwrap()],
+    };
     let p = s
-        .deliver(&msg("x", QoS::ExactlyOnce), QoS::AtLeastOnce, true)
+        .deliver(&msg("x", QoS::ExactlyOnce), d, true, Instant::now())
         .unwrap();
     assert_eq!(p.qos, QoS::AtLeastOnce);
+    assert!(p.retain);
+    assert_eq!(p.properties.subscription_identifiers.len(), 1);
     let p = s
-        .deliver(&msg("x", QoS::AtMostOnce), QoS::ExactlyOnce, true)
+        .deliver(
+            &msg("x", QoS::AtMostOnce),
+            at(QoS::AtMostOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
-    assert_eq!(p.qos, QoS::AtMostOnce);
     assert_eq!(p.packet_id, None);
+}
+
+#[test]
+fn mqtt_3_3_2_5_expired_messages_are_dropped_and_the_rest_carry_the_remaining_time() {
+    let mut s = session(1, 10);
+    let t0 = Instant::now();
+    let mut m = msg("x", QoS::AtLeastOnce);
+    m.expires_at = Some(t0 + Duration::from_secs(10));
+    let p = s
+        .deliver(
+            &m,
+            at(QoS::AtLeastOnce),
+            true,
+            t0 + Duration::from_millis(2500),
+        )
+        .unwrap();
+    // [MQTT-3.3.2-6] the received interval minus the time waited, rounded up.
+    assert_eq!(p.properties.message.message_expiry_interval, Some(8));
+    // The window is full: the next one queues, and expires while waiting.
+    assert!(s.deliver(&m, at(QoS::AtLeastOnce), true, t0).is_none());
+    assert!(s.handle_puback(p.packet_id.unwrap()));
+    assert!(s.drain_queue(t0 + Duration::from_secs(11)).is_empty());
+    assert_eq!(s.drops.expired, 1);
+    assert!(s
+        .deliver(&m, at(QoS::AtMostOnce), true, t0 + Duration::from_secs(10))
+        .is_none());
+    assert_eq!(s.drops.expired, 2);
 }
 
 #[test]
 fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
     let mut s = session(10, 10);
-    s.deliver(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
-        .unwrap();
-    s.deliver(&msg("b", QoS::ExactlyOnce), QoS::ExactlyOnce, true)
-        .unwrap();
-    s.deliver(&msg("c", QoS::ExactlyOnce), QoS::ExactlyOnce, true)
-        .unwrap();
+    s.deliver(
+        &msg("a", QoS::AtLeastOnce),
+        at(QoS::AtLeastOnce),
+        true,
+        Instant::now(),
+    )
+    .unwrap();
+    s.deliver(
+        &msg("b", QoS::ExactlyOnce),
+        at(QoS::ExactlyOnce),
+        true,
+        Instant::now(),
+    )
+    .unwrap();
+    s.deliver(
+        &msg("c", QoS::ExactlyOnce),
+        at(QoS::ExactlyOnce),
+        true,
+        Instant::now(),
+    )
+    .unwrap();
     assert!(s.handle_pubrec(id(3)));
     // Offline: QoS 1 queued, QoS 0 dropped (queue_qos0 off).
     assert!(s
-        .deliver(&msg("d", QoS::AtLeastOnce), QoS::AtLeastOnce, false)
+        .deliver(
+            &msg("d", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            false,
+            Instant::now()
+        )
         .is_none());
     assert!(s
-        .deliver(&msg("e", QoS::AtMostOnce), QoS::AtMostOnce, false)
+        .deliver(
+            &msg("e", QoS::AtMostOnce),
+            at(QoS::AtMostOnce),
+            false,
+            Instant::now()
+        )
         .is_none());
     assert_eq!(s.drops.qos0_offline, 1);
-    let resent = s.resume();
+    let resent = s.resume(Instant::now());
     assert_eq!(resent.len(), 4);
     match &resent[0] {
         Resend::Publish(p) => {
@@ -112,7 +201,12 @@ fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
 fn queue_is_bounded_and_drops_are_counted() {
     let mut s = session(1, 2);
     for _ in 0..5 {
-        s.deliver(&msg("x", QoS::AtLeastOnce), QoS::AtLeastOnce, false);
+        s.deliver(
+            &msg("x", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            false,
+            Instant::now(),
+        );
     }
     assert_eq!(s.queued(), 2);
     assert_eq!(s.drops.queue_full, 3);
@@ -131,10 +225,15 @@ fn queue_qos0_when_configured() {
         },
     );
     assert!(s
-        .deliver(&msg("x", QoS::AtMostOnce), QoS::AtLeastOnce, false)
+        .deliver(
+            &msg("x", QoS::AtMostOnce),
+            at(QoS::AtMostOnce),
+            false,
+            Instant::now()
+        )
         .is_none());
     assert_eq!(s.queued(), 1);
-    let out = s.resume();
+    let out = s.resume(Instant::now());
     assert!(
         matches!(&out[0], Resend::Publish(p) if p.qos == QoS::AtMostOnce && p.packet_id.is_none())
     );
@@ -161,16 +260,31 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
     let mut s = session(3, 10);
     s.next_id = id(65535);
     let a = s
-        .deliver(&msg("a", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("a", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!(a.packet_id, Some(id(65535)));
     let b = s
-        .deliver(&msg("b", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("b", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!(b.packet_id, Some(id(1)));
     s.next_id = id(65535);
     let c = s
-        .deliver(&msg("c", QoS::AtLeastOnce), QoS::AtLeastOnce, true)
+        .deliver(
+            &msg("c", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            true,
+            Instant::now(),
+        )
         .unwrap();
     assert_eq!(c.packet_id, Some(id(2)), "65535 and 1 are still in flight");
 }

@@ -1,18 +1,20 @@
-//! What a connected client's packets do, on its home shard: CONNECT (session creation, resumption
-//! and takeover), PUBLISH and its acknowledgements in both directions, SUBSCRIBE / UNSUBSCRIBE,
-//! PINGREQ, DISCONNECT, and the end of a connection (wills, clean sessions).
+//! A client's lifecycle on its home shard: CONNECT checks, session creation, resumption and
+//! takeover, the end of a connection (wills, will delay, session expiry) and the timers that
+//! expire sessions and fire delayed wills. What each packet does lives in `packets.rs`.
 //!
-//! No sockets here: replies go into the connection's `Outbox`; the caller (`net`) reads frames,
-//! awaits any `Deferred` barrier, and closes the socket on a `Violation`.
+//! No sockets here: replies go into the connection's `Outbox`; `net` reads frames, awaits any
+//! `Deferred` barrier and closes the socket on a `Violation`.
 
-use std::num::NonZeroU32;
+use std::cmp::Reverse;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::barrier::Wait;
-use super::{Entry, Outbox, Shard};
+use super::{Entry, Outbox, PendingWill, Shard};
 use crate::protocol::{
     ConnAck, ConnAckProperties, Connect, Disconnect, MqttString, Packet, ProtocolVersion,
-    PublishAck, QoS, ReasonCode, SubAck, TopicFilter,
+    PublishAck, QoS, ReasonCode, TopicFilter, TopicName,
 };
 use crate::session::{Limits, Message, Resend, Session};
 
@@ -23,6 +25,10 @@ pub struct Client {
     pub conn: Rc<Outbox>,
     /// Effective keep alive in seconds (0 = none).
     pub keep_alive: u16,
+    /// Inbound topic aliases (MQTT 5), index = alias - 1, up to `COREMQ_TOPIC_ALIAS_MAXIMUM`.
+    pub(super) aliases: Vec<Option<TopicName>>,
+    /// Request Problem Information: reason strings may go on acknowledgements [MQTT-3.1.2-29].
+    pub(super) problem_information: bool,
 }
 
 /// Why a connection must end. For MQTT 5 the reason code goes out in a DISCONNECT first.
@@ -33,7 +39,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn protocol(what: &'static str) -> Self {
+    pub(super) fn protocol(what: &'static str) -> Self {
         Self {
             reason: ReasonCode::PROTOCOL_ERROR,
             what,
@@ -42,12 +48,19 @@ impl Violation {
 }
 
 /// Replies that must wait for a barrier (other shards confirming a change) before they are
-/// sent, in order: `then`, followed by the retained messages matching `retained` (read when the
-/// wait is over; see `Shard::send_retained`).
+/// sent, in order: `then`, followed by the retained messages for `retained` (read when the wait
+/// is over; see `Shard::send_retained`).
 pub struct Deferred {
     pub waits: Vec<Wait>,
     pub then: Vec<Packet>,
-    pub retained: Vec<(TopicFilter, QoS)>,
+    pub retained: Vec<RetainedFor>,
+}
+
+/// A subscription that is owed the retained messages matching it.
+pub struct RetainedFor {
+    pub filter: TopicFilter,
+    pub qos: QoS,
+    pub id: Option<NonZeroU32>,
 }
 
 /// Result of checking a CONNECT on the shard that accepted the connection.
@@ -64,6 +77,22 @@ fn refuse(code: ReasonCode) -> ConnectOutcome {
         reason_code: code,
         properties: ConnAckProperties::default(),
     }))
+}
+
+/// Session Expiry Interval as a lifetime after disconnect: `None` = never expires.
+/// MQTT 5: absent or 0 ends the session with the connection, 0xFFFFFFFF never expires
+/// [MQTT-3.1.2-11.2]; MQTT 3.1.1: Clean Session 1 ends it, 0 keeps it.
+fn session_lifetime(connect: &Connect) -> Option<Duration> {
+    if connect.protocol.is_v5() {
+        match connect.properties.session_expiry_interval.unwrap_or(0) {
+            u32::MAX => None,
+            s => Some(Duration::from_secs(u64::from(s))),
+        }
+    } else if connect.clean_start {
+        Some(Duration::ZERO)
+    } else {
+        None
+    }
 }
 
 impl Shard {
@@ -83,6 +112,15 @@ impl Shard {
         // Enhanced authentication is not configured: [MQTT-4.12.0-1] Bad authentication method.
         if connect.properties.authentication_method.is_some() {
             return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        }
+        if let Some(will) = &connect.will {
+            // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will above the server's limits is refused.
+            if will.qos as u8 > self.config.max_qos {
+                return refuse(ReasonCode::QOS_NOT_SUPPORTED);
+            }
+            if will.retain && !self.config.retain_available {
+                return refuse(ReasonCode::RETAIN_NOT_SUPPORTED);
+            }
         }
         if connect.client_id.is_empty() {
             // [MQTT-3.1.3-8] 3.1.1 without clean session, and MQTT 3.1 always, must send an id;
@@ -108,46 +146,60 @@ impl Shard {
     /// of the same client id [MQTT-3.1.4-2], resumes or replaces its session, sends CONNACK and
     /// then any messages the session owes.
     pub fn handle_connect(&self, connect: Connect, assigned: bool, conn: Rc<Outbox>) -> Client {
+        let now = Instant::now();
         let v = connect.protocol;
-        let persistent = if v.is_v5() {
-            connect.properties.session_expiry_interval.unwrap_or(0) > 0
-        } else {
-            !connect.clean_start
-        };
+        let lifetime = session_lifetime(&connect);
         let window = match connect.properties.receive_maximum {
             Some(rm) => (self.config.max_inflight).min(rm.get()),
             None => self.config.max_inflight,
         };
         let will = connect.will.map(|w| {
-            Message {
+            let delay =
+                Duration::from_secs(u64::from(w.properties.will_delay_interval.unwrap_or(0)));
+            let message = Message {
                 topic: w.topic,
                 payload: w.payload,
                 qos: w.qos,
                 retain: w.retain,
+                expires_at: None,
                 properties: w.properties.message,
+                publisher: connect.client_id.clone(),
             }
             // The will lives as long as the connection: do not pin the CONNECT's read chunk.
-            .detached()
+            .detached();
+            PendingWill {
+                message,
+                delay,
+                due: None,
+            }
         });
         let client_id = connect.client_id;
 
-        let mut takeover_will = None;
+        let mut wills_now = Vec::new();
         let mut dropped_session = None;
         let mut state = self.state.borrow_mut();
         state.conns.insert(conn.id, conn.clone());
-        let existing = state.sessions.remove(&client_id);
-        let mut entry = match existing {
+        let entry = match state.sessions.remove(&client_id) {
             Some(mut old) => {
                 if let Some(old_conn) = old.conn.take() {
                     if old_conn.version.is_v5() {
-                        old_conn.send(&Packet::Disconnect(Disconnect::new(
-                            ReasonCode::SESSION_TAKEN_OVER,
-                        )));
+                        let mut d = Disconnect::new(ReasonCode::SESSION_TAKEN_OVER);
+                        d.properties.reason_string = MqttString::from_static(
+                            "[MQTT-3.1.4-2] another connection took over this client id",
+                        )
+                        .ok();
+                        old_conn.send(&Packet::Disconnect(d));
                     }
                     old_conn.close();
                     state.conns.remove(&old_conn.id);
-                    // [MQTT-3.1.4-3] the old connection ends without DISCONNECT: its will goes out.
-                    takeover_will = old.will.take();
+                }
+                // [MQTT-3.1.4-3] the old connection ended without DISCONNECT: its will goes out,
+                // unless it is delayed and this reconnection (keeping the session) cancels it
+                // [MQTT-3.1.3-9]; a delayed will still waiting is cancelled the same way.
+                if let Some(w) = old.will.take() {
+                    if w.delay.is_zero() || connect.clean_start {
+                        wills_now.push(w.message);
+                    }
                 }
                 if connect.clean_start {
                     dropped_session = Some(old.session);
@@ -163,16 +215,25 @@ impl Shard {
             max_inflight: window as usize,
             ..self.limits()
         };
-        let mut e = entry.take().unwrap_or_else(|| Entry {
-            session: Session::new(client_id.clone(), v, !persistent, limits),
+        let mut e = entry.unwrap_or_else(|| Entry {
+            session: Session::new(
+                client_id.clone(),
+                v,
+                lifetime == Some(Duration::ZERO),
+                limits,
+            ),
             conn: None,
             will: None,
+            lifetime,
+            expires_at: None,
         });
         e.session.version = v;
-        e.session.clean = !persistent;
+        e.session.clean = lifetime == Some(Duration::ZERO);
         e.session.set_max_inflight(window as usize);
         e.conn = Some(conn.clone());
         e.will = will;
+        e.lifetime = lifetime;
+        e.expires_at = None;
 
         let mut properties = ConnAckProperties::default();
         let mut keep_alive = connect.keep_alive;
@@ -181,16 +242,36 @@ impl Shard {
                 properties.assigned_client_identifier = Some(client_id.clone());
             }
             properties.maximum_packet_size = NonZeroU32::new(self.config.max_packet_size);
-            // Not yet supported; advertised so clients do not try [MQTT-3.2.2-?].
+            properties.receive_maximum = NonZeroU16::new(self.config.receive_maximum);
+            properties.topic_alias_maximum =
+                Some(self.config.topic_alias_maximum).filter(|&n| n > 0);
+            if self.config.max_qos < 2 {
+                properties.maximum_qos = Some(if self.config.max_qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                });
+            }
+            if !self.config.retain_available {
+                properties.retain_available = Some(false);
+            }
             properties.shared_subscription_available = Some(false);
-            properties.subscription_identifiers_available = Some(false);
-            properties.topic_alias_maximum = None;
-            if keep_alive > self.config.max_keepalive || keep_alive == 0 {
+            if keep_alive > self.config.max_keepalive
+                || (keep_alive == 0 && self.config.max_keepalive < 65535)
+            {
                 // [MQTT-3.2.2-21] the client must use the server's keep alive.
-                if keep_alive > self.config.max_keepalive || self.config.max_keepalive < 65535 {
-                    keep_alive = self.config.max_keepalive;
-                    properties.server_keep_alive = Some(keep_alive);
-                }
+                keep_alive = self.config.max_keepalive;
+                properties.server_keep_alive = Some(keep_alive);
+            }
+            if connect.properties.request_response_information == Some(true)
+                && !self.config.response_information.is_empty()
+            {
+                properties.response_information = MqttString::copy_from(&format!(
+                    "{}/{}/",
+                    self.config.response_information.trim_end_matches('/'),
+                    client_id
+                ))
+                .ok();
             }
         }
         // [MQTT-3.2.0-1] CONNACK is the first packet the server sends.
@@ -199,11 +280,11 @@ impl Shard {
             reason_code: ReasonCode::SUCCESS,
             properties,
         })));
-        for r in e.session.resume() {
-            conn.send(&match r {
-                Resend::Publish(p) => Packet::Publish(p),
-                Resend::PubRel(id) => Packet::PubRel(PublishAck::new(id)),
-            });
+        for r in e.session.resume(now) {
+            match r {
+                Resend::Publish(p) => conn.send_publish(p),
+                Resend::PubRel(id) => conn.send(&Packet::PubRel(PublishAck::new(id))),
+            };
         }
         state.sessions.insert(client_id.clone(), e);
         drop(state);
@@ -211,277 +292,53 @@ impl Shard {
         if let Some(old) = dropped_session {
             self.drop_session_subscriptions(&old);
         }
-        if let Some(w) = takeover_will {
-            self.publish_message(w, false);
+        for w in wills_now {
+            self.publish_message(w, false, now);
         }
         Client {
             client_id,
             version: v,
             conn,
             keep_alive,
+            aliases: Vec::new(),
+            problem_information: connect.properties.request_problem_information != Some(false),
         }
     }
 
-    /// Publishes a message from a client or a will: updates the retained index when the retain
-    /// flag is set, and routes it to subscribers with retain cleared [MQTT-3.3.1-9]. Returns the
-    /// retained barrier when `wait` (QoS 1/2 acknowledgements wait for it).
-    fn publish_message(&self, mut message: Message, wait: bool) -> Option<Wait> {
-        let barrier = if message.retain {
-            self.update_retained(message.detached(), wait)
-        } else {
-            None
+    /// The will of this client's connection, removed (DISCONNECT discards it).
+    pub(super) fn take_will(&self, client: &Client) -> Option<Message> {
+        let mut state = self.state.borrow_mut();
+        let entry = state.sessions.get_mut(&client.client_id)?;
+        match &entry.conn {
+            Some(c) if c.id == client.conn.id => entry.will.take().map(|w| w.message),
+            _ => None,
+        }
+    }
+
+    /// DISCONNECT may change the Session Expiry Interval, except from 0 [MQTT-3.14.2-2].
+    pub(super) fn set_session_expiry(&self, client: &Client, secs: u32) -> Result<(), Violation> {
+        let mut state = self.state.borrow_mut();
+        let Some(entry) = state.sessions.get_mut(&client.client_id) else {
+            return Ok(());
         };
-        message.retain = false;
-        self.route(&message);
-        barrier
-    }
-
-    /// Handles one packet from a connected client.
-    pub fn handle_packet(
-        &self,
-        client: &mut Client,
-        packet: Packet,
-    ) -> Result<Option<Deferred>, Violation> {
-        let v5 = client.version.is_v5();
-        match packet {
-            Packet::Publish(p) => {
-                if v5 && p.properties.topic_alias.is_some() {
-                    // coremq advertises Topic Alias Maximum 0 [MQTT-3.3.2-9].
-                    return Err(Violation {
-                        reason: ReasonCode::TOPIC_ALIAS_INVALID,
-                        what: "topic alias above the Topic Alias Maximum",
-                    });
-                }
-                if !p.properties.subscription_identifiers.is_empty() {
-                    return Err(Violation::protocol(
-                        "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
-                    ));
-                }
-                let qos = p.qos;
-                let id = p.packet_id;
-                let message = Message::from_publish(p);
-                match (qos, id) {
-                    (QoS::AtMostOnce, _) => {
-                        self.publish_message(message, false);
-                        Ok(None)
-                    }
-                    (QoS::AtLeastOnce, Some(id)) => {
-                        let wait = self.publish_message(message, true);
-                        Ok(self.reply(client, wait, Packet::PubAck(PublishAck::new(id))))
-                    }
-                    (QoS::ExactlyOnce, Some(id)) => {
-                        let fresh = self
-                            .with_session(client, |s| s.handle_incoming_qos2(id))
-                            .unwrap_or(false);
-                        // [MQTT-4.3.3-?] a resend before PUBREL is acknowledged, not delivered.
-                        let wait = if fresh {
-                            self.publish_message(message, true)
-                        } else {
-                            None
-                        };
-                        Ok(self.reply(client, wait, Packet::PubRec(PublishAck::new(id))))
-                    }
-                    _ => Err(Violation::protocol("QoS 1/2 PUBLISH without packet id")),
-                }
-            }
-            Packet::PubAck(a) => {
-                self.with_session(client, |s| s.handle_puback(a.packet_id));
-                self.drain(client);
-                Ok(None)
-            }
-            Packet::PubRec(a) => {
-                let known = self
-                    .with_session(client, |s| s.handle_pubrec(a.packet_id))
-                    .unwrap_or(false);
-                let mut rel = PublishAck::new(a.packet_id);
-                if !known && v5 {
-                    rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                }
-                // A PUBREC with an error code ends the QoS 2 flow with no PUBREL (MQTT 5).
-                if a.reason_code.is_error() {
-                    self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
-                    self.drain(client);
-                } else {
-                    client.conn.send(&Packet::PubRel(rel));
-                }
-                Ok(None)
-            }
-            Packet::PubRel(a) => {
-                let known = self
-                    .with_session(client, |s| s.handle_pubrel(a.packet_id))
-                    .unwrap_or(false);
-                let mut comp = PublishAck::new(a.packet_id);
-                if !known && v5 {
-                    comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                }
-                client.conn.send(&Packet::PubComp(comp));
-                Ok(None)
-            }
-            Packet::PubComp(a) => {
-                self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
-                self.drain(client);
-                Ok(None)
-            }
-            Packet::Subscribe(s) => Ok(self.handle_subscribe(client, s)),
-            Packet::Unsubscribe(u) => {
-                let mut codes = Vec::with_capacity(u.filters.len());
-                for filter in &u.filters {
-                    let existed = self
-                        .with_session(client, |s| {
-                            s.subscriptions.remove(filter.as_mqtt_str()).is_some()
-                        })
-                        .unwrap_or(false);
-                    if existed {
-                        self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
-                        codes.push(ReasonCode::SUCCESS);
-                    } else {
-                        codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
-                    }
-                }
-                client.conn.send(&Packet::UnsubAck(SubAck {
-                    packet_id: u.packet_id,
-                    properties: Default::default(),
-                    reason_codes: if v5 { codes } else { Vec::new() },
-                }));
-                Ok(None)
-            }
-            Packet::PingReq => {
-                client.conn.send(&Packet::PingResp);
-                Ok(None)
-            }
-            Packet::Disconnect(d) => {
-                // [MQTT-3.14.4-3] a DISCONNECT discards the will — except MQTT 5's reason 0x04.
-                let will = self.take_will(client);
-                if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
-                    if let Some(w) = will {
-                        self.publish_message(w, false);
-                    }
-                }
-                client.conn.close();
-                Ok(None)
-            }
-            Packet::Connect(_) => Err(Violation::protocol("[MQTT-3.1.0-2] a second CONNECT")),
-            Packet::Auth(_) => Err(Violation::protocol(
-                "[MQTT-4.12.0-?] AUTH without an authentication method",
-            )),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
-                Violation::protocol("a server-to-client packet from a client"),
-            ),
+        if entry.lifetime == Some(Duration::ZERO) && secs > 0 {
+            return Err(Violation::protocol(
+                "[MQTT-3.14.2-2] Session Expiry Interval changed from 0 on DISCONNECT",
+            ));
         }
-    }
-
-    fn handle_subscribe(
-        &self,
-        client: &mut Client,
-        s: crate::protocol::Subscribe,
-    ) -> Option<Deferred> {
-        let mut codes = Vec::with_capacity(s.filters.len());
-        let mut waits = Vec::new();
-        let mut retained = Vec::new();
-        for (filter, options) in &s.filters {
-            if filter.is_shared() {
-                // Shared subscriptions arrive with the MQTT 5 feature work.
-                codes.push(if client.version.is_v5() {
-                    ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
-            let granted = options.qos;
-            let key = filter.as_mqtt_str();
-            self.with_session(client, |sess| {
-                sess.subscriptions.insert(key.clone(), *options)
-            });
-            if let Some(w) = self.add_subscriber(key, &client.client_id, granted) {
-                waits.push(w);
-            }
-            codes.push(ReasonCode::granted(granted));
-            retained.push((filter.clone(), granted));
-        }
-        let suback = Packet::SubAck(SubAck {
-            packet_id: s.packet_id,
-            properties: Default::default(),
-            reason_codes: codes,
-        });
-        if waits.is_empty() {
-            client.conn.send(&suback);
-            self.send_retained(client, &retained);
-            None
-        } else {
-            Some(Deferred {
-                waits,
-                then: vec![suback],
-                retained,
-            })
-        }
-    }
-
-    /// Sends the retained messages matching each (filter, granted QoS), with the retain flag set
-    /// [MQTT-3.3.1-6] [MQTT-3.8.4-3] — on every subscribe, after its SUBACK. They are read from
-    /// the local replica at this moment, so none is older than what the barrier made visible.
-    pub fn send_retained(&self, client: &Client, filters: &[(TopicFilter, QoS)]) {
-        for (filter, granted) in filters {
-            for m in self.retained_matching(filter.filter()) {
-                if let Some(p) = self
-                    .with_session(client, |sess| sess.deliver(&m, *granted, true))
-                    .flatten()
-                {
-                    client.conn.send(&Packet::Publish(p));
-                }
-            }
-        }
-    }
-
-    /// Sends `packet` now, or after `wait`.
-    fn reply(&self, client: &Client, wait: Option<Wait>, packet: Packet) -> Option<Deferred> {
-        match wait {
-            Some(w) => Some(Deferred {
-                waits: vec![w],
-                then: vec![packet],
-                retained: Vec::new(),
-            }),
-            None => {
-                client.conn.send(&packet);
-                None
-            }
-        }
-    }
-
-    /// Runs `f` on this client's session, if this connection still owns it (a takeover may have
-    /// moved it to a newer connection).
-    fn with_session<T>(&self, client: &Client, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
-        let mut state = self.state.borrow_mut();
-        let entry = state.sessions.get_mut(&client.client_id)?;
-        match &entry.conn {
-            Some(c) if c.id == client.conn.id => Some(f(&mut entry.session)),
-            _ => None,
-        }
-    }
-
-    /// Sends what the session's window now allows from its queue.
-    fn drain(&self, client: &Client) {
-        if let Some(out) = self.with_session(client, |s| s.drain_queue()) {
-            for p in out {
-                client.conn.send(&Packet::Publish(p));
-            }
-        }
-    }
-
-    fn take_will(&self, client: &Client) -> Option<Message> {
-        let mut state = self.state.borrow_mut();
-        let entry = state.sessions.get_mut(&client.client_id)?;
-        match &entry.conn {
-            Some(c) if c.id == client.conn.id => entry.will.take(),
-            _ => None,
-        }
+        entry.lifetime = (secs != u32::MAX).then(|| Duration::from_secs(u64::from(secs)));
+        entry.session.clean = secs == 0;
+        Ok(())
     }
 
     /// The connection ended. `abnormal` when it ended without DISCONNECT (socket error, keep
-    /// alive timeout, protocol violation): the will is published [MQTT-3.1.2-8]. A clean session
-    /// ends with its connection [MQTT-3.1.2-6].
+    /// alive timeout, protocol violation): the will is published [MQTT-3.1.2-8], after its Will
+    /// Delay Interval if it has one, or when the session ends if that comes first. A session
+    /// with expiry 0 ends with its connection [MQTT-3.1.2-6]; others expire later (see `tick`).
     pub fn handle_close(&self, client: &Client, abnormal: bool) {
-        let mut state = self.state.borrow_mut();
+        let now = Instant::now();
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
         state.conns.remove(&client.conn.id);
         let Some(entry) = state.sessions.get_mut(&client.client_id) else {
             return;
@@ -490,19 +347,83 @@ impl Shard {
             return; // taken over: the newer connection owns the session now
         }
         entry.conn = None;
-        let will = entry.will.take();
-        let ended = if entry.session.clean {
-            state.sessions.remove(&client.client_id)
+        let mut will = entry
+            .will
+            .take()
+            .filter(|_| abnormal && !self.is_stopping());
+        let mut publish_now = None;
+        if entry.lifetime == Some(Duration::ZERO) {
+            publish_now = will.take().map(|w| w.message);
+            let ended = state.sessions.remove(&client.client_id);
+            drop(guard);
+            if let Some(e) = ended {
+                self.drop_session_subscriptions(&e.session);
+            }
         } else {
-            None
-        };
-        drop(state);
-        if let Some(e) = ended {
-            self.drop_session_subscriptions(&e.session);
+            if let Some(lifetime) = entry.lifetime {
+                entry.expires_at = Some(now + lifetime);
+                state
+                    .timers
+                    .push(Reverse((now + lifetime, client.client_id.clone())));
+            }
+            match will {
+                Some(w) if w.delay.is_zero() => publish_now = Some(w.message),
+                Some(mut w) => {
+                    let due = now + w.delay;
+                    w.due = Some(due);
+                    entry.will = Some(w);
+                    state.timers.push(Reverse((due, client.client_id.clone())));
+                }
+                None => {}
+            }
+            drop(guard);
         }
-        if abnormal && !self.is_stopping() {
+        if let Some(w) = publish_now {
+            self.publish_message(w, false, now);
+        }
+    }
+
+    /// Fires what is due at `now`: delayed wills, and expiry of offline sessions (publishing a
+    /// delayed will that is still waiting, since the session ends first [MQTT-3.1.3-9]).
+    pub fn tick(&self, now: Instant) {
+        loop {
+            let mut state = self.state.borrow_mut();
+            let Some(Reverse((due, _))) = state.timers.peek() else {
+                return;
+            };
+            if *due > now {
+                return;
+            }
+            let Some(Reverse((_, client_id))) = state.timers.pop() else {
+                return;
+            };
+            let Some(entry) = state.sessions.get_mut(&client_id) else {
+                continue;
+            };
+            if entry.conn.is_some() {
+                continue; // reconnected since: timers are void
+            }
+            let expired = entry.expires_at.is_some_and(|t| t <= now);
+            let will_due = entry
+                .will
+                .as_ref()
+                .is_some_and(|w| w.due.is_some_and(|t| t <= now));
+            let will = if expired || will_due {
+                entry.will.take().map(|w| w.message)
+            } else {
+                None
+            };
+            let ended = if expired {
+                state.sessions.remove(&client_id)
+            } else {
+                None
+            };
+            drop(state);
             if let Some(w) = will {
-                self.publish_message(w, false);
+                self.publish_message(w, false, now);
+            }
+            if let Some(e) = ended {
+                self.drop_session_subscriptions(&e.session);
             }
         }
     }

@@ -21,18 +21,22 @@ pub mod barrier;
 mod client;
 pub mod notify;
 pub mod outbox;
+mod packets;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::num::NonZeroU32;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-pub use client::{Client, ConnectOutcome, Deferred, Violation};
+pub use client::{Client, ConnectOutcome, Deferred, RetainedFor, Violation};
 pub use outbox::{ConnId, Outbox};
 
 use crate::config::Config;
 use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
-use crate::protocol::{MqttString, Packet, QoS};
-use crate::session::{Limits, Message, Session};
+use crate::protocol::{MqttString, Packet, SubscriptionOptions};
+use crate::session::{Delivery, Limits, Message, Session};
 use crate::topic::Trie;
 use barrier::{Barriers, Wait};
 
@@ -40,15 +44,31 @@ use barrier::{Barriers, Wait};
 #[derive(Debug, Clone)]
 struct Subscriber {
     client_id: MqttString,
-    qos: QoS,
+    /// Granted QoS and the MQTT 5 options (No Local, Retain As Published).
+    options: SubscriptionOptions,
+    /// The Subscription Identifier given with the SUBSCRIBE, if any.
+    id: Option<NonZeroU32>,
 }
 
 /// A session and, while connected, its connection.
 struct Entry {
     session: Session,
     conn: Option<Rc<Outbox>>,
-    /// The will of the current connection, published if it ends abnormally.
-    will: Option<Message>,
+    /// The will of the current connection (published if it ends abnormally), or of the last one
+    /// while its Will Delay Interval runs.
+    will: Option<PendingWill>,
+    /// How long the session outlives its connection: `None` never expires, zero ends with it.
+    lifetime: Option<Duration>,
+    /// While offline: when the session expires.
+    expires_at: Option<Instant>,
+}
+
+/// A will message and its delay.
+struct PendingWill {
+    message: Message,
+    delay: Duration,
+    /// Set once the connection ended abnormally: when the will goes out.
+    due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -62,6 +82,8 @@ struct State {
     retained: HashMap<Box<str>, Message>,
     /// Every live connection on this shard, for shutdown.
     conns: HashMap<ConnId, Rc<Outbox>>,
+    /// Session expiries and delayed wills, earliest first; stale entries are skipped by `tick`.
+    timers: BinaryHeap<Reverse<(Instant, MqttString)>>,
 }
 
 /// Counters, read by tests and logs.
@@ -145,9 +167,10 @@ impl Shard {
     }
 
     /// Delivers `message` to every matching subscriber, here and on other shards. `message.retain`
-    /// must already be false (deliveries to established subscriptions carry retain 0).
-    pub fn route(&self, message: &Message) {
-        self.deliver_local(message);
+    /// is the publisher's flag; each subscriber sees it only with Retain As Published. Returns
+    /// whether any subscription (here, or possibly on another shard) matched.
+    pub fn route(&self, message: &Message, now: Instant) -> bool {
+        let local = self.deliver_local(message, now);
         let mut shards: u64 = 0;
         self.state
             .borrow()
@@ -158,35 +181,63 @@ impl Shard {
                 self.mesh.send(peer, MeshMsg::Publish(message.clone()));
             }
         }
+        local > 0 || shards != 0
     }
 
     /// Delivers to this shard's subscribers: once per session, at the highest QoS of its
-    /// matching subscriptions [MQTT-3.3.5-1].
-    fn deliver_local(&self, message: &Message) {
+    /// matching subscriptions, with the identifiers of all of them [MQTT-3.3.4-2]
+    /// [MQTT-3.3.4-3]; never back to a No Local subscriber's own messages [MQTT-3.8.3-3].
+    /// Returns the number of sessions it went to.
+    fn deliver_local(&self, message: &Message, now: Instant) -> usize {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
-        let mut targets: Vec<(MqttString, QoS)> = Vec::new();
+        let mut matches: Vec<&Subscriber> = Vec::new();
         state
             .subs
             .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
-                for s in subs {
-                    targets.push((s.client_id.clone(), s.qos));
-                }
+                matches.extend(
+                    subs.iter()
+                        .filter(|s| !(s.options.no_local && s.client_id == message.publisher)),
+                );
             });
-        if targets.len() > 1 {
-            targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            targets.dedup_by(|later, first| later.0 == first.0);
+        if matches.len() > 1 {
+            matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         }
-        for (client_id, qos) in targets {
-            if let Some(entry) = state.sessions.get_mut(&client_id) {
+        let mut delivered = 0;
+        let mut i = 0;
+        while i < matches.len() {
+            let client_id = &matches[i].client_id;
+            let mut delivery = Delivery::default();
+            while let Some(s) = matches.get(i).filter(|s| &s.client_id == client_id) {
+                delivery.qos = delivery.qos.max(message.qos.min(s.options.qos));
+                // [MQTT-3.3.1-12] Retain As Published keeps the publisher's flag.
+                delivery.retain |= s.options.retain_as_published && message.retain;
+                delivery.subscription_ids.extend(s.id);
+                i += 1;
+            }
+            if let Some(entry) = state.sessions.get_mut(client_id) {
+                delivered += 1;
                 let online = entry.conn.is_some();
-                if let Some(publish) = entry.session.deliver(message, qos, online) {
+                if let Some(publish) = entry.session.deliver(message, delivery, online, now) {
                     if let Some(conn) = &entry.conn {
-                        conn.send(&Packet::Publish(publish));
+                        conn.send_publish(publish);
                     }
                 }
             }
         }
+        delivered
+    }
+
+    /// Publishes a message from a client or a will: updates the retained index when the retain
+    /// flag is set [MQTT-3.3.1-5], then routes it. Returns whether any subscription matched, and
+    /// with `wait` the retained barrier that QoS 1/2 acknowledgements wait for.
+    fn publish_message(&self, message: Message, wait: bool, now: Instant) -> (bool, Option<Wait>) {
+        let barrier = if message.retain {
+            self.update_retained(message.detached(), wait)
+        } else {
+            None
+        };
+        (self.route(&message, now), barrier)
     }
 
     /// Starts a retained update (store, replace, or delete when the payload is empty) from a
@@ -251,10 +302,12 @@ impl Shard {
         }
     }
 
-    /// Retained messages whose topic matches `filter`, for delivery on subscribe.
-    fn retained_matching(&self, filter: &str) -> Vec<Message> {
-        self.state
-            .borrow()
+    /// Retained messages whose topic matches `filter`, for delivery on subscribe. Expired ones
+    /// are left out (and removed from this replica) [MQTT-3.3.2-5].
+    fn retained_matching(&self, filter: &str, now: Instant) -> Vec<Message> {
+        let mut state = self.state.borrow_mut();
+        state.retained.retain(|_, m| !m.is_expired(now));
+        state
             .retained
             .values()
             .filter(|m| crate::topic::matches(filter, m.topic.as_str()))
@@ -262,37 +315,42 @@ impl Shard {
             .collect()
     }
 
-    /// Adds a local subscriber; tells other shards when the filter is new here. Returns the
-    /// barrier to wait for before acknowledging.
+    /// Adds (or updates) a local subscriber; tells other shards when the filter is new here.
+    /// Returns whether the subscription existed already (for Retain Handling 1) and the barrier
+    /// to wait for before acknowledging.
     fn add_subscriber(
         &self,
         filter: &MqttString,
         client_id: &MqttString,
-        qos: QoS,
-    ) -> Option<Wait> {
-        let first = {
+        options: SubscriptionOptions,
+        id: Option<NonZeroU32>,
+    ) -> (bool, Option<Wait>) {
+        let (existed, first) = {
             let mut state = self.state.borrow_mut();
             let subs = state.subs.entry(filter.as_str(), Vec::new);
             match subs.iter_mut().find(|s| &s.client_id == client_id) {
                 Some(s) => {
-                    s.qos = qos;
-                    false
+                    // [MQTT-3.8.4-3] a repeated subscription replaces the old one.
+                    s.options = options;
+                    s.id = id;
+                    (true, false)
                 }
                 None => {
                     subs.push(Subscriber {
                         client_id: client_id.clone(),
-                        qos,
+                        options,
+                        id,
                     });
-                    subs.len() == 1
+                    (false, subs.len() == 1)
                 }
             }
         };
         if !first || self.mesh.count() == 1 {
-            return None;
+            return (existed, None);
         }
         let (token, wait) = self.barriers.borrow_mut().open(self.mesh.count() - 1);
         self.broadcast_interest(filter, true, Some(token));
-        Some(wait)
+        (existed, Some(wait))
     }
 
     /// Removes a local subscriber; tells other shards when it was the filter's last one here.
@@ -334,7 +392,9 @@ impl Shard {
     /// Handles a message from another shard (all but `Handoff`, which `net` adopts).
     pub fn on_mesh(&self, msg: MeshMsg) {
         match msg {
-            MeshMsg::Publish(m) => self.deliver_local(&m),
+            MeshMsg::Publish(m) => {
+                self.deliver_local(&m, Instant::now());
+            }
             MeshMsg::Interest {
                 filter,
                 from,

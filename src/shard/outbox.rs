@@ -8,11 +8,13 @@
 //! connection's tasks.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::num::NonZeroU16;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::notify::Notify;
-use crate::protocol::{Packet, ProtocolVersion};
+use crate::protocol::{Packet, ProtocolVersion, Publish, TopicName};
 
 /// Identifies one connection on one shard (never reused while the process runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +26,11 @@ pub struct Outbox {
     /// The client's Maximum Packet Size (MQTT 5); larger packets are not sent to it.
     max_packet_size: u32,
     buf: RefCell<BytesMut>,
+    /// Outbound topic aliases [MQTT-3.3.2-10]: topic → alias, for up to the client's Topic Alias
+    /// Maximum topics, given to the first topics sent (a hot topic is sent again and again, so it
+    /// is almost always among them). Aliases live as long as the connection.
+    aliases: RefCell<HashMap<Bytes, NonZeroU16>>,
+    alias_max: u16,
     ready: Notify,
     closing: Cell<bool>,
     /// The socket failed while writing: the connection ended abnormally.
@@ -32,12 +39,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(id: ConnId, version: ProtocolVersion, max_packet_size: u32) -> Self {
+    /// `max_packet_size` and `alias_max` are the client's Maximum Packet Size and Topic Alias
+    /// Maximum (MQTT 5; `u32::MAX` and 0 otherwise).
+    pub fn new(id: ConnId, version: ProtocolVersion, max_packet_size: u32, alias_max: u16) -> Self {
         Self {
             id,
             version,
             max_packet_size,
             buf: RefCell::new(BytesMut::with_capacity(4096)),
+            aliases: RefCell::new(HashMap::new()),
+            alias_max,
             ready: Notify::new(),
             closing: Cell::new(false),
             failed: Cell::new(false),
@@ -63,6 +74,32 @@ impl Outbox {
             .is_ok();
         self.ready.notify();
         ok
+    }
+
+    /// Sends a PUBLISH, replacing its topic by an alias when the client allows aliases: the
+    /// first send of a topic carries topic and alias, later ones only the alias.
+    pub fn send_publish(&self, mut publish: Publish) -> bool {
+        let mut assigned = None;
+        if self.alias_max > 0 && self.version.is_v5() {
+            let mut aliases = self.aliases.borrow_mut();
+            let key = publish.topic.as_bytes();
+            if let Some(&alias) = aliases.get(key) {
+                publish.topic = TopicName::default();
+                publish.properties.topic_alias = Some(alias);
+            } else if aliases.len() < self.alias_max as usize {
+                if let Some(alias) = NonZeroU16::new(aliases.len() as u16 + 1) {
+                    aliases.insert(key.clone(), alias);
+                    publish.properties.topic_alias = Some(alias);
+                    assigned = Some(key.clone());
+                }
+            }
+        }
+        let sent = self.send(&Packet::Publish(publish));
+        if let (false, Some(key)) = (sent, assigned) {
+            // The client never saw this alias: forget it so the next send names the topic.
+            self.aliases.borrow_mut().remove(&key);
+        }
+        sent
     }
 
     /// Asks the writer to flush what is queued and then close the connection. Packets sent after

@@ -7,10 +7,10 @@
 //! adds a property block) and is named after the statement it breaks. First-packet and CONNECT
 //! cases live in `s3_01_connect`.
 
-use coremq::protocol::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use coremq::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::{hex, RawClient, TestBroker};
-use crate::{connect, expect_message, publish, subscribe, wire};
+use crate::{connect, expect_message, publish, subscribe};
 
 each_version!(mqtt_4_8_0_1_protocol_violation_closes_only_its_connection);
 
@@ -184,10 +184,18 @@ const CASES: &[Case] = &[
         reason: ReasonCode::TOPIC_ALIAS_INVALID,
     },
     Case {
+        // Alias 11, above the default COREMQ_TOPIC_ALIAS_MAXIMUM of 10.
         name: "mqtt_3_3_2_9_topic_alias_above_the_topic_alias_maximum",
         v3: None,
-        v5: Some("30 08 00 01 61 03 23 00 01 78"),
+        v5: Some("30 08 00 01 61 03 23 00 0b 78"),
         reason: ReasonCode::TOPIC_ALIAS_INVALID,
+    },
+    Case {
+        // Alias 1 with an empty topic before alias 1 was ever set.
+        name: "mqtt_3_3_2_12_unknown_topic_alias_with_an_empty_topic",
+        v3: None,
+        v5: Some("30 07 00 00 03 23 00 01 78"),
+        reason: PROTOCOL,
     },
     Case {
         name: "mqtt_3_3_4_6_publish_with_a_subscription_identifier",
@@ -332,14 +340,22 @@ fn mqtt_4_8_0_1_protocol_violation_closes_only_its_connection(v: ProtocolVersion
         let mut client = connect(&broker, v, &broker.id_on(i % 2, case.name), true);
         client.send_bytes(&hex(bytes));
         let before = client.expect_close();
+        // Only the reason code is normative; the broker adds a Reason String saying why.
+        let codes: Vec<ReasonCode> = before
+            .iter()
+            .map(|p| match p {
+                Packet::Disconnect(d) => d.reason_code,
+                other => panic!("{}: unexpected {other:?} before the close", case.name),
+            })
+            .collect();
         let expected = if v.is_v5() {
-            vec![Packet::Disconnect(Disconnect::new(case.reason))]
+            vec![case.reason]
         } else {
             Vec::new()
         };
         assert_eq!(
-            wire(&before, v),
-            wire(&expected, v),
+            codes,
+            expected,
             "{}: expected {}",
             case.name,
             if v.is_v5() {

@@ -1,0 +1,348 @@
+//! What each packet from a connected client does on its home shard: PUBLISH (topic aliases,
+//! limits, QoS 1/2 receiver state) and the acknowledgements of deliveries in both directions,
+//! SUBSCRIBE (options, identifiers, retained messages) and UNSUBSCRIBE, PINGREQ, DISCONNECT.
+
+use std::time::Instant;
+
+use super::client::{Client, Deferred, RetainedFor, Violation};
+use super::Shard;
+use crate::protocol::{
+    AckProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode, RetainHandling,
+    SubAck, Subscribe,
+};
+use crate::session::{Delivery, Message, Session};
+
+impl Shard {
+    /// Handles one packet from a connected client.
+    pub fn handle_packet(
+        &self,
+        client: &mut Client,
+        packet: Packet,
+    ) -> Result<Option<Deferred>, Violation> {
+        let now = Instant::now();
+        let v5 = client.version.is_v5();
+        match packet {
+            Packet::Publish(p) => self.handle_publish(client, p, now),
+            Packet::PubAck(a) => {
+                self.with_session(client, |s| s.handle_puback(a.packet_id));
+                self.drain(client, now);
+                Ok(None)
+            }
+            Packet::PubRec(a) => {
+                let known = self
+                    .with_session(client, |s| s.handle_pubrec(a.packet_id))
+                    .unwrap_or(false);
+                if a.reason_code.is_error() {
+                    // An error PUBREC ends the QoS 2 flow: no PUBREL follows (MQTT 5 §4.3.3).
+                    self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
+                    self.drain(client, now);
+                } else {
+                    let mut rel = PublishAck::new(a.packet_id);
+                    if !known && v5 {
+                        rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                    }
+                    client.conn.send(&Packet::PubRel(rel));
+                }
+                Ok(None)
+            }
+            Packet::PubRel(a) => {
+                let known = self
+                    .with_session(client, |s| s.handle_pubrel(a.packet_id))
+                    .unwrap_or(false);
+                let mut comp = PublishAck::new(a.packet_id);
+                if !known && v5 {
+                    comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                client.conn.send(&Packet::PubComp(comp));
+                Ok(None)
+            }
+            Packet::PubComp(a) => {
+                self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
+                self.drain(client, now);
+                Ok(None)
+            }
+            Packet::Subscribe(s) => Ok(self.handle_subscribe(client, s)),
+            Packet::Unsubscribe(u) => {
+                let mut codes = Vec::with_capacity(u.filters.len());
+                for filter in &u.filters {
+                    let existed = self
+                        .with_session(client, |s| {
+                            s.subscriptions.remove(filter.as_mqtt_str()).is_some()
+                        })
+                        .unwrap_or(false);
+                    if existed {
+                        self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
+                        codes.push(ReasonCode::SUCCESS);
+                    } else {
+                        // [MQTT-3.11.3-1] one code per filter; 0x11 when there was none.
+                        codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+                    }
+                }
+                client.conn.send(&Packet::UnsubAck(SubAck {
+                    packet_id: u.packet_id,
+                    properties: AckProperties::default(),
+                    reason_codes: if v5 { codes } else { Vec::new() },
+                }));
+                Ok(None)
+            }
+            Packet::PingReq => {
+                client.conn.send(&Packet::PingResp);
+                Ok(None)
+            }
+            Packet::Disconnect(d) => {
+                if let Some(secs) = d.properties.session_expiry_interval {
+                    self.set_session_expiry(client, secs)?;
+                }
+                // [MQTT-3.14.4-3] a DISCONNECT discards the will — except MQTT 5's reason 0x04.
+                let will = self.take_will(client);
+                if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+                    if let Some(w) = will {
+                        self.publish_message(w, false, now);
+                    }
+                }
+                client.conn.close();
+                Ok(None)
+            }
+            Packet::Connect(_) => Err(Violation::protocol("[MQTT-3.1.0-2] a second CONNECT")),
+            Packet::Auth(_) => Err(Violation::protocol(
+                "[MQTT-4.12.0-1] AUTH without an authentication method",
+            )),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
+                Violation::protocol("a server-to-client packet from a client"),
+            ),
+        }
+    }
+
+    fn handle_publish(
+        &self,
+        client: &mut Client,
+        mut p: Publish,
+        now: Instant,
+    ) -> Result<Option<Deferred>, Violation> {
+        if client.version.is_v5() {
+            self.resolve_topic_alias(client, &mut p)?;
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(Violation::protocol(
+                "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier",
+            ));
+        }
+        // [MQTT-3.2.2-11] a QoS above Maximum QoS: DISCONNECT 0x9B.
+        if p.qos as u8 > self.config.max_qos {
+            return Err(Violation {
+                reason: ReasonCode::QOS_NOT_SUPPORTED,
+                what: "[MQTT-3.2.2-11] PUBLISH above Maximum QoS",
+            });
+        }
+        // [MQTT-3.2.2-14] a retained PUBLISH when Retain Available is 0: DISCONNECT 0x9A.
+        if p.retain && !self.config.retain_available {
+            return Err(Violation {
+                reason: ReasonCode::RETAIN_NOT_SUPPORTED,
+                what: "[MQTT-3.2.2-14] retained PUBLISH while retain is unavailable",
+            });
+        }
+        let qos = p.qos;
+        let id = p.packet_id;
+        let message = Message::from_publish(p, client.client_id.clone(), now);
+        let Some(id) = id else {
+            self.publish_message(message, false, now);
+            return Ok(None);
+        };
+        let (matched, wait) = match qos {
+            QoS::ExactlyOnce => {
+                let unreleased = self
+                    .with_session(client, |s| s.incoming_unreleased())
+                    .unwrap_or(0);
+                let fresh = self
+                    .with_session(client, |s| s.handle_incoming_qos2(id))
+                    .unwrap_or(false);
+                // [MQTT-3.3.4-9] more unreleased QoS 2 messages than Receive Maximum: 0x93.
+                if fresh && unreleased >= usize::from(self.config.receive_maximum) {
+                    return Err(Violation {
+                        reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        what: "[MQTT-3.3.4-9] Receive Maximum exceeded",
+                    });
+                }
+                // [MQTT-4.3.3-9] a resend before PUBREL is acknowledged, not delivered again.
+                if fresh {
+                    self.publish_message(message, true, now)
+                } else {
+                    (true, None)
+                }
+            }
+            _ => self.publish_message(message, true, now),
+        };
+        let mut ack = PublishAck::new(id);
+        if !matched && client.version.is_v5() {
+            // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same).
+            ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        }
+        let packet = if qos == QoS::ExactlyOnce {
+            Packet::PubRec(ack)
+        } else {
+            Packet::PubAck(ack)
+        };
+        Ok(match wait {
+            Some(w) => Some(Deferred {
+                waits: vec![w],
+                then: vec![packet],
+                retained: Vec::new(),
+            }),
+            None => {
+                client.conn.send(&packet);
+                None
+            }
+        })
+    }
+
+    /// MQTT 5 topic aliases from the client [MQTT-3.3.2-10..12]: a topic with an alias sets it, an
+    /// empty topic with an alias uses it. Aliases above COREMQ_TOPIC_ALIAS_MAXIMUM, or unknown
+    /// ones, end the connection with 0x94 / 0x82.
+    fn resolve_topic_alias(&self, client: &mut Client, p: &mut Publish) -> Result<(), Violation> {
+        let Some(alias) = p.properties.topic_alias.take() else {
+            return Ok(());
+        };
+        let slot = usize::from(alias.get()) - 1;
+        if alias.get() > self.config.topic_alias_maximum {
+            return Err(Violation {
+                reason: ReasonCode::TOPIC_ALIAS_INVALID,
+                what: "[MQTT-3.3.2-9] topic alias above the Topic Alias Maximum",
+            });
+        }
+        if p.topic.is_empty() {
+            match client.aliases.get(slot).cloned().flatten() {
+                Some(topic) => p.topic = topic,
+                None => {
+                    return Err(Violation::protocol(
+                        "[MQTT-3.3.4-?] PUBLISH with an unknown topic alias and no topic",
+                    ))
+                }
+            }
+        } else {
+            if client.aliases.len() <= slot {
+                client.aliases.resize(slot + 1, None);
+            }
+            client.aliases[slot] = Some(p.topic.clone());
+        }
+        Ok(())
+    }
+
+    fn handle_subscribe(&self, client: &mut Client, s: Subscribe) -> Option<Deferred> {
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut waits = Vec::new();
+        let mut retained = Vec::new();
+        let id = s.properties.subscription_identifier;
+        for (filter, options) in &s.filters {
+            if filter.is_shared() {
+                // Shared subscriptions arrive with the shared-subscription work.
+                codes.push(if client.version.is_v5() {
+                    ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let mut options = *options;
+            // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
+            options.qos = options.qos.min(max_qos(self.config.max_qos));
+            let key = filter.as_mqtt_str();
+            self.with_session(client, |sess| {
+                sess.subscriptions.insert(key.clone(), (options, id))
+            });
+            let (existed, wait) = self.add_subscriber(key, &client.client_id, options, id);
+            waits.extend(wait);
+            codes.push(ReasonCode::granted(options.qos));
+            // [MQTT-3.3.1-9..11] Retain Handling: 0 always, 1 only for a new subscription, 2 never.
+            let send = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send {
+                retained.push(RetainedFor {
+                    filter: filter.clone(),
+                    qos: options.qos,
+                    id,
+                });
+            }
+        }
+        let mut properties = AckProperties::default();
+        if client.problem_information
+            && codes.contains(&ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+        {
+            // [MQTT-3.1.2-29] reason strings only when the client did not opt out.
+            properties.reason_string =
+                MqttString::from_static("shared subscriptions are not supported yet").ok();
+        }
+        let suback = Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties,
+            reason_codes: codes,
+        });
+        if waits.is_empty() {
+            client.conn.send(&suback);
+            self.send_retained(client, &retained);
+            None
+        } else {
+            Some(Deferred {
+                waits,
+                then: vec![suback],
+                retained,
+            })
+        }
+    }
+
+    /// Sends the retained messages matching each subscription, with the retain flag set
+    /// [MQTT-3.3.1-6] [MQTT-3.3.1-8], after its SUBACK. They are read from the local replica at
+    /// this moment, so none is older than what the barrier made visible.
+    pub fn send_retained(&self, client: &Client, subs: &[RetainedFor]) {
+        let now = Instant::now();
+        for sub in subs {
+            for m in self.retained_matching(sub.filter.filter(), now) {
+                let delivery = Delivery {
+                    qos: m.qos.min(sub.qos),
+                    retain: true,
+                    subscription_ids: sub.id.into_iter().collect(),
+                };
+                if let Some(p) = self
+                    .with_session(client, |sess| sess.deliver(&m, delivery, true, now))
+                    .flatten()
+                {
+                    client.conn.send_publish(p);
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on this client's session, if this connection still owns it (a takeover may have
+    /// moved it to a newer connection).
+    pub(super) fn with_session<T>(
+        &self,
+        client: &Client,
+        f: impl FnOnce(&mut Session) -> T,
+    ) -> Option<T> {
+        let mut state = self.state.borrow_mut();
+        let entry = state.sessions.get_mut(&client.client_id)?;
+        match &entry.conn {
+            Some(c) if c.id == client.conn.id => Some(f(&mut entry.session)),
+            _ => None,
+        }
+    }
+
+    /// Sends what the session's window now allows from its queue.
+    fn drain(&self, client: &Client, now: Instant) {
+        if let Some(out) = self.with_session(client, |s| s.drain_queue(now)) {
+            for p in out {
+                client.conn.send_publish(p);
+            }
+        }
+    }
+}
+
+fn max_qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
