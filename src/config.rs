@@ -50,6 +50,17 @@ pub struct Config {
     pub retain_available: bool,
     /// Response Information prefix for MQTT 5 clients that request it (empty = off).
     pub response_information: String,
+    /// How shared subscription messages are spread over the group's members.
+    pub shared_strategy: SharedStrategy,
+}
+
+/// `COREMQ_SHARED_STRATEGY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedStrategy {
+    /// Rotate over the shards with members, then over each shard's members.
+    RoundRobin,
+    /// Prefer a member on the publisher's shard (no cross-core hop); rotate otherwise.
+    LocalFirst,
 }
 
 /// Log verbosity.
@@ -291,6 +302,23 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_SHARED_STRATEGY",
+        default: "round-robin",
+        accepts: "round-robin or local-first",
+        help: "How a $share/{group}/{filter} group's messages are spread: round-robin over the \
+               shards with members and then over each shard's members; local-first keeps a \
+               message on the publisher's shard when a member there can take it. Either way a \
+               member that is offline or has a full window is skipped.",
+        set: |c, v| {
+            c.shared_strategy = match v {
+                "round-robin" => SharedStrategy::RoundRobin,
+                "local-first" => SharedStrategy::LocalFirst,
+                _ => return Err(()),
+            };
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -313,6 +341,7 @@ impl Default for Config {
             max_qos: 2,
             retain_available: true,
             response_information: String::new(),
+            shared_strategy: SharedStrategy::RoundRobin,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

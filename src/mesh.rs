@@ -19,7 +19,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
 
-use crate::protocol::{Connect, MqttString};
+use crate::protocol::{Connect, MqttString, TopicFilter};
 use crate::session::Message;
 use crate::shard::notify::Notify;
 
@@ -57,6 +57,20 @@ pub enum MeshMsg {
         message: Message,
         from: ShardId,
         ack: Option<AckToken>,
+    },
+    /// Shard `from` now has (`add`) or no longer has members of shared subscription `group`.
+    SharedInterest {
+        group: TopicFilter,
+        from: ShardId,
+        add: bool,
+        ack: Option<AckToken>,
+    },
+    /// A message for one member of `group` on the receiving shard; `tried` are the shards
+    /// (bits) that could not take it.
+    SharedPublish {
+        group: TopicFilter,
+        message: Message,
+        tried: u64,
     },
     /// A connection whose CONNECT named a client id homed on the receiving shard.
     Handoff(Handoff),

@@ -9,7 +9,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::protocol::{
-    MessageProperties, MqttString, PacketId, Publish, PublishProperties, QoS, TopicName,
+    MessageProperties, MqttString, PacketId, Publish, PublishProperties, QoS, TopicFilter,
+    TopicName,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every matching subscription that has one [MQTT-3.3.4-3].
     pub subscription_ids: Vec<NonZeroU32>,
+    /// The shared subscription group this delivery was chosen for, so the message can go to
+    /// another member if this session ends before acknowledging it.
+    pub group: Option<TopicFilter>,
 }
 
 impl Message {

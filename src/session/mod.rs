@@ -18,7 +18,9 @@ use std::time::Instant;
 
 pub use message::{Delivery, Message};
 
-use crate::protocol::{MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+use crate::protocol::{
+    MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
+};
 
 /// Where a sent QoS 1/2 message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +264,36 @@ impl Session {
             })
             .collect();
         out.extend(self.drain_queue(now).into_iter().map(Resend::Publish));
+        out
+    }
+
+    /// Whether a delivery at `qos` would go out now rather than queue: QoS 0 always, QoS 1/2
+    /// while the window has room and nothing waits ahead of it.
+    pub fn has_room(&self, qos: QoS) -> bool {
+        qos == QoS::AtMostOnce || (self.queue.is_empty() && self.inflight.len() < self.max_inflight)
+    }
+
+    /// Removes and returns the shared-subscription messages not yet delivered (queued) or not
+    /// yet acknowledged (sent, awaiting PUBACK / PUBREC), with their group, so they can go to
+    /// another member when this session ends [MQTT-4.8.2-5].
+    pub fn take_shared(&mut self) -> Vec<(TopicFilter, Message)> {
+        let mut out = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.inflight.len());
+        for i in self.inflight.drain(..) {
+            match (&i.delivery.group, i.stage) {
+                (Some(g), Stage::AwaitAck) => out.push((g.clone(), i.message)),
+                _ => kept.push_back(i),
+            }
+        }
+        self.inflight = kept;
+        let mut queue = VecDeque::with_capacity(self.queue.len());
+        for (m, d) in self.queue.drain(..) {
+            match d.group {
+                Some(g) => out.push((g, m)),
+                None => queue.push_back((m, d)),
+            }
+        }
+        self.queue = queue;
         out
     }
 

@@ -92,6 +92,7 @@ fn delivery_fields_reach_the_publish() {
         qos: QoS::AtLeastOnce,
         retain: true,
         subscription_ids: vec![std::num::NonZeroU32::new(7).unwrap()],
+        group: None,
     };
     let p = s
         .deliver(&msg("x", QoS::ExactlyOnce), d, true, Instant::now())

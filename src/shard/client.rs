@@ -255,7 +255,6 @@ impl Shard {
             if !self.config.retain_available {
                 properties.retain_available = Some(false);
             }
-            properties.shared_subscription_available = Some(false);
             if keep_alive > self.config.max_keepalive
                 || (keep_alive == 0 && self.config.max_keepalive < 65535)
             {
@@ -290,7 +289,7 @@ impl Shard {
         drop(state);
 
         if let Some(old) = dropped_session {
-            self.drop_session_subscriptions(&old);
+            self.end_session(old);
         }
         for w in wills_now {
             self.publish_message(w, false, now);
@@ -357,7 +356,7 @@ impl Shard {
             let ended = state.sessions.remove(&client.client_id);
             drop(guard);
             if let Some(e) = ended {
-                self.drop_session_subscriptions(&e.session);
+                self.end_session(e.session);
             }
         } else {
             if let Some(lifetime) = entry.lifetime {
@@ -423,7 +422,7 @@ impl Shard {
                 self.publish_message(w, false, now);
             }
             if let Some(e) = ended {
-                self.drop_session_subscriptions(&e.session);
+                self.end_session(e.session);
             }
         }
     }

@@ -22,6 +22,7 @@ mod client;
 pub mod notify;
 pub mod outbox;
 mod packets;
+mod shared;
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -35,7 +36,7 @@ pub use outbox::{ConnId, Outbox};
 
 use crate::config::Config;
 use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
-use crate::protocol::{MqttString, Packet, SubscriptionOptions};
+use crate::protocol::{MqttString, Packet, SubscriptionOptions, TopicFilter};
 use crate::session::{Delivery, Limits, Message, Session};
 use crate::topic::Trie;
 use barrier::{Barriers, Wait};
@@ -84,6 +85,12 @@ struct State {
     conns: HashMap<ConnId, Rc<Outbox>>,
     /// Session expiries and delayed wills, earliest first; stale entries are skipped by `tick`.
     timers: BinaryHeap<Reverse<(Instant, MqttString)>>,
+    /// Shared subscription groups with members on this shard, by filter.
+    shared: Trie<Vec<shared::Group>>,
+    /// Shared subscription groups with members on other shards, by filter.
+    shared_remote: Trie<shared::RemoteGroups>,
+    /// Per group, the shard rotation cursor of messages published here.
+    shared_cursor: HashMap<MqttString, usize>,
 }
 
 /// Counters, read by tests and logs.
@@ -181,7 +188,8 @@ impl Shard {
                 self.mesh.send(peer, MeshMsg::Publish(message.clone()));
             }
         }
-        local > 0 || shards != 0
+        let shared = self.route_shared(message, now);
+        local > 0 || shards != 0 || shared
     }
 
     /// Delivers to this shard's subscribers: once per session, at the highest QoS of its
@@ -383,10 +391,16 @@ impl Shard {
     }
 
     /// Ends a session: removes its subscriptions from the trie.
-    fn drop_session_subscriptions(&self, session: &Session) {
+    /// Removes an ending session's subscriptions from the trie and its shared groups, and hands
+    /// its unacknowledged shared messages to other members.
+    fn end_session(&self, mut session: Session) {
         for (filter, _) in session.subscriptions.iter() {
-            self.remove_subscriber(filter, &session.client_id);
+            match TopicFilter::new(filter.clone()) {
+                Ok(f) if f.is_shared() => self.remove_shared_member(&f, &session.client_id),
+                _ => self.remove_subscriber(filter, &session.client_id),
+            }
         }
+        self.reroute_shared(session.take_shared());
     }
 
     /// Handles a message from another shard (all but `Handoff`, which `net` adopts).
@@ -421,6 +435,17 @@ impl Shard {
                 self.order_retained(message, from, ack)
             }
             MeshMsg::RetainApply { message, from, ack } => self.apply_retained(message, from, ack),
+            MeshMsg::SharedInterest {
+                group,
+                from,
+                add,
+                ack,
+            } => self.on_shared_interest(group, from, add, ack),
+            MeshMsg::SharedPublish {
+                group,
+                message,
+                tried,
+            } => self.on_shared_publish(group, message, tried),
             MeshMsg::Handoff(_) => {
                 crate::log!(Error, "shard {}: a handoff reached the shard", self.id().0)
             }

@@ -71,7 +71,11 @@ impl Shard {
                         })
                         .unwrap_or(false);
                     if existed {
-                        self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
+                        if filter.is_shared() {
+                            self.remove_shared_member(filter, &client.client_id);
+                        } else {
+                            self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
+                        }
                         codes.push(ReasonCode::SUCCESS);
                     } else {
                         // [MQTT-3.11.3-1] one code per filter; 0x11 when there was none.
@@ -176,6 +180,11 @@ impl Shard {
         if !matched && client.version.is_v5() {
             // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same).
             ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+            if client.problem_information {
+                // [MQTT-3.1.2-29] reason strings only when the client did not opt out.
+                ack.properties.reason_string =
+                    MqttString::from_static("no subscription matched").ok();
+            }
         }
         let packet = if qos == QoS::ExactlyOnce {
             Packet::PubRec(ack)
@@ -233,15 +242,6 @@ impl Shard {
         let mut retained = Vec::new();
         let id = s.properties.subscription_identifier;
         for (filter, options) in &s.filters {
-            if filter.is_shared() {
-                // Shared subscriptions arrive with the shared-subscription work.
-                codes.push(if client.version.is_v5() {
-                    ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
             let mut options = *options;
             // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
             options.qos = options.qos.min(max_qos(self.config.max_qos));
@@ -249,6 +249,13 @@ impl Shard {
             self.with_session(client, |sess| {
                 sess.subscriptions.insert(key.clone(), (options, id))
             });
+            if filter.is_shared() {
+                // [MQTT-4.8.2] one member of the group gets each message; retained messages are
+                // not sent to shared subscriptions.
+                waits.extend(self.add_shared_member(filter, &client.client_id, options, id));
+                codes.push(ReasonCode::granted(options.qos));
+                continue;
+            }
             let (existed, wait) = self.add_subscriber(key, &client.client_id, options, id);
             waits.extend(wait);
             codes.push(ReasonCode::granted(options.qos));
@@ -266,17 +273,9 @@ impl Shard {
                 });
             }
         }
-        let mut properties = AckProperties::default();
-        if client.problem_information
-            && codes.contains(&ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
-        {
-            // [MQTT-3.1.2-29] reason strings only when the client did not opt out.
-            properties.reason_string =
-                MqttString::from_static("shared subscriptions are not supported yet").ok();
-        }
         let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
-            properties,
+            properties: AckProperties::default(),
             reason_codes: codes,
         });
         if waits.is_empty() {
@@ -303,6 +302,7 @@ impl Shard {
                     qos: m.qos.min(sub.qos),
                     retain: true,
                     subscription_ids: sub.id.into_iter().collect(),
+                    group: None,
                 };
                 if let Some(p) = self
                     .with_session(client, |sess| sess.deliver(&m, delivery, true, now))

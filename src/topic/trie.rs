@@ -109,6 +109,23 @@ impl<V> Trie<V> {
     }
 
     /// The value for `filter`, if present.
+    pub fn get(&self, filter: &str) -> Option<&V> {
+        let mut node = &self.root;
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return node.hash.as_ref();
+            }
+            node = if level == "+" {
+                node.plus.as_deref()?
+            } else {
+                node.children.get(level)?
+            };
+        }
+        node.value.as_ref()
+    }
+
+    /// The value for `filter`, if present, mutably.
     pub fn get_mut(&mut self, filter: &str) -> Option<&mut V> {
         let mut node = &mut self.root;
         let mut levels = filter.split('/').peekable();

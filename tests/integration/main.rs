@@ -9,6 +9,7 @@ mod common;
 mod paho;
 mod rumqttc_v311;
 mod rumqttc_v5;
+mod shared;
 
 use std::fmt::Display;
 use std::sync::mpsc;
