@@ -22,6 +22,7 @@
 //! `shard`, `mesh`, `net`, `runtime`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod config;
 pub mod log;
 pub mod mesh;

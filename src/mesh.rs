@@ -84,6 +84,8 @@ pub struct Handoff {
     pub connect: Box<Connect>,
     /// The server assigned the client id (it goes back in CONNACK).
     pub assigned: bool,
+    /// Enhanced authentication succeeded with this final data (it goes back in CONNACK).
+    pub auth_data: Option<bytes::Bytes>,
     pub buf: BytesMut,
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
 use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
 use crate::shard::Shard;
@@ -61,6 +62,15 @@ pub struct Broker {
 impl Broker {
     /// Starts every shard and returns once all of them listen.
     pub fn start(config: Config) -> Result<Broker, StartError> {
+        Self::start_with(config, None)
+    }
+
+    /// Like `start`, with an authentication hook for MQTT 5 enhanced authentication: the
+    /// factory makes one `Authenticator` per shard.
+    pub fn start_with(
+        config: Config,
+        authenticator: Option<AuthenticatorFactory>,
+    ) -> Result<Broker, StartError> {
         crate::log::set_level(config.log);
         probe_host()?;
         let shards = config.shard_count();
@@ -93,8 +103,9 @@ impl Broker {
                 builder = builder.spin_before_park(config.spin_before_park);
             }
             let (cfg, stop_flag, ready) = (config.clone(), stop.clone(), ready_tx.clone());
+            let auth = authenticator.clone();
             let handle = builder
-                .spawn(move || shard_main(cfg, ends, stop_flag, ready))
+                .spawn(move || shard_main(cfg, ends, auth, stop_flag, ready))
                 .map_err(|e| {
                     StartError::Executor(format!("could not start shard {i}: {e}. {}", HOST_NEEDS))
                 });
@@ -243,6 +254,7 @@ fn reserve_address(
 async fn shard_main(
     config: Arc<Config>,
     ends: MeshEnds,
+    authenticator: Option<AuthenticatorFactory>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
@@ -255,7 +267,9 @@ async fn shard_main(
     };
     let (mesh, inbound) = ends.connect().await;
     let mesh = Rc::new(mesh);
-    let shard = Rc::new(Shard::new(Rc::new((*config).clone()), mesh.clone()));
+    let mut shard = Shard::new(Rc::new((*config).clone()), mesh.clone());
+    shard.authenticator = authenticator.map(|make| make());
+    let shard = Rc::new(shard);
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
     let receivers: Vec<_> = inbound
         .into_iter()

@@ -6,15 +6,16 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::auth::AuthStep;
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
-    connect_protocol_version, decode, wire, ConnAck, Connect, DecodeError, Disconnect, MqttString,
-    Packet, ProtocolVersion, ReasonCode,
+    connect_protocol_version, decode, wire, Auth, AuthProperties, ConnAck, Connect, DecodeError,
+    Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
 use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
 
@@ -106,9 +107,25 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         ConnectOutcome::Accept { assigned } => assigned,
         ConnectOutcome::Refuse(ack) => return refuse(stream, ack, connect.protocol).await,
     };
+    let auth_data = if connect.properties.authentication_method.is_some() {
+        let exchange = future::or(
+            async { Some(authenticate(&shard, &mut stream, &mut buf, &connect).await) },
+            async {
+                glommio::timer::sleep(deadline).await;
+                None
+            },
+        );
+        match exchange.await {
+            Some(Ok(data)) => data,
+            Some(Err(Some(ack))) => return refuse(stream, ack, connect.protocol).await,
+            Some(Err(None)) | None => return,
+        }
+    } else {
+        None
+    };
     let home = shard.mesh.home_of(connect.client_id.as_bytes());
     if home == shard.id() {
-        return run(shard, stream, connect, assigned, buf).await;
+        return run(shard, stream, connect, assigned, auth_data, buf).await;
     }
     match dup_fd(&stream) {
         Ok(fd) => {
@@ -120,6 +137,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     fd,
                     connect,
                     assigned,
+                    auth_data,
                     buf,
                 }),
             );
@@ -132,7 +150,90 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
 pub fn adopt(shard: Rc<Shard>, h: Handoff) {
     // SAFETY: the fd is a connected TCP socket we own exclusively (it was duplicated for us).
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    glommio::spawn_local(run(shard, stream, h.connect, h.assigned, h.buf)).detach();
+    glommio::spawn_local(run(
+        shard,
+        stream,
+        h.connect,
+        h.assigned,
+        h.auth_data,
+        h.buf,
+    ))
+    .detach();
+}
+
+/// MQTT 5 enhanced authentication before CONNACK [MQTT-4.12.0]: steps the shard's
+/// authenticator with the CONNECT's data, then with each AUTH 0x18 the client sends, answering
+/// AUTH 0x18 while it continues. `Ok` with the final data on success; `Err(Some(CONNACK))` to
+/// refuse (0x8C unknown method, 0x87 refused, 0x82 protocol error), `Err(None)` when the client
+/// went away.
+async fn authenticate(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    connect: &Connect,
+) -> Result<Option<Bytes>, Option<Box<ConnAck>>> {
+    let refusal = |code| {
+        Some(Box::new(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties: Default::default(),
+        }))
+    };
+    let method = connect
+        .properties
+        .authentication_method
+        .clone()
+        .ok_or_else(|| refusal(ReasonCode::PROTOCOL_ERROR))?;
+    let mut exchange = shard
+        .authenticator
+        .as_ref()
+        .and_then(|a| a.start(method.as_str(), connect.client_id.as_str()))
+        .ok_or_else(|| refusal(ReasonCode::BAD_AUTHENTICATION_METHOD))?;
+    let mut data = connect.properties.authentication_data.clone();
+    loop {
+        match exchange.step(data.as_deref()) {
+            AuthStep::Success(d) => return Ok(d),
+            AuthStep::Fail => return Err(refusal(ReasonCode::NOT_AUTHORIZED)),
+            AuthStep::Continue(d) => {
+                let mut out = BytesMut::new();
+                let challenge = Packet::Auth(Auth {
+                    reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+                    properties: AuthProperties {
+                        authentication_method: Some(method.clone()),
+                        authentication_data: d,
+                        ..Default::default()
+                    },
+                });
+                if challenge.encode(ProtocolVersion::V5, &mut out).is_err()
+                    || stream.write_all(&out).await.is_err()
+                {
+                    return Err(None);
+                }
+                let reply = loop {
+                    match decode(buf, ProtocolVersion::V5, shard.config.max_packet_size) {
+                        Ok(Some(p)) => break p,
+                        Ok(None) => {}
+                        Err(e) => return Err(refusal(e.reason_code())),
+                    }
+                    match read_some(stream, buf).await {
+                        Ok(0) | Err(_) => return Err(None),
+                        Ok(_) => {}
+                    }
+                };
+                match reply {
+                    // [MQTT-4.12.0-4] the client continues with AUTH 0x18 and the same method.
+                    Packet::Auth(a)
+                        if a.reason_code == ReasonCode::CONTINUE_AUTHENTICATION
+                            && a.properties.authentication_method.as_ref() == Some(&method) =>
+                    {
+                        data = a.properties.authentication_data
+                    }
+                    Packet::Disconnect(_) => return Err(None),
+                    _ => return Err(refusal(ReasonCode::PROTOCOL_ERROR)),
+                }
+            }
+        }
+    }
 }
 
 fn dup_fd(stream: &TcpStream) -> std::io::Result<OwnedFd> {
@@ -155,6 +256,7 @@ async fn run(
     mut stream: TcpStream,
     connect: Box<Connect>,
     assigned: bool,
+    auth_data: Option<Bytes>,
     buf: BytesMut,
 ) {
     let writer_fd = match dup_fd(&stream) {
@@ -178,7 +280,7 @@ async fn run(
         alias_max,
     ));
     let writer = glommio::spawn_local(write_loop(conn.clone(), writer_stream));
-    let mut client = shard.handle_connect(*connect, assigned, conn.clone());
+    let mut client = shard.handle_connect(*connect, assigned, auth_data, conn.clone());
     let abnormal = read_loop(&shard, &mut client, &mut stream, buf).await;
     shard.handle_close(&client, abnormal);
     conn.close();

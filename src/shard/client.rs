@@ -6,6 +6,10 @@
 //! `Deferred` barrier and closes the socket on a `Violation`.
 
 use std::cmp::Reverse;
+
+use bytes::Bytes;
+
+use crate::auth::AuthExchange;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -29,6 +33,10 @@ pub struct Client {
     pub(super) aliases: Vec<Option<TopicName>>,
     /// Request Problem Information: reason strings may go on acknowledgements [MQTT-3.1.2-29].
     pub(super) problem_information: bool,
+    /// The enhanced authentication method of the CONNECT, if any.
+    pub(super) auth_method: Option<MqttString>,
+    /// A re-authentication in progress [MQTT-4.12.1].
+    pub(super) reauth: Option<Box<dyn AuthExchange>>,
 }
 
 /// Why a connection must end. For MQTT 5 the reason code goes out in a DISCONNECT first.
@@ -109,10 +117,6 @@ impl Shard {
         if !v.is_v5() && connect.keep_alive > self.config.max_keepalive {
             return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
-        // Enhanced authentication is not configured: [MQTT-4.12.0-1] Bad authentication method.
-        if connect.properties.authentication_method.is_some() {
-            return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
-        }
         if let Some(will) = &connect.will {
             // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will above the server's limits is refused.
             if will.qos as u8 > self.config.max_qos {
@@ -145,7 +149,13 @@ impl Shard {
     /// Registers a connection on the client id's home shard: takes over an existing connection
     /// of the same client id [MQTT-3.1.4-2], resumes or replaces its session, sends CONNACK and
     /// then any messages the session owes.
-    pub fn handle_connect(&self, connect: Connect, assigned: bool, conn: Rc<Outbox>) -> Client {
+    pub fn handle_connect(
+        &self,
+        connect: Connect,
+        assigned: bool,
+        auth_data: Option<Bytes>,
+        conn: Rc<Outbox>,
+    ) -> Client {
         let now = Instant::now();
         let v = connect.protocol;
         let lifetime = session_lifetime(&connect);
@@ -241,6 +251,10 @@ impl Shard {
             if assigned {
                 properties.assigned_client_identifier = Some(client_id.clone());
             }
+            // [MQTT-4.12.0-5]: a successful enhanced authentication ends with CONNACK carrying the
+            // method (and the last data, if any).
+            properties.authentication_method = connect.properties.authentication_method.clone();
+            properties.authentication_data = auth_data;
             properties.maximum_packet_size = NonZeroU32::new(self.config.max_packet_size);
             properties.receive_maximum = NonZeroU16::new(self.config.receive_maximum);
             properties.topic_alias_maximum =
@@ -301,6 +315,8 @@ impl Shard {
             keep_alive,
             aliases: Vec::new(),
             problem_information: connect.properties.request_problem_information != Some(false),
+            auth_method: connect.properties.authentication_method,
+            reauth: None,
         }
     }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 pub use client::{Client, ConnectOutcome, Deferred, RetainedFor, Violation};
 pub use outbox::{ConnId, Outbox};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
 use crate::protocol::{MqttString, Packet, SubscriptionOptions, TopicFilter};
@@ -105,6 +106,8 @@ pub struct Stats {
 pub struct Shard {
     pub config: Rc<Config>,
     pub mesh: Rc<Mesh>,
+    /// MQTT 5 enhanced authentication hook, when one is configured.
+    pub authenticator: Option<Box<dyn Authenticator>>,
     state: RefCell<State>,
     barriers: RefCell<Barriers>,
     next_conn: Cell<u64>,
@@ -117,6 +120,7 @@ impl Shard {
         Self {
             config,
             mesh,
+            authenticator: None,
             state: RefCell::default(),
             barriers: RefCell::default(),
             next_conn: Cell::new(0),

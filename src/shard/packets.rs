@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use super::client::{Client, Deferred, RetainedFor, Violation};
 use super::Shard;
+use crate::auth::AuthStep;
 use crate::protocol::{
-    AckProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode, RetainHandling,
-    SubAck, Subscribe,
+    AckProperties, Auth, AuthProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe,
 };
 use crate::session::{Delivery, Message, Session};
 
@@ -108,9 +109,7 @@ impl Shard {
                 Ok(None)
             }
             Packet::Connect(_) => Err(Violation::protocol("[MQTT-3.1.0-2] a second CONNECT")),
-            Packet::Auth(_) => Err(Violation::protocol(
-                "[MQTT-4.12.0-1] AUTH without an authentication method",
-            )),
+            Packet::Auth(a) => self.handle_reauth(client, a),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
                 Violation::protocol("a server-to-client packet from a client"),
             ),
@@ -234,6 +233,59 @@ impl Shard {
             client.aliases[slot] = Some(p.topic.clone());
         }
         Ok(())
+    }
+
+    /// Re-authentication [MQTT-4.12.1]: AUTH 0x19 with the CONNECT's method starts it, AUTH 0x18
+    /// continues it; the server answers AUTH 0x18 while the authenticator continues, AUTH 0x00
+    /// when it succeeds, and DISCONNECT 0x87 when it refuses.
+    fn handle_reauth(&self, client: &mut Client, a: Auth) -> Result<Option<Deferred>, Violation> {
+        let Some(method) = client.auth_method.clone() else {
+            return Err(Violation::protocol(
+                "[MQTT-4.12.0-7] AUTH from a client that did not use enhanced authentication",
+            ));
+        };
+        // [MQTT-4.12.1-1] the same method as in CONNECT.
+        if a.properties.authentication_method.as_ref() != Some(&method) {
+            return Err(Violation::protocol(
+                "[MQTT-4.12.1-1] AUTH with another authentication method",
+            ));
+        }
+        if a.reason_code == ReasonCode::RE_AUTHENTICATE {
+            client.reauth = self
+                .authenticator
+                .as_ref()
+                .and_then(|auth| auth.start(method.as_str(), client.client_id.as_str()));
+        } else if a.reason_code != ReasonCode::CONTINUE_AUTHENTICATION || client.reauth.is_none() {
+            return Err(Violation::protocol("AUTH out of sequence"));
+        }
+        let Some(exchange) = client.reauth.as_mut() else {
+            return Err(Violation {
+                reason: ReasonCode::BAD_AUTHENTICATION_METHOD,
+                what: "the authentication method is no longer available",
+            });
+        };
+        let (code, data) = match exchange.step(a.properties.authentication_data.as_deref()) {
+            AuthStep::Continue(d) => (ReasonCode::CONTINUE_AUTHENTICATION, d),
+            AuthStep::Success(d) => {
+                client.reauth = None;
+                (ReasonCode::SUCCESS, d)
+            }
+            AuthStep::Fail => {
+                return Err(Violation {
+                    reason: ReasonCode::NOT_AUTHORIZED,
+                    what: "re-authentication failed",
+                })
+            }
+        };
+        client.conn.send(&Packet::Auth(Auth {
+            reason_code: code,
+            properties: AuthProperties {
+                authentication_method: Some(method),
+                authentication_data: data,
+                ..AuthProperties::default()
+            },
+        }));
+        Ok(None)
     }
 
     fn handle_subscribe(&self, client: &mut Client, s: Subscribe) -> Option<Deferred> {

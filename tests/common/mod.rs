@@ -28,6 +28,15 @@ impl TestBroker {
 
     /// Like `start`, with config tweaks.
     pub fn start_with(shards: usize, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(shards, tweak, None)
+    }
+
+    /// Like `start_with`, with an enhanced-authentication hook.
+    pub fn start_full(
+        shards: usize,
+        tweak: impl FnOnce(&mut Config),
+        authenticator: Option<coremq::auth::AuthenticatorFactory>,
+    ) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             shards,
@@ -36,7 +45,7 @@ impl TestBroker {
             ..Config::default()
         };
         tweak(&mut config);
-        let broker = Broker::start(config).expect("broker starts");
+        let broker = Broker::start_with(config, authenticator).expect("broker starts");
         let addr = broker.local_addr();
         Self {
             broker,
