@@ -52,6 +52,18 @@ pub struct Config {
     pub response_information: String,
     /// How shared subscription messages are spread over the group's members.
     pub shared_strategy: SharedStrategy,
+    /// Connections served at once, across all shards.
+    pub max_connections: usize,
+    /// Bytes of topic and payload queued per session.
+    pub max_queued_bytes: usize,
+    /// Bytes waiting to be written to one connection before it counts as a slow reader.
+    pub max_outbound_buffer: usize,
+    /// Subscriptions per client.
+    pub max_subscriptions: usize,
+    /// Longest topic name or filter, in bytes.
+    pub max_topic_length: usize,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: usize,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -319,6 +331,74 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_MAX_CONNECTIONS",
+        default: "100000",
+        accepts: "an integer from 1 to 10000000",
+        help: "Connections served at once across all shards. Beyond it a CONNECT gets CONNACK \
+               0x97 (MQTT 5) or return code 3 (3.1.1) and the connection is closed. Each \
+               connection uses two file descriptors: raise `ulimit -n` to match.",
+        set: |c, v| {
+            c.max_connections = parse_int(v, 1, 10_000_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_QUEUED_BYTES",
+        default: "64MiB",
+        accepts: "a size from 1KiB to 64GiB",
+        help: "Topic and payload bytes queued per session (with COREMQ_MAX_QUEUED_MESSAGES, \
+               whichever is reached first); messages beyond it are dropped and counted.",
+        set: |c, v| {
+            c.max_queued_bytes = parse_size(v, 1 << 10, 64 << 30)? as usize;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_OUTBOUND_BUFFER",
+        default: "1MiB",
+        accepts: "a size from 4KiB to 1GiB",
+        help: "Bytes waiting to be written to one connection before it counts as a slow reader: \
+               QoS 0 messages to it are then dropped (counted) and QoS 1/2 messages wait in its \
+               session queue until the buffer drains. Other subscribers are never held up.",
+        set: |c, v| {
+            c.max_outbound_buffer = parse_size(v, 4 << 10, 1 << 30)? as usize;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_SUBSCRIPTIONS",
+        default: "10000",
+        accepts: "an integer from 1 to 10000000",
+        help: "Subscriptions per client; a SUBSCRIBE beyond it gets 0x97 (MQTT 5) or 0x80 \
+               (3.1.1) for the filters over the limit.",
+        set: |c, v| {
+            c.max_subscriptions = parse_int(v, 1, 10_000_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_TOPIC_LENGTH",
+        default: "65535",
+        accepts: "an integer from 1 to 65535",
+        help: "Longest topic name or filter in bytes. A longer topic in PUBLISH ends the \
+               connection (DISCONNECT 0x90 in MQTT 5); a longer filter gets SUBACK 0x8F / 0x80.",
+        set: |c, v| {
+            c.max_topic_length = parse_int(v, 1, 65535)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_TOPIC_LEVELS",
+        default: "128",
+        accepts: "an integer from 1 to 65535",
+        help: "Most levels ('/'-separated) in a topic name or filter, with the same answers as \
+               COREMQ_MAX_TOPIC_LENGTH.",
+        set: |c, v| {
+            c.max_topic_levels = parse_int(v, 1, 65535)?;
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -342,6 +422,12 @@ impl Default for Config {
             retain_available: true,
             response_information: String::new(),
             shared_strategy: SharedStrategy::RoundRobin,
+            max_connections: 0,
+            max_queued_bytes: 0,
+            max_outbound_buffer: 0,
+            max_subscriptions: 0,
+            max_topic_length: 0,
+            max_topic_levels: 0,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

@@ -86,6 +86,8 @@ pub struct Handoff {
     pub assigned: bool,
     /// Enhanced authentication succeeded with this final data (it goes back in CONNACK).
     pub auth_data: Option<bytes::Bytes>,
+    /// The connection's place under COREMQ_MAX_CONNECTIONS.
+    pub slot: crate::net::ConnSlot,
     pub buf: BytesMut,
 }
 

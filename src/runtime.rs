@@ -17,6 +17,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
 use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
+use crate::net::ConnectionGate;
 use crate::shard::Shard;
 
 /// Messages per cross-shard channel (each message is a batch).
@@ -88,6 +89,7 @@ impl Broker {
             Err(_) => Vec::new(),
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let gate = ConnectionGate::new(config.max_connections);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let mut handles = Vec::with_capacity(shards);
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -104,8 +106,9 @@ impl Broker {
             }
             let (cfg, stop_flag, ready) = (config.clone(), stop.clone(), ready_tx.clone());
             let auth = authenticator.clone();
+            let gate = gate.clone();
             let handle = builder
-                .spawn(move || shard_main(cfg, ends, auth, stop_flag, ready))
+                .spawn(move || shard_main(cfg, ends, auth, gate, stop_flag, ready))
                 .map_err(|e| {
                     StartError::Executor(format!("could not start shard {i}: {e}. {}", HOST_NEEDS))
                 });
@@ -255,6 +258,7 @@ async fn shard_main(
     config: Arc<Config>,
     ends: MeshEnds,
     authenticator: Option<AuthenticatorFactory>,
+    gate: ConnectionGate,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
@@ -275,7 +279,7 @@ async fn shard_main(
         .into_iter()
         .map(|inb| glommio::spawn_local(receive_loop(shard.clone(), inb)))
         .collect();
-    let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener));
+    let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
     let _ = ready.send(Ok(()));
 
     while !stop.load(Ordering::Relaxed) {

@@ -11,6 +11,7 @@ use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::ConnSlot;
 use crate::auth::AuthStep;
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
@@ -21,6 +22,8 @@ use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
 
 /// Bytes reserved per read when the buffer runs low.
 const READ_CHUNK: usize = 16 * 1024;
+/// Initial size of a connection's spare write buffer.
+const WRITE_CHUNK: usize = 4096;
 
 /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
 async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
@@ -89,7 +92,7 @@ fn refusal_for(e: DecodeError, version: Option<ProtocolVersion>) -> First {
 }
 
 /// Serves a connection the listener accepted on this shard.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlot>) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let deadline = shard.config.connect_timeout;
@@ -102,6 +105,19 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         First::Connect(c) => c,
         First::Refuse(ack, version) => return refuse(stream, ack, version).await,
         First::Close => return,
+    };
+    let Some(slot) = slot else {
+        // COREMQ_MAX_CONNECTIONS reached: 0x97 Quota exceeded (return code 3 in 3.1.1).
+        let ack = Box::new(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::QUOTA_EXCEEDED,
+            properties: Default::default(),
+        });
+        crate::log!(
+            Warn,
+            "COREMQ_MAX_CONNECTIONS reached: refusing a connection"
+        );
+        return refuse(stream, ack, connect.protocol).await;
     };
     let assigned = match shard.check_connect(&mut connect) {
         ConnectOutcome::Accept { assigned } => assigned,
@@ -125,7 +141,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     };
     let home = shard.mesh.home_of(connect.client_id.as_bytes());
     if home == shard.id() {
-        return run(shard, stream, connect, assigned, auth_data, buf).await;
+        return run(shard, stream, connect, assigned, auth_data, buf, slot).await;
     }
     match dup_fd(&stream) {
         Ok(fd) => {
@@ -139,6 +155,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     assigned,
                     auth_data,
                     buf,
+                    slot,
                 }),
             );
         }
@@ -157,6 +174,7 @@ pub fn adopt(shard: Rc<Shard>, h: Handoff) {
         h.assigned,
         h.auth_data,
         h.buf,
+        h.slot,
     ))
     .detach();
 }
@@ -258,6 +276,7 @@ async fn run(
     assigned: bool,
     auth_data: Option<Bytes>,
     buf: BytesMut,
+    slot: ConnSlot,
 ) {
     let writer_fd = match dup_fd(&stream) {
         Ok(fd) => fd,
@@ -279,12 +298,19 @@ async fn run(
         client_max,
         alias_max,
     ));
-    let writer = glommio::spawn_local(write_loop(conn.clone(), writer_stream));
+    conn.set_congestion_limit(shard.config.max_outbound_buffer);
+    let writer = glommio::spawn_local(write_loop(
+        shard.clone(),
+        connect.client_id.clone(),
+        conn.clone(),
+        writer_stream,
+    ));
     let mut client = shard.handle_connect(*connect, assigned, auth_data, conn.clone());
     let abnormal = read_loop(&shard, &mut client, &mut stream, buf).await;
     shard.handle_close(&client, abnormal);
     conn.close();
     writer.await;
+    drop(slot);
 }
 
 /// Frames in until the connection ends. Returns true when it ended abnormally (no DISCONNECT,
@@ -373,8 +399,13 @@ fn disconnect(client: &Client, reason: ReasonCode, why: &str) {
 }
 
 /// Writes everything queued in `conn`, one write per wake-up, until it is closed and drained.
-async fn write_loop(conn: Rc<Outbox>, mut stream: TcpStream) {
-    let mut spare = BytesMut::with_capacity(4096);
+async fn write_loop(
+    shard: Rc<Shard>,
+    client_id: MqttString,
+    conn: Rc<Outbox>,
+    mut stream: TcpStream,
+) {
+    let mut spare = BytesMut::with_capacity(WRITE_CHUNK);
     loop {
         conn.ready().await;
         conn.take_into(&mut spare);
@@ -384,9 +415,17 @@ async fn write_loop(conn: Rc<Outbox>, mut stream: TcpStream) {
                 break;
             }
             spare.clear();
+            // A burst grew the buffer: give the memory back rather than keep it per connection.
+            if spare.capacity() > 16 * WRITE_CHUNK {
+                spare = BytesMut::with_capacity(WRITE_CHUNK);
+            }
         }
         if conn.is_closing() && conn.pending() == 0 {
             break;
+        }
+        // Drained after deliveries were held back for a slow reader: they can go now.
+        if conn.pending() == 0 && conn.take_held_back() {
+            shard.resume_held_back(&client_id, conn.id);
         }
     }
     // Wakes the reader (end of stream) and tells the client we are done.

@@ -52,7 +52,14 @@ pub enum Resend {
 pub struct Drops {
     pub queue_full: u64,
     pub qos0_offline: u64,
+    pub qos0_congested: u64,
     pub expired: u64,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.queue_full + self.qos0_offline + self.qos0_congested + self.expired
+    }
 }
 
 /// One client's session. Home shard only.
@@ -66,11 +73,14 @@ pub struct Session {
     pub subscriptions: HashMap<MqttString, (SubscriptionOptions, Option<NonZeroU32>)>,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<(Message, Delivery)>,
+    /// Topic and payload bytes in `queue`.
+    queued_bytes: usize,
     /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3].
     incoming_qos2: HashSet<PacketId>,
     next_id: PacketId,
     max_inflight: usize,
     max_queued: usize,
+    max_queued_bytes: usize,
     queue_qos0: bool,
     pub drops: Drops,
 }
@@ -80,7 +90,21 @@ pub struct Session {
 pub struct Limits {
     pub max_inflight: usize,
     pub max_queued: usize,
+    /// Bytes of topic and payload queued per session.
+    pub max_queued_bytes: usize,
     pub queue_qos0: bool,
+}
+
+/// Whether the session's client can take a delivery now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Connected and its outbound buffer has room.
+    Online,
+    /// Connected but its outbound buffer is full (a slow reader): QoS 0 is dropped, QoS 1/2
+    /// queue until it drains.
+    Congested,
+    /// Not connected: QoS 1/2 (and QoS 0 with `queue_qos0`) queue.
+    Offline,
 }
 
 impl Session {
@@ -97,10 +121,12 @@ impl Session {
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             incoming_qos2: HashSet::new(),
             next_id: PacketId(std::num::NonZeroU16::MIN),
             max_inflight: limits.max_inflight.max(1),
             max_queued: limits.max_queued,
+            max_queued_bytes: limits.max_queued_bytes,
             queue_qos0: limits.queue_qos0,
             drops: Drops::default(),
         }
@@ -129,7 +155,7 @@ impl Session {
         &mut self,
         message: &Message,
         delivery: Delivery,
-        online: bool,
+        link: Link,
         now: Instant,
     ) -> Option<Publish> {
         if message.is_expired(now) {
@@ -137,23 +163,38 @@ impl Session {
             return None;
         }
         if delivery.qos == QoS::AtMostOnce {
-            if online {
-                return Some(message.to_publish(&delivery, None, false, now));
+            match link {
+                Link::Online => return Some(message.to_publish(&delivery, None, false, now)),
+                Link::Congested => {
+                    self.drops.qos0_congested += 1;
+                    return None;
+                }
+                Link::Offline if !self.queue_qos0 => {
+                    self.drops.qos0_offline += 1;
+                    return None;
+                }
+                Link::Offline => {}
             }
-            if !self.queue_qos0 {
-                self.drops.qos0_offline += 1;
-                return None;
-            }
-        } else if online && self.queue.is_empty() && self.inflight.len() < self.max_inflight {
+        } else if link == Link::Online
+            && self.queue.is_empty()
+            && self.inflight.len() < self.max_inflight
+        {
             return Some(self.send_inflight(message.clone(), delivery, now));
         }
-        if self.queue.len() >= self.max_queued {
+        let size = message.topic.as_bytes().len() + message.payload.len();
+        if self.queue.len() >= self.max_queued || self.queued_bytes + size > self.max_queued_bytes {
             self.drops.queue_full += 1;
             return None;
         }
         // Queued messages may wait long: copy them out of the publisher's read buffer.
+        self.queued_bytes += size;
         self.queue.push_back((message.detached(), delivery));
         None
+    }
+
+    fn dequeued(&mut self, message: &Message) {
+        let size = message.topic.as_bytes().len() + message.payload.len();
+        self.queued_bytes = self.queued_bytes.saturating_sub(size);
     }
 
     fn allocate_id(&mut self) -> PacketId {
@@ -190,6 +231,7 @@ impl Session {
             let Some((message, delivery)) = self.queue.pop_front() else {
                 break;
             };
+            self.dequeued(&message);
             if message.is_expired(now) {
                 self.drops.expired += 1;
             } else if delivery.qos == QoS::AtMostOnce {
@@ -287,9 +329,12 @@ impl Session {
         }
         self.inflight = kept;
         let mut queue = VecDeque::with_capacity(self.queue.len());
-        for (m, d) in self.queue.drain(..) {
+        for (m, d) in std::mem::take(&mut self.queue) {
             match d.group {
-                Some(g) => out.push((g, m)),
+                Some(g) => {
+                    self.dequeued(&m);
+                    out.push((g, m))
+                }
                 None => queue.push_back((m, d)),
             }
         }

@@ -16,6 +16,7 @@ fn limits(window: usize, queue: usize) -> Limits {
     Limits {
         max_inflight: window,
         max_queued: queue,
+        max_queued_bytes: usize::MAX,
         queue_qos0: false,
     }
 }
@@ -52,7 +53,7 @@ fn window_then_queue_then_drain_on_puback() {
         .deliver(
             &msg("1", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();
@@ -60,7 +61,7 @@ fn window_then_queue_then_drain_on_puback() {
         .deliver(
             &msg("2", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();
@@ -69,7 +70,7 @@ fn window_then_queue_then_drain_on_puback() {
         .deliver(
             &msg("3", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now()
         )
         .is_none());
@@ -95,7 +96,7 @@ fn delivery_fields_reach_the_publish() {
         group: None,
     };
     let p = s
-        .deliver(&msg("x", QoS::ExactlyOnce), d, true, Instant::now())
+        .deliver(&msg("x", QoS::ExactlyOnce), d, Link::Online, Instant::now())
         .unwrap();
     assert_eq!(p.qos, QoS::AtLeastOnce);
     assert!(p.retain);
@@ -104,7 +105,7 @@ fn delivery_fields_reach_the_publish() {
         .deliver(
             &msg("x", QoS::AtMostOnce),
             at(QoS::AtMostOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();
@@ -121,19 +122,26 @@ fn mqtt_3_3_2_5_expired_messages_are_dropped_and_the_rest_carry_the_remaining_ti
         .deliver(
             &m,
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             t0 + Duration::from_millis(2500),
         )
         .unwrap();
     // [MQTT-3.3.2-6] the received interval minus the time waited, rounded up.
     assert_eq!(p.properties.message.message_expiry_interval, Some(8));
     // The window is full: the next one queues, and expires while waiting.
-    assert!(s.deliver(&m, at(QoS::AtLeastOnce), true, t0).is_none());
+    assert!(s
+        .deliver(&m, at(QoS::AtLeastOnce), Link::Online, t0)
+        .is_none());
     assert!(s.handle_puback(p.packet_id.unwrap()));
     assert!(s.drain_queue(t0 + Duration::from_secs(11)).is_empty());
     assert_eq!(s.drops.expired, 1);
     assert!(s
-        .deliver(&m, at(QoS::AtMostOnce), true, t0 + Duration::from_secs(10))
+        .deliver(
+            &m,
+            at(QoS::AtMostOnce),
+            Link::Online,
+            t0 + Duration::from_secs(10)
+        )
         .is_none());
     assert_eq!(s.drops.expired, 2);
 }
@@ -144,21 +152,21 @@ fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
     s.deliver(
         &msg("a", QoS::AtLeastOnce),
         at(QoS::AtLeastOnce),
-        true,
+        Link::Online,
         Instant::now(),
     )
     .unwrap();
     s.deliver(
         &msg("b", QoS::ExactlyOnce),
         at(QoS::ExactlyOnce),
-        true,
+        Link::Online,
         Instant::now(),
     )
     .unwrap();
     s.deliver(
         &msg("c", QoS::ExactlyOnce),
         at(QoS::ExactlyOnce),
-        true,
+        Link::Online,
         Instant::now(),
     )
     .unwrap();
@@ -168,7 +176,7 @@ fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
         .deliver(
             &msg("d", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            false,
+            Link::Offline,
             Instant::now()
         )
         .is_none());
@@ -176,7 +184,7 @@ fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
         .deliver(
             &msg("e", QoS::AtMostOnce),
             at(QoS::AtMostOnce),
-            false,
+            Link::Offline,
             Instant::now()
         )
         .is_none());
@@ -205,7 +213,7 @@ fn queue_is_bounded_and_drops_are_counted() {
         s.deliver(
             &msg("x", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            false,
+            Link::Offline,
             Instant::now(),
         );
     }
@@ -222,6 +230,7 @@ fn queue_qos0_when_configured() {
         Limits {
             max_inflight: 1,
             max_queued: 10,
+            max_queued_bytes: usize::MAX,
             queue_qos0: true,
         },
     );
@@ -229,7 +238,7 @@ fn queue_qos0_when_configured() {
         .deliver(
             &msg("x", QoS::AtMostOnce),
             at(QoS::AtMostOnce),
-            false,
+            Link::Offline,
             Instant::now()
         )
         .is_none());
@@ -264,7 +273,7 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
         .deliver(
             &msg("a", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();
@@ -273,7 +282,7 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
         .deliver(
             &msg("b", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();
@@ -283,7 +292,7 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
         .deliver(
             &msg("c", QoS::AtLeastOnce),
             at(QoS::AtLeastOnce),
-            true,
+            Link::Online,
             Instant::now(),
         )
         .unwrap();

@@ -103,6 +103,21 @@ fn session_lifetime(connect: &Connect) -> Option<Duration> {
     }
 }
 
+impl PendingWill {
+    /// The will as it goes out at `now`. Its Message Expiry Interval counts from publication, not
+    /// from CONNECT: it "is sent as the Publication Expiry Interval when the Server publishes the
+    /// Will Message" (MQTT 5 §3.1.3.2.4), and queued or retained copies expire accordingly
+    /// [MQTT-3.3.2-5].
+    fn publish_at(self, now: Instant) -> Message {
+        let mut message = self.message;
+        message.expires_at = message
+            .properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        message
+    }
+}
+
 impl Shard {
     /// Checks a CONNECT before it goes to its home shard, assigning a client id when the client
     /// sent an empty one and may.
@@ -118,6 +133,9 @@ impl Shard {
             return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         if let Some(will) = &connect.will {
+            if !self.topic_within_limits(will.topic.as_str()) {
+                return refuse(ReasonCode::TOPIC_NAME_INVALID);
+            }
             // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will above the server's limits is refused.
             if will.qos as u8 > self.config.max_qos {
                 return refuse(ReasonCode::QOS_NOT_SUPPORTED);
@@ -208,7 +226,7 @@ impl Shard {
                 // [MQTT-3.1.3-9]; a delayed will still waiting is cancelled the same way.
                 if let Some(w) = old.will.take() {
                     if w.delay.is_zero() || connect.clean_start {
-                        wills_now.push(w.message);
+                        wills_now.push(w.publish_at(now));
                     }
                 }
                 if connect.clean_start {
@@ -325,7 +343,9 @@ impl Shard {
         let mut state = self.state.borrow_mut();
         let entry = state.sessions.get_mut(&client.client_id)?;
         match &entry.conn {
-            Some(c) if c.id == client.conn.id => entry.will.take().map(|w| w.message),
+            Some(c) if c.id == client.conn.id => {
+                entry.will.take().map(|w| w.publish_at(Instant::now()))
+            }
             _ => None,
         }
     }
@@ -368,7 +388,7 @@ impl Shard {
             .filter(|_| abnormal && !self.is_stopping());
         let mut publish_now = None;
         if entry.lifetime == Some(Duration::ZERO) {
-            publish_now = will.take().map(|w| w.message);
+            publish_now = will.take().map(|w| w.publish_at(now));
             let ended = state.sessions.remove(&client.client_id);
             drop(guard);
             if let Some(e) = ended {
@@ -382,7 +402,7 @@ impl Shard {
                     .push(Reverse((now + lifetime, client.client_id.clone())));
             }
             match will {
-                Some(w) if w.delay.is_zero() => publish_now = Some(w.message),
+                Some(w) if w.delay.is_zero() => publish_now = Some(w.publish_at(now)),
                 Some(mut w) => {
                     let due = now + w.delay;
                     w.due = Some(due);
@@ -424,7 +444,7 @@ impl Shard {
                 .as_ref()
                 .is_some_and(|w| w.due.is_some_and(|t| t <= now));
             let will = if expired || will_due {
-                entry.will.take().map(|w| w.message)
+                entry.will.take().map(|w| w.publish_at(now))
             } else {
                 None
             };

@@ -38,7 +38,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
 use crate::protocol::{MqttString, Packet, SubscriptionOptions, TopicFilter};
-use crate::session::{Delivery, Limits, Message, Session};
+use crate::session::{Delivery, Limits, Link, Message, Session};
 use crate::topic::Trie;
 use barrier::{Barriers, Wait};
 
@@ -63,6 +63,17 @@ struct Entry {
     lifetime: Option<Duration>,
     /// While offline: when the session expires.
     expires_at: Option<Instant>,
+}
+
+impl Entry {
+    /// Whether the client can take a delivery now (see `Link`).
+    fn link(&self) -> Link {
+        match &self.conn {
+            None => Link::Offline,
+            Some(c) if c.is_congested() => Link::Congested,
+            Some(_) => Link::Online,
+        }
+    }
 }
 
 /// A will message and its delay.
@@ -113,6 +124,7 @@ pub struct Shard {
     next_conn: Cell<u64>,
     next_client_id: Cell<u64>,
     stopping: Cell<bool>,
+    last_drop_log: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -126,6 +138,7 @@ impl Shard {
             next_conn: Cell::new(0),
             next_client_id: Cell::new(0),
             stopping: Cell::new(false),
+            last_drop_log: Cell::new(None),
         }
     }
 
@@ -133,10 +146,43 @@ impl Shard {
         self.mesh.id()
     }
 
+    /// Logs dropped deliveries, at most once per second per shard, with the client id and the
+    /// session's drop counters by reason.
+    fn note_drop(&self, session: &Session, now: Instant) {
+        let last = self.last_drop_log.get();
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            self.last_drop_log.set(Some(now));
+            crate::log!(
+                Warn,
+                "client {:?}: messages dropped so far: {:?} (COREMQ_MAX_QUEUED_MESSAGES / \
+                 COREMQ_MAX_QUEUED_BYTES / COREMQ_MAX_OUTBOUND_BUFFER / expiry)",
+                session.client_id.as_str(),
+                session.drops
+            );
+        }
+    }
+
+    /// A connection's outbound buffer drained after deliveries were held back: offer its
+    /// session's queue again.
+    pub fn resume_held_back(&self, client_id: &MqttString, conn: ConnId) {
+        let now = Instant::now();
+        let mut state = self.state.borrow_mut();
+        let Some(entry) = state.sessions.get_mut(client_id) else {
+            return;
+        };
+        let Some(out) = entry.conn.clone().filter(|c| c.id == conn) else {
+            return;
+        };
+        for p in entry.session.drain_queue(now) {
+            out.send_publish(p);
+        }
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_inflight: self.config.max_inflight as usize,
             max_queued: self.config.max_queued_messages,
+            max_queued_bytes: self.config.max_queued_bytes,
             queue_qos0: self.config.queue_qos0,
         }
     }
@@ -229,11 +275,14 @@ impl Shard {
             }
             if let Some(entry) = state.sessions.get_mut(client_id) {
                 delivered += 1;
-                let online = entry.conn.is_some();
-                if let Some(publish) = entry.session.deliver(message, delivery, online, now) {
+                let before = entry.session.drops.total();
+                if let Some(publish) = entry.session.deliver(message, delivery, entry.link(), now) {
                     if let Some(conn) = &entry.conn {
                         conn.send_publish(publish);
                     }
+                }
+                if entry.session.drops.total() != before {
+                    self.note_drop(&entry.session, now);
                 }
             }
         }

@@ -35,6 +35,11 @@ pub struct Outbox {
     closing: Cell<bool>,
     /// The socket failed while writing: the connection ended abnormally.
     failed: Cell<bool>,
+    /// Bytes queued beyond which the client counts as a slow reader (COREMQ_MAX_OUTBOUND_BUFFER).
+    congestion_limit: Cell<usize>,
+    /// A delivery was held back (queued or dropped) because the buffer was full: when it
+    /// drains, the session's queue must be offered again.
+    held_back: Cell<bool>,
     dropped_too_large: Cell<u64>,
 }
 
@@ -52,6 +57,8 @@ impl Outbox {
             ready: Notify::new(),
             closing: Cell::new(false),
             failed: Cell::new(false),
+            congestion_limit: Cell::new(usize::MAX),
+            held_back: Cell::new(false),
             dropped_too_large: Cell::new(0),
         }
     }
@@ -111,6 +118,26 @@ impl Outbox {
 
     pub fn is_closing(&self) -> bool {
         self.closing.get()
+    }
+
+    /// Sets the slow-reader threshold.
+    pub fn set_congestion_limit(&self, bytes: usize) {
+        self.congestion_limit.set(bytes);
+    }
+
+    /// Whether more than the threshold waits to be written; deliveries are then held back and
+    /// `held_back` is remembered for the writer.
+    pub fn is_congested(&self) -> bool {
+        let congested = self.pending() > self.congestion_limit.get();
+        if congested {
+            self.held_back.set(true);
+        }
+        congested
+    }
+
+    /// Whether deliveries were held back since the last call (and clears it).
+    pub fn take_held_back(&self) -> bool {
+        self.held_back.replace(false)
     }
 
     /// The writer could not write: close, and remember the end was abnormal.

@@ -11,7 +11,7 @@ use crate::protocol::{
     AckProperties, Auth, AuthProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe,
 };
-use crate::session::{Delivery, Message, Session};
+use crate::session::{Delivery, Link, Message, Session};
 
 impl Shard {
     /// Handles one packet from a connected client.
@@ -124,6 +124,12 @@ impl Shard {
     ) -> Result<Option<Deferred>, Violation> {
         if client.version.is_v5() {
             self.resolve_topic_alias(client, &mut p)?;
+        }
+        if !self.topic_within_limits(p.topic.as_str()) {
+            return Err(Violation {
+                reason: ReasonCode::TOPIC_NAME_INVALID,
+                what: "topic beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS",
+            });
         }
         if !p.properties.subscription_identifiers.is_empty() {
             return Err(Violation::protocol(
@@ -293,11 +299,35 @@ impl Shard {
         let mut waits = Vec::new();
         let mut retained = Vec::new();
         let id = s.properties.subscription_identifier;
+        let v5 = client.version.is_v5();
         for (filter, options) in &s.filters {
+            if !self.topic_within_limits(filter.filter()) {
+                codes.push(if v5 {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            let key = filter.as_mqtt_str();
+            let over_quota = self
+                .with_session(client, |sess| {
+                    sess.subscriptions.len() >= self.config.max_subscriptions
+                        && !sess.subscriptions.contains_key(key)
+                })
+                .unwrap_or(false);
+            if over_quota {
+                // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
+                codes.push(if v5 {
+                    ReasonCode::QUOTA_EXCEEDED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
             let mut options = *options;
             // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
             options.qos = options.qos.min(max_qos(self.config.max_qos));
-            let key = filter.as_mqtt_str();
             self.with_session(client, |sess| {
                 sess.subscriptions.insert(key.clone(), (options, id))
             });
@@ -357,13 +387,19 @@ impl Shard {
                     group: None,
                 };
                 if let Some(p) = self
-                    .with_session(client, |sess| sess.deliver(&m, delivery, true, now))
+                    .with_session(client, |sess| sess.deliver(&m, delivery, Link::Online, now))
                     .flatten()
                 {
                     client.conn.send_publish(p);
                 }
             }
         }
+    }
+
+    /// COREMQ_MAX_TOPIC_LENGTH and COREMQ_MAX_TOPIC_LEVELS.
+    pub(super) fn topic_within_limits(&self, topic: &str) -> bool {
+        topic.len() <= self.config.max_topic_length
+            && topic.split('/').count() <= self.config.max_topic_levels
     }
 
     /// Runs `f` on this client's session, if this connection still owns it (a takeover may have

@@ -28,7 +28,7 @@ use super::Shard;
 use crate::config::SharedStrategy;
 use crate::mesh::{AckToken, MeshMsg, ShardId};
 use crate::protocol::{MqttString, SubscriptionOptions, TopicFilter};
-use crate::session::{Delivery, Message};
+use crate::session::{Delivery, Link, Message};
 
 /// This shard's members of one group.
 #[derive(Debug)]
@@ -296,7 +296,7 @@ impl Shard {
             state
                 .sessions
                 .get(&m.client_id)
-                .is_some_and(|e| e.conn.is_some() && e.session.has_room(qos))
+                .is_some_and(|e| e.link() == Link::Online && e.session.has_room(qos))
         };
         let online = |m: &Member| {
             state
@@ -329,8 +329,7 @@ impl Shard {
             group: Some(group.clone()),
         };
         if let Some(entry) = state.sessions.get_mut(&m.client_id) {
-            let online = entry.conn.is_some();
-            if let Some(p) = entry.session.deliver(&message, delivery, online, now) {
+            if let Some(p) = entry.session.deliver(&message, delivery, entry.link(), now) {
                 if let Some(conn) = &entry.conn {
                     conn.send_publish(p);
                 }
