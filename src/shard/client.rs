@@ -350,7 +350,7 @@ impl Shard {
         }
     }
 
-    /// DISCONNECT may change the Session Expiry Interval, except from 0 [MQTT-3.14.2-2].
+    /// DISCONNECT may change the Session Expiry Interval, except from 0 (MQTT 5 §3.14.2.2.2).
     pub(super) fn set_session_expiry(&self, client: &Client, secs: u32) -> Result<(), Violation> {
         let mut state = self.state.borrow_mut();
         let Some(entry) = state.sessions.get_mut(&client.client_id) else {
@@ -358,7 +358,7 @@ impl Shard {
         };
         if entry.lifetime == Some(Duration::ZERO) && secs > 0 {
             return Err(Violation::protocol(
-                "[MQTT-3.14.2-2] Session Expiry Interval changed from 0 on DISCONNECT",
+                "MQTT 5 §3.14.2.2.2: Session Expiry Interval changed from 0 on DISCONNECT",
             ));
         }
         entry.lifetime = (secs != u32::MAX).then(|| Duration::from_secs(u64::from(secs)));

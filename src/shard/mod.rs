@@ -512,9 +512,11 @@ impl Shard {
         let conns: Vec<Rc<Outbox>> = self.state.borrow().conns.values().cloned().collect();
         for conn in conns {
             if conn.version.is_v5() {
-                conn.send(&Packet::Disconnect(crate::protocol::Disconnect::new(
+                let mut d = crate::protocol::Disconnect::new(
                     crate::protocol::ReasonCode::SERVER_SHUTTING_DOWN,
-                )));
+                );
+                d.properties.reason_string = MqttString::from_static("server shutting down").ok();
+                conn.send(&Packet::Disconnect(d));
             }
             conn.close();
         }

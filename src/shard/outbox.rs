@@ -95,9 +95,12 @@ impl Outbox {
                 publish.properties.topic_alias = Some(alias);
             } else if aliases.len() < self.alias_max as usize {
                 if let Some(alias) = NonZeroU16::new(aliases.len() as u16 + 1) {
+                    // A copy: the key lives as long as the connection and must not pin the
+                    // publisher's read buffer.
+                    let key = Bytes::copy_from_slice(key);
                     aliases.insert(key.clone(), alias);
                     publish.properties.topic_alias = Some(alias);
-                    assigned = Some(key.clone());
+                    assigned = Some(key);
                 }
             }
         }

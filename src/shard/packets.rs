@@ -165,11 +165,11 @@ impl Shard {
                 let fresh = self
                     .with_session(client, |s| s.handle_incoming_qos2(id))
                     .unwrap_or(false);
-                // [MQTT-3.3.4-9] more unreleased QoS 2 messages than Receive Maximum: 0x93.
+                // [MQTT-3.3.4-7] more unreleased QoS 2 messages than Receive Maximum: 0x93.
                 if fresh && unreleased >= usize::from(self.config.receive_maximum) {
                     return Err(Violation {
                         reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                        what: "[MQTT-3.3.4-9] Receive Maximum exceeded",
+                        what: "[MQTT-3.3.4-7] Receive Maximum exceeded",
                     });
                 }
                 // [MQTT-4.3.3-9] a resend before PUBREL is acknowledged, not delivered again.
@@ -228,7 +228,7 @@ impl Shard {
                 Some(topic) => p.topic = topic,
                 None => {
                     return Err(Violation::protocol(
-                        "[MQTT-3.3.4-?] PUBLISH with an unknown topic alias and no topic",
+                        "MQTT 5 §3.3.2.3.4: PUBLISH with an unknown topic alias and no topic",
                     ))
                 }
             }

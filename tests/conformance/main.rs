@@ -44,6 +44,7 @@ mod s3_01_connect;
 mod s3_01_session;
 mod s3_03_will;
 mod s3_12_keepalive;
+mod s3_mqtt5;
 
 /// Session Expiry Interval a persistent MQTT 5 session asks for (long enough to outlive a test).
 const SESSION_EXPIRY: u32 = 300;
