@@ -17,6 +17,42 @@
 //! replicated "which shards are interested" table. Shard-local: no locks.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+thread_local! {
+    /// Per-thread random start value, so nobody can precompute colliding level names.
+    static SEED: u64 = {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(0u64) | 1
+    };
+}
+
+/// Seeded FNV-1a for level names: short strings, hashed on every publish, where SipHash costs
+/// a large share of the match time (see `benches/trie.rs`). The random seed keeps collisions
+/// from being crafted offline.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(SEED.with(|s| *s))
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Children<V> = HashMap<Box<str>, Node<V>, BuildHasherDefault<Fnv>>;
 
 /// Filter → `V`, matched against topic names.
 #[derive(Debug)]
@@ -27,7 +63,7 @@ pub struct Trie<V> {
 
 #[derive(Debug)]
 struct Node<V> {
-    children: HashMap<Box<str>, Node<V>>,
+    children: Children<V>,
     plus: Option<Box<Node<V>>>,
     /// Value of the filter that ends here.
     value: Option<V>,
@@ -38,7 +74,7 @@ struct Node<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
-            children: HashMap::new(),
+            children: Children::default(),
             plus: None,
             value: None,
             hash: None,
