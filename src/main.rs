@@ -1,5 +1,5 @@
 //! The `coremq` binary: read the configuration, start the shards, wait for SIGINT or SIGTERM,
-//! shut down cleanly. No broker logic lives here.
+//! shut down cleanly; or run the `coremq passwd` subcommand. No broker logic lives here.
 
 use coremq::{config, Broker, Config};
 use mimalloc::MiMalloc;
@@ -14,6 +14,10 @@ fn main() {
         Some("--help" | "-h") => {
             print!("{}", config::help_text());
             return;
+        }
+        Some("passwd") => {
+            let rest: Vec<String> = args.collect();
+            std::process::exit(coremq::auth::password::passwd_main(&rest));
         }
         Some("--version" | "-V") => {
             println!("coremq {}", env!("CARGO_PKG_VERSION"));
