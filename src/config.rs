@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything configurable. Field names are the flag names without `COREMQ_`, in snake case.
@@ -64,6 +65,12 @@ pub struct Config {
     pub max_topic_length: usize,
     /// Most levels in a topic name or filter.
     pub max_topic_levels: usize,
+    /// Anonymous clients (no user name): `None` = allowed only without a password file.
+    pub allow_anonymous: Option<bool>,
+    /// Mosquitto-style password file (`username:hash` lines).
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto-style ACL file.
+    pub acl_file: Option<PathBuf>,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -399,6 +406,46 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_ALLOW_ANONYMOUS",
+        default: "auto",
+        accepts: "auto, true or false",
+        help: "Whether clients without a user name may connect (else CONNACK 0x87 / return code \
+               5). auto: only while no password file is configured. Start-up warns whenever \
+               anonymous clients are allowed on a non-loopback address.",
+        set: |c, v| {
+            c.allow_anonymous = match v {
+                "auto" => None,
+                other => Some(parse_bool(other)?),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_PASSWORD_FILE",
+        default: "",
+        accepts: "a file path, or empty for none",
+        help:
+            "Password file: username:hash lines, Mosquitto 2.x $6$/$7$ hashes as they are; write \
+               it with `coremq passwd FILE USER`. Wrong credentials get CONNACK 0x86 / return \
+               code 4. SIGHUP re-reads it.",
+        set: |c, v| {
+            c.password_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_ACL_FILE",
+        default: "",
+        accepts: "a file path, or empty for none",
+        help: "ACL file in Mosquitto's acl_file syntax (user, topic, pattern with %c and %u). \
+               Denied SUBSCRIBE filters get 0x80 / 0x87, denied PUBLISH is not routed (MQTT 5 \
+               PUBACK/PUBREC 0x87). SIGHUP re-reads it.",
+        set: |c, v| {
+            c.acl_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -428,6 +475,9 @@ impl Default for Config {
             max_subscriptions: 0,
             max_topic_length: 0,
             max_topic_levels: 0,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

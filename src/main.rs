@@ -1,7 +1,8 @@
-//! The `coremq` binary: read the configuration, start the shards, wait for SIGINT or SIGTERM,
-//! shut down cleanly; or run the `coremq passwd` subcommand. No broker logic lives here.
+//! The `coremq` binary: read the configuration, start the shards, re-read the password and ACL
+//! files on SIGHUP, shut down cleanly on SIGINT or SIGTERM; or run the `coremq passwd`
+//! subcommand. No broker logic lives here.
 
-use coremq::{config, Broker, Config};
+use coremq::{config, Broker, Config, StartError};
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -36,11 +37,16 @@ fn main() {
         }
     };
     // Block the stop signals before any shard thread exists, so every thread inherits the mask
-    // and only this thread receives them (in `wait_for_stop_signal`).
+    // and only this thread receives them (in `wait_for_signal`).
     let signals = stop_signals();
     let pinned = config.pin;
     let broker = match Broker::start(config) {
         Ok(b) => b,
+        Err(e @ StartError::Config(_)) => {
+            // A bad password or ACL file: file, line and reason.
+            eprintln!("coremq: {e}");
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("coremq: cannot start: {e}");
             std::process::exit(1);
@@ -57,13 +63,21 @@ fn main() {
             "not pinned"
         }
     );
-    let signal = wait_for_stop_signal(&signals);
+    let signal = loop {
+        match wait_for_signal(&signals) {
+            libc::SIGHUP => match broker.reload() {
+                Ok(()) => coremq::log!(Info, "SIGHUP: password and ACL files reloaded"),
+                Err(e) => coremq::log!(Error, "SIGHUP: {e}; keeping the previous rules"),
+            },
+            other => break other,
+        }
+    };
     coremq::log!(Info, "signal {signal}: shutting down");
     broker.shutdown();
     coremq::log!(Info, "stopped");
 }
 
-/// SIGINT and SIGTERM, blocked in the calling thread.
+/// SIGINT, SIGTERM and SIGHUP, blocked in the calling thread.
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set calls on a local set.
     unsafe {
@@ -71,12 +85,13 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-fn wait_for_stop_signal(set: &libc::sigset_t) -> i32 {
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     let mut sig: libc::c_int = 0;
     // SAFETY: `set` holds signals blocked in this thread; sigwait writes the one received.
     unsafe { libc::sigwait(set, &mut sig) };

@@ -8,17 +8,19 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, PoolPlacement};
 
+use crate::auth::scram::ScramSha256;
+use crate::auth::security::{Security, SecurityFiles};
 use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
 use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
 use crate::net::ConnectionGate;
-use crate::shard::Shard;
+use crate::shard::{Shard, Stats};
 
 /// Messages per cross-shard channel (each message is a batch).
 const MESH_CAPACITY: usize = 1024;
@@ -30,6 +32,8 @@ const IO_MEMORY: usize = 64 << 10;
 const STOP_POLL: Duration = Duration::from_millis(20);
 /// How long a stopping shard waits for its connections to flush and close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long `Broker::reload` waits for every shard to take the new rules.
+const RELOAD_LIMIT: Duration = Duration::from_secs(2);
 
 /// Why the broker could not start. The message says what the host needs.
 #[derive(Debug)]
@@ -40,24 +44,37 @@ pub enum StartError {
     Bind(String),
     /// An executor could not start.
     Executor(String),
+    /// The password or ACL file is unreadable or malformed (file, line, reason).
+    Config(String),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Host(m) | StartError::Bind(m) | StartError::Executor(m) => f.write_str(m),
+            StartError::Host(m)
+            | StartError::Bind(m)
+            | StartError::Executor(m)
+            | StartError::Config(m) => f.write_str(m),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
+/// Each shard's latest `Stats`, copied out by the shard every `STOP_POLL` (a shard's state is
+/// thread-local; this is the only view of it from outside).
+type StatsBoard = Arc<Vec<Mutex<Stats>>>;
+
 /// A running broker. Dropping it stops it.
 pub struct Broker {
     addr: SocketAddr,
     shards: usize,
+    config: Arc<Config>,
+    security: Arc<SecurityBoard>,
     stop: Arc<AtomicBool>,
     handles: Vec<ExecutorJoinHandle<()>>,
+    stats: StatsBoard,
+    gate: ConnectionGate,
 }
 
 impl Broker {
@@ -73,6 +90,7 @@ impl Broker {
         authenticator: Option<AuthenticatorFactory>,
     ) -> Result<Broker, StartError> {
         crate::log::set_level(config.log);
+        let files = SecurityFiles::read(&config).map_err(|e| StartError::Config(e.to_string()))?;
         probe_host()?;
         let shards = config.shard_count();
         let (addr, placeholder) = reserve_address(config.listen)?;
@@ -90,6 +108,23 @@ impl Broker {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let gate = ConnectionGate::new(config.max_connections);
+        let security = Arc::new(SecurityBoard {
+            generation: AtomicU64::new(0),
+            installed: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            files: Mutex::new(files),
+            mock_key: ScramSha256::random_mock_key()
+                .map_err(|e| StartError::Host(format!("no random source: {e}")))?,
+        });
+        let open = Security::build(&config, &security.files());
+        if open.as_ref().is_ok_and(|s| s.allow_anonymous()) && !config.listen.ip().is_loopback() {
+            crate::log!(
+                Warn,
+                "anonymous clients may connect on {} (COREMQ_ALLOW_ANONYMOUS; set \
+                 COREMQ_PASSWORD_FILE to require credentials)",
+                config.listen
+            );
+        }
+        let board: StatsBoard = Arc::new((0..shards).map(|_| Mutex::default()).collect());
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let mut handles = Vec::with_capacity(shards);
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -98,6 +133,9 @@ impl Broker {
                 _ => Placement::Unbound,
             };
             let mut builder = LocalExecutorBuilder::new(placement)
+                // Password checks run on this pool: not pinned, so a storm of logins competes
+                // with the shard only as any other process would.
+                .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
                 .name(&format!("coremq-shard-{i}"))
                 .io_memory(IO_MEMORY)
                 .ring_depth(RING_DEPTH);
@@ -107,8 +145,21 @@ impl Broker {
             let (cfg, stop_flag, ready) = (config.clone(), stop.clone(), ready_tx.clone());
             let auth = authenticator.clone();
             let gate = gate.clone();
+            let board = board.clone();
+            let sec = security.clone();
             let handle = builder
-                .spawn(move || shard_main(cfg, ends, auth, gate, stop_flag, ready))
+                .spawn(move || {
+                    let shared = ShardShared {
+                        config: cfg,
+                        authenticator: auth,
+                        security: sec,
+                        gate,
+                        stop: stop_flag,
+                        ready,
+                        board,
+                    };
+                    shard_main(shared, ends, i)
+                })
                 .map_err(|e| {
                     StartError::Executor(format!("could not start shard {i}: {e}. {}", HOST_NEEDS))
                 });
@@ -126,6 +177,10 @@ impl Broker {
             shards,
             stop,
             handles,
+            stats: board,
+            gate,
+            config: config.clone(),
+            security,
         };
         for _ in 0..shards {
             match ready_rx.recv() {
@@ -153,6 +208,48 @@ impl Broker {
 
     pub fn shard_count(&self) -> usize {
         self.shards
+    }
+
+    /// The shards' counters summed, as of each shard's last poll (at most `STOP_POLL` old).
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for slot in self.stats.iter() {
+            if let Ok(s) = slot.lock() {
+                total.add(&s);
+            }
+        }
+        total
+    }
+
+    /// Connections holding a place under COREMQ_MAX_CONNECTIONS, including those still in
+    /// their CONNECT phase.
+    pub fn admitted_connections(&self) -> usize {
+        self.gate.active()
+    }
+
+    /// Re-reads the password and ACL files (SIGHUP). If either fails to parse, the old rules stay
+    /// and the error (file, line, reason) is returned. Otherwise every shard switches to the new
+    /// rules at its next poll (`STOP_POLL`), and this returns once all have, so whatever a
+    /// client sends after `reload` returns meets the new rules (a shard that has not switched
+    /// within `RELOAD_LIMIT` still does at its next poll).
+    pub fn reload(&self) -> Result<(), crate::auth::FileError> {
+        let files = SecurityFiles::read(&self.config)?;
+        if let Ok(mut current) = self.security.files.lock() {
+            *current = files;
+        }
+        let target = self.security.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let deadline = Instant::now() + RELOAD_LIMIT;
+        while self
+            .security
+            .installed
+            .iter()
+            .any(|g| g.load(Ordering::SeqCst) < target)
+            && Instant::now() < deadline
+            && !self.stop.load(Ordering::SeqCst)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// Closes every connection (MQTT 5 clients get DISCONNECT 0x8B; no wills are published) and
@@ -254,14 +351,32 @@ fn reserve_address(
 }
 
 /// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
-async fn shard_main(
+/// What the starting thread gives each shard (besides its mesh ends).
+struct ShardShared {
     config: Arc<Config>,
-    ends: MeshEnds,
     authenticator: Option<AuthenticatorFactory>,
+    security: Arc<SecurityBoard>,
     gate: ConnectionGate,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
-) {
+    board: StatsBoard,
+}
+
+async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
+    let ShardShared {
+        config,
+        authenticator,
+        security,
+        gate,
+        stop,
+        ready,
+        board,
+    } = shared;
+    let publish_stats = |shard: &Shard| {
+        if let Ok(mut slot) = board[index].lock() {
+            *slot = shard.stats();
+        }
+    };
     let listener = match glommio::net::TcpListener::bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -273,6 +388,12 @@ async fn shard_main(
     let mesh = Rc::new(mesh);
     let mut shard = Shard::new(Rc::new((*config).clone()), mesh.clone());
     shard.authenticator = authenticator.map(|make| make());
+    let mut generation = security.generation.load(Ordering::SeqCst);
+    install_security(&shard, &config, &security);
+    security.installed[index].store(generation, Ordering::SeqCst);
+    if config.password_file.is_some() {
+        shard.enable_scram(security.mock_key);
+    }
     let shard = Rc::new(shard);
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
     let receivers: Vec<_> = inbound
@@ -280,12 +401,20 @@ async fn shard_main(
         .map(|inb| glommio::spawn_local(receive_loop(shard.clone(), inb)))
         .collect();
     let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
+    publish_stats(&shard);
     let _ = ready.send(Ok(()));
 
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
         // Session expiry and delayed wills.
         shard.tick(Instant::now());
+        let latest = security.generation.load(Ordering::SeqCst);
+        if latest != generation {
+            generation = latest;
+            install_security(&shard, &config, &security);
+            security.installed[index].store(generation, Ordering::SeqCst);
+        }
+        publish_stats(&shard);
     }
     drop(acceptor);
     shard.begin_shutdown();
@@ -293,9 +422,35 @@ async fn shard_main(
     while shard.stats().connections > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
+    publish_stats(&shard);
     mesh.close();
     drop(receivers);
     drop(flusher);
+}
+
+/// The password and ACL files as last read, shared with every shard; a new `generation` tells
+/// shards to rebuild their `Security` from them.
+struct SecurityBoard {
+    generation: AtomicU64,
+    /// The generation each shard runs (by shard index), which `Broker::reload` waits for.
+    installed: Vec<AtomicU64>,
+    files: Mutex<SecurityFiles>,
+    /// Shared by every shard's SCRAM method (stable fake salts for unknown users).
+    mock_key: [u8; 32],
+}
+
+impl SecurityBoard {
+    fn files(&self) -> SecurityFiles {
+        self.files.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+/// Builds this shard's `Security` from the board's files (validated when read).
+fn install_security(shard: &Shard, config: &Config, board: &SecurityBoard) {
+    match Security::build(config, &board.files()) {
+        Ok(s) => shard.set_security(s),
+        Err(e) => crate::log!(Error, "keeping the previous access rules: {e}"),
+    }
 }
 
 /// Handles batches from one peer shard.

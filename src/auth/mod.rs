@@ -27,6 +27,7 @@ use bytes::Bytes;
 pub mod acl;
 pub mod password;
 pub mod scram;
+pub mod security;
 
 /// One step's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]

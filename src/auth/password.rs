@@ -288,6 +288,16 @@ impl PasswordStore {
         }
     }
 
+    /// The hash to check `username`'s password against, cloned so the slow check can run on
+    /// another thread: the user's own, or for unknown users a dummy of the same cost that never
+    /// matches.
+    pub fn hash_for(&self, username: &str) -> (PasswordHash, bool) {
+        match self.users.get(username) {
+            Some(entry) => (entry.hash.clone(), true),
+            None => (self.dummy.clone(), false),
+        }
+    }
+
     /// The entry of `username`.
     pub fn get(&self, username: &str) -> Option<&UserEntry> {
         self.users.get(username)

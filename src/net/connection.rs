@@ -12,6 +12,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::ConnSlot;
+use crate::auth::security::Login;
 use crate::auth::AuthStep;
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
@@ -20,13 +21,21 @@ use crate::protocol::{
 };
 use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
 
-/// Bytes reserved per read when the buffer runs low.
-const READ_CHUNK: usize = 16 * 1024;
-/// Initial size of a connection's spare write buffer.
+/// Bytes reserved per read when the buffer runs low: adaptive between these bounds, so an idle
+/// connection keeps a small buffer and a busy one reads in large gulps.
+const MIN_READ: usize = 2 * 1024;
+const MAX_READ: usize = 64 * 1024;
+/// Size a connection's spare write buffer returns to after a burst.
 const WRITE_CHUNK: usize = 4096;
 
-/// Reads more bytes into `buf`; `Ok(0)` at end of stream.
-async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// Reads more bytes into `buf`; `Ok(0)` at end of stream. `chunk` is the connection's current
+/// read size: doubled when a read filled all the room (more is waiting), halved when a read
+/// used little of it.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    chunk: &mut usize,
+) -> std::io::Result<usize> {
     // A frame larger than what is buffered gets its whole size reserved at once (the size limit
     // was already checked by `decode`), instead of growing chunk by chunk with a copy each time.
     let frame = match wire::parse_fixed_header(buf, u32::MAX) {
@@ -35,13 +44,20 @@ async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
     };
     if frame > buf.len() {
         buf.reserve(frame - buf.len());
-    } else if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    } else if buf.capacity() - buf.len() < MIN_READ / 4 {
+        buf.reserve(*chunk);
     }
     let start = buf.len();
+    let room = buf.capacity() - start;
     buf.resize(buf.capacity(), 0);
     let r = stream.read(&mut buf[start..]).await;
-    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+    let n = *r.as_ref().unwrap_or(&0);
+    buf.truncate(start + n);
+    if n == room {
+        *chunk = (*chunk * 2).min(MAX_READ);
+    } else if n < room / 4 {
+        *chunk = (*chunk / 2).max(MIN_READ);
+    }
     r
 }
 
@@ -54,6 +70,7 @@ enum First {
 
 /// Reads until the first complete packet, which must be CONNECT [MQTT-3.1.0-1].
 async fn read_connect(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> First {
+    let mut chunk = MIN_READ;
     loop {
         // Peeked before `decode`, which consumes a whole frame even when it refuses it: a
         // refused MQTT 5 CONNECT is still answered in MQTT 5.
@@ -64,7 +81,7 @@ async fn read_connect(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut)
             Ok(None) => {}
             Err(e) => return refusal_for(e, version),
         }
-        match read_some(stream, buf).await {
+        match read_some(stream, buf, &mut chunk).await {
             Ok(0) | Err(_) => return First::Close,
             Ok(_) => {}
         }
@@ -94,7 +111,7 @@ fn refusal_for(e: DecodeError, version: Option<ProtocolVersion>) -> First {
 /// Serves a connection the listener accepted on this shard.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlot>) {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::with_capacity(MIN_READ / 2);
     let deadline = shard.config.connect_timeout;
     let first = future::or(read_connect(&shard, &mut stream, &mut buf), async {
         glommio::timer::sleep(deadline).await;
@@ -123,6 +140,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
         ConnectOutcome::Accept { assigned } => assigned,
         ConnectOutcome::Refuse(ack) => return refuse(stream, ack, connect.protocol).await,
     };
+    let refusal = |code| {
+        Box::new(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties: Default::default(),
+        })
+    };
     let auth_data = if connect.properties.authentication_method.is_some() {
         let exchange = future::or(
             async { Some(authenticate(&shard, &mut stream, &mut buf, &connect).await) },
@@ -132,11 +156,52 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
             },
         );
         match exchange.await {
-            Some(Ok(data)) => data,
+            Some(Ok((data, user))) => {
+                // The exchange proved a user: it is the client's user name from now on, and a
+                // user name in CONNECT must be the same one.
+                if let Some(user) = user {
+                    if connect.username.as_ref().is_some_and(|u| u != &user) {
+                        let ack = refusal(ReasonCode::NOT_AUTHORIZED);
+                        return refuse(stream, ack, connect.protocol).await;
+                    }
+                    connect.username = Some(user);
+                }
+                data
+            }
             Some(Err(Some(ack))) => return refuse(stream, ack, connect.protocol).await,
             Some(Err(None)) | None => return,
         }
     } else {
+        // The password file: checked off the event loop (PBKDF2 is slow on purpose), so a storm
+        // of bad passwords slows nobody else down.
+        let security = shard.security();
+        let user = connect.username.as_ref().map(|u| u.as_str());
+        let password = connect.password.as_deref();
+        let ok = match security.check_login(user, password) {
+            Login::Allowed => true,
+            Login::NotAuthorized => {
+                let ack = refusal(ReasonCode::NOT_AUTHORIZED);
+                return refuse(stream, ack, connect.protocol).await;
+            }
+            Login::Verify(check) => {
+                let ok = glommio::executor().spawn_blocking(check).await;
+                if ok {
+                    if let Some(u) = user {
+                        security.remember(u, password.unwrap_or_default());
+                    }
+                }
+                ok
+            }
+        };
+        if !ok {
+            crate::log!(
+                Debug,
+                "bad user name or password for client {:?}",
+                connect.client_id.as_str()
+            );
+            let ack = refusal(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+            return refuse(stream, ack, connect.protocol).await;
+        }
         None
     };
     let home = shard.mesh.home_of(connect.client_id.as_bytes());
@@ -189,7 +254,7 @@ async fn authenticate(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     connect: &Connect,
-) -> Result<Option<Bytes>, Option<Box<ConnAck>>> {
+) -> Result<(Option<Bytes>, Option<MqttString>), Option<Box<ConnAck>>> {
     let refusal = |code| {
         Some(Box::new(ConnAck {
             session_present: false,
@@ -203,14 +268,18 @@ async fn authenticate(
         .clone()
         .ok_or_else(|| refusal(ReasonCode::PROTOCOL_ERROR))?;
     let mut exchange = shard
-        .authenticator
-        .as_ref()
+        .authenticator_for(method.as_str())
         .and_then(|a| a.start(method.as_str(), connect.client_id.as_str()))
         .ok_or_else(|| refusal(ReasonCode::BAD_AUTHENTICATION_METHOD))?;
     let mut data = connect.properties.authentication_data.clone();
     loop {
         match exchange.step(data.as_deref()) {
-            AuthStep::Success(d) => return Ok(d),
+            AuthStep::Success(d) => {
+                let user = exchange
+                    .authenticated_user()
+                    .and_then(|u| MqttString::copy_from(u).ok());
+                return Ok((d, user));
+            }
             AuthStep::Fail => return Err(refusal(ReasonCode::NOT_AUTHORIZED)),
             AuthStep::Continue(d) => {
                 let mut out = BytesMut::new();
@@ -227,13 +296,14 @@ async fn authenticate(
                 {
                     return Err(None);
                 }
+                let mut chunk = MIN_READ;
                 let reply = loop {
                     match decode(buf, ProtocolVersion::V5, shard.config.max_packet_size) {
                         Ok(Some(p)) => break p,
                         Ok(None) => {}
                         Err(e) => return Err(refusal(e.reason_code())),
                     }
-                    match read_some(stream, buf).await {
+                    match read_some(stream, buf, &mut chunk).await {
                         Ok(0) | Err(_) => return Err(None),
                         Ok(_) => {}
                     }
@@ -325,6 +395,7 @@ async fn read_loop(
     // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
     let idle =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    let mut chunk = MIN_READ;
     loop {
         loop {
             if client.conn.is_closing() {
@@ -334,7 +405,7 @@ async fn read_loop(
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
-                    crate::log!(Debug, "client {}: {e}", client.client_id);
+                    crate::log!(Debug, "client {:?}: {e}", client.client_id.as_str());
                     disconnect(client, e.reason_code(), &e.to_string());
                     return true;
                 }
@@ -351,13 +422,13 @@ async fn read_loop(
                     shard.send_retained(client, &deferred.retained);
                 }
                 Err(v) => {
-                    crate::log!(Debug, "client {}: {}", client.client_id, v.what);
+                    crate::log!(Debug, "client {:?}: {}", client.client_id.as_str(), v.what);
                     disconnect(client, v.reason, v.what);
                     return true;
                 }
             }
         }
-        let read = read_some(stream, &mut buf);
+        let read = read_some(stream, &mut buf, &mut chunk);
         let result = match idle {
             Some(limit) => {
                 future::or(async { Some(read.await) }, async {
@@ -374,7 +445,11 @@ async fn read_loop(
             }
             Some(Ok(_)) => {}
             None => {
-                crate::log!(Debug, "client {}: keep alive timeout", client.client_id);
+                crate::log!(
+                    Debug,
+                    "client {:?}: keep alive timeout",
+                    client.client_id.as_str()
+                );
                 disconnect(
                     client,
                     ReasonCode::KEEP_ALIVE_TIMEOUT,
@@ -405,7 +480,7 @@ async fn write_loop(
     conn: Rc<Outbox>,
     mut stream: TcpStream,
 ) {
-    let mut spare = BytesMut::with_capacity(WRITE_CHUNK);
+    let mut spare = BytesMut::new();
     loop {
         conn.ready().await;
         conn.take_into(&mut spare);

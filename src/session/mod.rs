@@ -10,6 +10,8 @@
 //! `handle_puback(1)` → PUBLISH m3 with id 3. On reconnect `resume()` resends ids 2 and 3 with
 //! DUP set [MQTT-4.4.0-1].
 
+#[doc(hidden)]
+pub mod fuzz_check;
 mod message;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -59,6 +61,14 @@ pub struct Drops {
 impl Drops {
     pub fn total(&self) -> u64 {
         self.queue_full + self.qos0_offline + self.qos0_congested + self.expired
+    }
+
+    /// Adds `after - before` (the drops one step counted) to these counters.
+    pub fn add_since(&mut self, after: &Drops, before: &Drops) {
+        self.queue_full += after.queue_full.saturating_sub(before.queue_full);
+        self.qos0_offline += after.qos0_offline.saturating_sub(before.qos0_offline);
+        self.qos0_congested += after.qos0_congested.saturating_sub(before.qos0_congested);
+        self.expired += after.expired.saturating_sub(before.expired);
     }
 }
 
@@ -343,7 +353,7 @@ impl Session {
     }
 
     /// QoS 2 messages received and not yet released (they count against the server's Receive
-    /// Maximum [MQTT-3.3.4-9]).
+    /// Maximum [MQTT-3.3.4-7]).
     pub fn incoming_unreleased(&self) -> usize {
         self.incoming_qos2.len()
     }

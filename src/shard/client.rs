@@ -37,6 +37,8 @@ pub struct Client {
     pub(super) auth_method: Option<MqttString>,
     /// A re-authentication in progress [MQTT-4.12.1].
     pub(super) reauth: Option<Box<dyn AuthExchange>>,
+    /// The user name (from CONNECT or proved by enhanced authentication), for access control.
+    pub username: Option<MqttString>,
 }
 
 /// Why a connection must end. For MQTT 5 the reason code goes out in a DISCONNECT first.
@@ -181,7 +183,26 @@ impl Shard {
             Some(rm) => (self.config.max_inflight).min(rm.get()),
             None => self.config.max_inflight,
         };
-        let will = connect.will.map(|w| {
+        // [ACL] a will on a topic the client may not publish to is dropped (as Mosquitto does).
+        let security = self.security();
+        let username = connect.username.clone();
+        let will = connect.will.filter(|w| {
+            let allowed = security.can_publish(
+                connect.client_id.as_str(),
+                username.as_deref(),
+                w.topic.as_str(),
+            );
+            if !allowed {
+                crate::log!(
+                    Info,
+                    "client {:?}: will on {:?} denied by the ACL, dropped",
+                    connect.client_id.as_str(),
+                    w.topic.as_str()
+                );
+            }
+            allowed
+        });
+        let will = will.map(|w| {
             let delay =
                 Duration::from_secs(u64::from(w.properties.will_delay_interval.unwrap_or(0)));
             let message = Message {
@@ -244,6 +265,7 @@ impl Shard {
             ..self.limits()
         };
         let mut e = entry.unwrap_or_else(|| Entry {
+            username: None,
             session: Session::new(
                 client_id.clone(),
                 v,
@@ -260,6 +282,7 @@ impl Shard {
         e.session.set_max_inflight(window as usize);
         e.conn = Some(conn.clone());
         e.will = will;
+        e.username = username.clone();
         e.lifetime = lifetime;
         e.expires_at = None;
 
@@ -335,6 +358,7 @@ impl Shard {
             problem_information: connect.properties.request_problem_information != Some(false),
             auth_method: connect.properties.authentication_method,
             reauth: None,
+            username,
         }
     }
 

@@ -34,11 +34,13 @@ use std::time::{Duration, Instant};
 pub use client::{Client, ConnectOutcome, Deferred, RetainedFor, Violation};
 pub use outbox::{ConnId, Outbox};
 
+use crate::auth::scram::ScramSha256;
+use crate::auth::security::Security;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::mesh::{AckToken, Mesh, MeshMsg, ShardId};
 use crate::protocol::{MqttString, Packet, SubscriptionOptions, TopicFilter};
-use crate::session::{Delivery, Limits, Link, Message, Session};
+use crate::session::{Delivery, Drops, Limits, Link, Message, Session};
 use crate::topic::Trie;
 use barrier::{Barriers, Wait};
 
@@ -56,6 +58,8 @@ struct Subscriber {
 struct Entry {
     session: Session,
     conn: Option<Rc<Outbox>>,
+    /// The user name of the current (or last) connection, for access control.
+    username: Option<MqttString>,
     /// The will of the current connection (published if it ends abnormally), or of the last one
     /// while its Will Delay Interval runs.
     will: Option<PendingWill>,
@@ -105,13 +109,30 @@ struct State {
     shared_cursor: HashMap<MqttString, usize>,
 }
 
-/// Counters, read by tests and logs.
-#[derive(Debug, Default, Clone, Copy)]
+/// Counters, read by tests and logs (`Broker::stats` sums them over the shards).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub connections: usize,
     pub sessions: usize,
     pub retained: usize,
+    /// Filters in this shard's subscription trie.
     pub local_filters: usize,
+    /// Filters in the interest table (other shards' subscriptions).
+    pub remote_filters: usize,
+    /// Deliveries dropped since start, by reason (all sessions homed here, past and present).
+    pub drops: Drops,
+}
+
+impl Stats {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, other: &Stats) {
+        self.connections += other.connections;
+        self.sessions += other.sessions;
+        self.retained += other.retained;
+        self.local_filters += other.local_filters;
+        self.remote_filters += other.remote_filters;
+        self.drops.add_since(&other.drops, &Drops::default());
+    }
 }
 
 pub struct Shard {
@@ -119,26 +140,73 @@ pub struct Shard {
     pub mesh: Rc<Mesh>,
     /// MQTT 5 enhanced authentication hook, when one is configured.
     pub authenticator: Option<Box<dyn Authenticator>>,
+    /// Who may connect and what they may do; replaced whole on reload. Shared with the
+    /// built-in SCRAM method's user lookup.
+    security: Rc<RefCell<Rc<Security>>>,
+    /// SCRAM-SHA-256 against the password file (users with a SCRAM verifier).
+    scram: Option<ScramSha256>,
     state: RefCell<State>,
     barriers: RefCell<Barriers>,
     next_conn: Cell<u64>,
     next_client_id: Cell<u64>,
     stopping: Cell<bool>,
     last_drop_log: Cell<Option<Instant>>,
+    /// Deliveries dropped since start, for `Stats`.
+    drops: Cell<Drops>,
 }
 
 impl Shard {
     pub fn new(config: Rc<Config>, mesh: Rc<Mesh>) -> Self {
+        let security = Rc::new(RefCell::new(Rc::new(Security::open(&config))));
         Self {
             config,
             mesh,
             authenticator: None,
+            security,
+            scram: None,
             state: RefCell::default(),
             barriers: RefCell::default(),
             next_conn: Cell::new(0),
             next_client_id: Cell::new(0),
             stopping: Cell::new(false),
             last_drop_log: Cell::new(None),
+            drops: Cell::new(Drops::default()),
+        }
+    }
+
+    /// The current access policy.
+    pub fn security(&self) -> Rc<Security> {
+        self.security.borrow().clone()
+    }
+
+    /// Installs a (re)loaded access policy; clients meet it on their next packet or delivery.
+    pub fn set_security(&self, security: Security) {
+        *self.security.borrow_mut() = Rc::new(security);
+    }
+
+    /// Enables SCRAM-SHA-256 against the password file's verifiers. `mock_key` must be the same
+    /// on every shard (it makes the fake salts of unknown users stable).
+    pub fn enable_scram(&mut self, mock_key: [u8; 32]) {
+        let security = self.security.clone();
+        self.scram = Some(ScramSha256::new(
+            move |user| {
+                security
+                    .borrow()
+                    .passwords()
+                    .and_then(|p| p.scram_verifier(user).cloned())
+            },
+            mock_key,
+        ));
+    }
+
+    /// The authenticator for an enhanced-authentication method: the built-in SCRAM method when
+    /// the password file is in use, else the configured hook.
+    pub fn authenticator_for(&self, method: &str) -> Option<&dyn Authenticator> {
+        match &self.scram {
+            Some(s) if method == crate::auth::scram::METHOD && self.security().has_passwords() => {
+                Some(s)
+            }
+            _ => self.authenticator.as_deref(),
         }
     }
 
@@ -146,9 +214,12 @@ impl Shard {
         self.mesh.id()
     }
 
-    /// Logs dropped deliveries, at most once per second per shard, with the client id and the
-    /// session's drop counters by reason.
-    fn note_drop(&self, session: &Session, now: Instant) {
+    /// Counts the deliveries `session` dropped since its counters were `before`, and logs them at
+    /// most once per second per shard, with the client id and the session's counters by reason.
+    fn note_drop(&self, session: &Session, before: &Drops, now: Instant) {
+        let mut drops = self.drops.get();
+        drops.add_since(&session.drops, before);
+        self.drops.set(drops);
         let last = self.last_drop_log.get();
         if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             self.last_drop_log.set(Some(now));
@@ -194,6 +265,8 @@ impl Shard {
             sessions: s.sessions.len(),
             retained: s.retained.len(),
             local_filters: s.subs.len(),
+            remote_filters: s.interest.len(),
+            drops: self.drops.get(),
         }
     }
 
@@ -247,6 +320,9 @@ impl Shard {
     /// [MQTT-3.3.4-3]; never back to a No Local subscriber's own messages [MQTT-3.8.3-3].
     /// Returns the number of sessions it went to.
     fn deliver_local(&self, message: &Message, now: Instant) -> usize {
+        let security = self.security();
+        let checks = security.checks_deliveries();
+        let topic = message.topic.as_str();
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let mut matches: Vec<&Subscriber> = Vec::new();
@@ -274,15 +350,18 @@ impl Shard {
                 i += 1;
             }
             if let Some(entry) = state.sessions.get_mut(client_id) {
+                if checks && !security.can_receive(client_id, entry.username.as_deref(), topic) {
+                    continue; // [ACL] this subscriber may not read this topic
+                }
                 delivered += 1;
-                let before = entry.session.drops.total();
+                let before = entry.session.drops;
                 if let Some(publish) = entry.session.deliver(message, delivery, entry.link(), now) {
                     if let Some(conn) = &entry.conn {
                         conn.send_publish(publish);
                     }
                 }
-                if entry.session.drops.total() != before {
-                    self.note_drop(&entry.session, now);
+                if entry.session.drops != before {
+                    self.note_drop(&entry.session, &before, now);
                 }
             }
         }

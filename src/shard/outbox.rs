@@ -51,7 +51,7 @@ impl Outbox {
             id,
             version,
             max_packet_size,
-            buf: RefCell::new(BytesMut::with_capacity(4096)),
+            buf: RefCell::new(BytesMut::new()),
             aliases: RefCell::new(HashMap::new()),
             alias_max,
             ready: Notify::new(),

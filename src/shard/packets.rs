@@ -152,11 +152,31 @@ impl Shard {
         }
         let qos = p.qos;
         let id = p.packet_id;
+        // [ACL] a denied PUBLISH is not routed: MQTT 5 acknowledges it with 0x87, MQTT 3.1.1
+        // (which has no way to say so) acknowledges it normally and drops it, as Mosquitto does.
+        let allowed = self.security().can_publish(
+            client.client_id.as_str(),
+            client.username.as_deref(),
+            p.topic.as_str(),
+        );
+        let v5 = client.version.is_v5();
         let message = Message::from_publish(p, client.client_id.clone(), now);
         let Some(id) = id else {
-            self.publish_message(message, false, now);
+            if allowed {
+                self.publish_message(message, false, now);
+            }
             return Ok(None);
         };
+        if !allowed && v5 {
+            let mut ack = PublishAck::new(id);
+            ack.reason_code = ReasonCode::NOT_AUTHORIZED;
+            client.conn.send(&if qos == QoS::ExactlyOnce {
+                Packet::PubRec(ack)
+            } else {
+                Packet::PubAck(ack)
+            });
+            return Ok(None);
+        }
         let (matched, wait) = match qos {
             QoS::ExactlyOnce => {
                 let unreleased = self
@@ -173,13 +193,14 @@ impl Shard {
                     });
                 }
                 // [MQTT-4.3.3-9] a resend before PUBREL is acknowledged, not delivered again.
-                if fresh {
+                if fresh && allowed {
                     self.publish_message(message, true, now)
                 } else {
                     (true, None)
                 }
             }
-            _ => self.publish_message(message, true, now),
+            _ if allowed => self.publish_message(message, true, now),
+            _ => (true, None),
         };
         let mut ack = PublishAck::new(id);
         if !matched && client.version.is_v5() {
@@ -243,7 +264,8 @@ impl Shard {
 
     /// Re-authentication [MQTT-4.12.1]: AUTH 0x19 with the CONNECT's method starts it, AUTH 0x18
     /// continues it; the server answers AUTH 0x18 while the authenticator continues, AUTH 0x00
-    /// when it succeeds, and DISCONNECT 0x87 when it refuses.
+    /// when it succeeds, and DISCONNECT 0x87 when it refuses, when it proves another user than
+    /// the one the client is, or when the method is no longer available.
     fn handle_reauth(&self, client: &mut Client, a: Auth) -> Result<Option<Deferred>, Violation> {
         let Some(method) = client.auth_method.clone() else {
             return Err(Violation::protocol(
@@ -257,23 +279,34 @@ impl Shard {
             ));
         }
         if a.reason_code == ReasonCode::RE_AUTHENTICATE {
+            // The same authenticator as at CONNECT: the built-in SCRAM method or the hook.
             client.reauth = self
-                .authenticator
-                .as_ref()
+                .authenticator_for(method.as_str())
                 .and_then(|auth| auth.start(method.as_str(), client.client_id.as_str()));
         } else if a.reason_code != ReasonCode::CONTINUE_AUTHENTICATION || client.reauth.is_none() {
             return Err(Violation::protocol("AUTH out of sequence"));
         }
         let Some(exchange) = client.reauth.as_mut() else {
+            // 0x8C Bad authentication method is not a DISCONNECT reason code [MQTT-3.14.2.1].
             return Err(Violation {
-                reason: ReasonCode::BAD_AUTHENTICATION_METHOD,
-                what: "the authentication method is no longer available",
+                reason: ReasonCode::NOT_AUTHORIZED,
+                what: "re-authentication failed: the method is no longer available",
             });
         };
         let (code, data) = match exchange.step(a.properties.authentication_data.as_deref()) {
             AuthStep::Continue(d) => (ReasonCode::CONTINUE_AUTHENTICATION, d),
             AuthStep::Success(d) => {
+                // A method that names the user must name the same one as at CONNECT.
+                let same_user = exchange
+                    .authenticated_user()
+                    .is_none_or(|u| client.username.as_deref() == Some(u));
                 client.reauth = None;
+                if !same_user {
+                    return Err(Violation {
+                        reason: ReasonCode::NOT_AUTHORIZED,
+                        what: "re-authentication proved another user",
+                    });
+                }
                 (ReasonCode::SUCCESS, d)
             }
             AuthStep::Fail => {
@@ -320,6 +353,19 @@ impl Shard {
                 // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
                 codes.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
+            }
+            if !self.security().may_subscribe(
+                client.client_id.as_str(),
+                client.username.as_deref(),
+                filter.filter(),
+            ) {
+                // [ACL] 0x87 Not authorized (MQTT 5) / 0x80 failure (3.1.1) for this filter.
+                codes.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
                 } else {
                     ReasonCode::UNSPECIFIED_ERROR
                 });
@@ -379,7 +425,15 @@ impl Shard {
     pub fn send_retained(&self, client: &Client, subs: &[RetainedFor]) {
         let now = Instant::now();
         for sub in subs {
+            let security = self.security();
             for m in self.retained_matching(sub.filter.filter(), now) {
+                if !security.can_receive(
+                    client.client_id.as_str(),
+                    client.username.as_deref(),
+                    m.topic.as_str(),
+                ) {
+                    continue;
+                }
                 let delivery = Delivery {
                     qos: m.qos.min(sub.qos),
                     retain: true,

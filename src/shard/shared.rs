@@ -113,6 +113,19 @@ impl Shard {
             });
         if emptied {
             self.broadcast_shared_interest(filter, false, None);
+            self.forget_shared_cursor(filter);
+        }
+    }
+
+    /// Drops a group's rotation cursor once no shard has members of it: the cursors are keyed by
+    /// group, and a broker that sees many short-lived groups must not keep one (nor the read
+    /// buffer its key is a slice of) for each.
+    fn forget_shared_cursor(&self, group: &TopicFilter) {
+        if self.group_shards(group) == 0 {
+            self.state
+                .borrow_mut()
+                .shared_cursor
+                .remove(group.as_mqtt_str());
         }
     }
 
@@ -145,7 +158,7 @@ impl Shard {
                 let groups = state.shared_remote.entry(group.filter(), Vec::new);
                 match groups.iter_mut().find(|(g, _)| g == &group) {
                     Some((_, bits)) => *bits |= bit,
-                    None => groups.push((group, bit)),
+                    None => groups.push((group.clone(), bit)),
                 }
             } else {
                 state
@@ -160,6 +173,9 @@ impl Shard {
                         groups.is_empty()
                     });
             }
+        }
+        if !add {
+            self.forget_shared_cursor(&group);
         }
         if let Some(token) = ack {
             self.ack_to(from, token);
@@ -257,7 +273,7 @@ impl Shard {
             None => {
                 // Every shard with members was tried and none could take it even queued (the
                 // group emptied meanwhile): nobody is left to receive it.
-                crate::log!(Debug, "shared {}: no member left", group);
+                crate::log!(Debug, "shared {:?}: no member left", group.as_str());
             }
         }
     }
@@ -291,12 +307,25 @@ impl Shard {
             return self.dispatch_shared(group, message, candidates, tried, now);
         };
         let n = g.members.len();
+        // [ACL] members that may not read the topic are never chosen.
+        let security = self.security();
+        let readable = |m: &Member| {
+            !security.checks_deliveries()
+                || state.sessions.get(&m.client_id).is_some_and(|e| {
+                    security.can_receive(
+                        m.client_id.as_str(),
+                        e.username.as_deref(),
+                        message.topic.as_str(),
+                    )
+                })
+        };
         let able = |m: &Member| {
             let qos = message.qos.min(m.options.qos);
-            state
-                .sessions
-                .get(&m.client_id)
-                .is_some_and(|e| e.link() == Link::Online && e.session.has_room(qos))
+            readable(m)
+                && state
+                    .sessions
+                    .get(&m.client_id)
+                    .is_some_and(|e| e.link() == Link::Online && e.session.has_room(qos))
         };
         let online = |m: &Member| {
             state
@@ -309,15 +338,21 @@ impl Shard {
             .map(|k| (start + k) % n)
             .find(|&i| able(&g.members[i]))
             .or_else(|| {
-                last_resort.then(|| {
-                    (0..n)
-                        .map(|k| (start + k) % n)
-                        .find(|&i| online(&g.members[i]))
-                        .unwrap_or(start % n)
-                })
+                let order = || (0..n).map(|k| (start + k) % n);
+                last_resort
+                    .then(|| {
+                        order()
+                            .find(|&i| readable(&g.members[i]) && online(&g.members[i]))
+                            .or_else(|| order().find(|&i| readable(&g.members[i])))
+                    })
+                    .flatten()
             });
         let Some(i) = pick else {
             drop(guard);
+            if last_resort {
+                // No member here may read it, and every other shard was tried.
+                return;
+            }
             return self.dispatch_shared(group, message, candidates, tried, now);
         };
         g.cursor = i + 1;

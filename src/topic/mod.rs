@@ -3,6 +3,8 @@
 //!
 //! Pure and shard-local: `Rc`/`RefCell` at most, never locks or atomics; no clock reads.
 
+#[doc(hidden)]
+pub mod fuzz_check;
 mod trie;
 
 pub use crate::protocol::{TopicFilter, TopicName};
