@@ -1,6 +1,7 @@
 //! The `coremq` binary as an operator meets it: `--help` lists every flag, bad configuration
-//! exits with status 2 and says what is wrong, and a start on an ephemeral port serves MQTT and
-//! stops cleanly on SIGTERM.
+//! exits with status 2 and says what is wrong, a start on an ephemeral port serves MQTT and
+//! stops cleanly on SIGTERM, `coremq passwd` writes a password file the broker accepts, a bad
+//! ACL file stops start-up, and SIGHUP reloads the ACL.
 //!
 //! Each test runs the built binary with every inherited `COREMQ_*` variable removed, so only the
 //! flags a test sets apply.
@@ -8,8 +9,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -105,9 +108,13 @@ impl Drop for Running {
 
 impl Running {
     fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
@@ -127,39 +134,52 @@ impl Running {
     }
 }
 
-/// A raw MQTT 3.1.1 client connected as `id`, having received a successful CONNACK.
-fn connect(addr: SocketAddr, id: &str) -> RawClient {
-    let mut client = RawClient::connect(addr, ProtocolVersion::V3_1_1);
+/// A raw client that sent CONNECT as `id` with these credentials; the CONNACK's code.
+fn try_connect(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    id: &str,
+    credentials: Option<(&str, &str)>,
+) -> (ReasonCode, RawClient) {
+    let mut client = RawClient::connect(addr, version);
     client.send(&Packet::Connect(Box::new(Connect {
-        protocol: ProtocolVersion::V3_1_1,
+        protocol: version,
         clean_start: true,
         keep_alive: 60,
         client_id: MqttString::copy_from(id).unwrap(),
         will: None,
-        username: None,
-        password: None,
+        username: credentials.map(|(u, _)| MqttString::copy_from(u).unwrap()),
+        password: credentials.map(|(_, p)| Bytes::copy_from_slice(p.as_bytes())),
         properties: Default::default(),
     })));
     match client.expect_packet() {
-        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        Packet::ConnAck(ack) => (ack.reason_code, client),
         other => panic!("expected CONNACK, got {other:?}"),
     }
+}
+
+/// A raw MQTT 3.1.1 client connected as `id`, having received a successful CONNACK.
+fn connect(addr: SocketAddr, id: &str) -> RawClient {
+    let (code, client) = try_connect(addr, ProtocolVersion::V3_1_1, id, None);
+    assert_eq!(code, ReasonCode::SUCCESS);
     client
 }
 
-#[test]
-fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
-    const SHARDS: usize = 2;
-    let child = coremq(&[
+/// A broker child with 2 shards on 127.0.0.1:0, logging at info, plus `flags`; its address
+/// (from the "listening on ADDR" line) and the rest of its stderr, line by line.
+fn start_broker(flags: &[(&str, &str)]) -> (Running, SocketAddr, mpsc::Receiver<String>) {
+    let mut all = vec![
         ("COREMQ_LISTEN", "127.0.0.1:0"),
         ("COREMQ_SHARDS", "2"),
         ("COREMQ_LOG", "info"),
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("coremq starts");
+    ];
+    all.extend_from_slice(flags);
+    let child = coremq(&all)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coremq starts");
     let mut broker = Running { child };
 
     // Stderr is drained on a thread for the broker's whole life, so it never blocks on a full
@@ -174,18 +194,36 @@ fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
             }
         }
     });
-    let deadline = Instant::now() + PATIENCE;
-    let addr: SocketAddr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .expect("a \"listening on ADDR\" line on stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap_or_default();
-            break addr.parse().expect("an address after \"listening on\"");
-        }
-    };
+    let line = next_line_with(&lines, "listening on ");
+    let rest = line.split("listening on ").nth(1).unwrap_or_default();
+    let addr: SocketAddr = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .expect("an address after \"listening on\"");
     assert_ne!(addr.port(), 0);
+    (broker, addr, lines)
+}
+
+/// The next stderr line containing `text` (earlier lines are skipped); panics after
+/// `PATIENCE`.
+fn next_line_with(lines: &mpsc::Receiver<String>, text: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no stderr line with {text:?} within {PATIENCE:?}"),
+        }
+    }
+}
+
+#[test]
+fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
+    const SHARDS: usize = 2;
+    let (mut broker, addr, _lines) = start_broker(&[]);
 
     // A subscriber and a publisher homed on different shards: the broker hands connections to
     // their home shard and routes between shards.
@@ -213,4 +251,192 @@ fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
     // Stopping closed the client connections.
     assert_eq!(sub.expect_close(), []);
+}
+
+/// A directory of its own under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("coremq-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+/// `coremq passwd FILE USER`, the password on stdin (not a terminal: its first line is taken).
+/// 1,000 PBKDF2 rounds instead of the default 210,000, which cost seconds per hash and per
+/// login in this unoptimised build.
+#[test]
+fn passwd_writes_a_0600_file_whose_user_the_broker_accepts() {
+    let dir = TempDir::new("passwd");
+    let file = dir.join("passwords");
+    let mut child = coremq(&[])
+        .args(["passwd", "--iterations=1000", path_str(&file), "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coremq passwd starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"open sesame\n")
+        .unwrap();
+    let out = child.wait_with_output().expect("coremq passwd runs");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("added user \"alice\""),
+        "{}",
+        stderr_of(&out)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with("alice:$7$1000$") && text.ends_with('\n'),
+        "{text:?}"
+    );
+    assert_eq!(text.lines().count(), 1);
+
+    let (mut broker, addr, _lines) = start_broker(&[("COREMQ_PASSWORD_FILE", path_str(&file))]);
+    for (shard, version) in [(0, ProtocolVersion::V3_1_1), (1, ProtocolVersion::V5)] {
+        let id = id_on(2, shard, "alice");
+        let (code, _) = try_connect(addr, version, &id, Some(("alice", "open sesame")));
+        assert_eq!(code, ReasonCode::SUCCESS, "{version:?}");
+        let (code, _) = try_connect(addr, version, &id, Some(("alice", "open sesame\n")));
+        assert_eq!(code, ReasonCode::BAD_USER_NAME_OR_PASSWORD, "{version:?}");
+        let (code, _) = try_connect(addr, version, &id, None);
+        assert_eq!(code, ReasonCode::NOT_AUTHORIZED, "{version:?}");
+    }
+    broker.sigterm();
+    assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
+}
+
+#[test]
+fn a_malformed_acl_or_password_file_stops_start_up_with_status_2_naming_file_and_line() {
+    let dir = TempDir::new("bad-files");
+    let acl = dir.join("acl");
+    std::fs::write(&acl, "user alice\ntopic write a/#\nfrobnicate x\n").unwrap();
+    let passwords = dir.join("passwords");
+    std::fs::write(&passwords, "# users\nalice\n").unwrap();
+    let missing = dir.join("missing");
+    for (flag, file, line) in [
+        ("COREMQ_ACL_FILE", &acl, Some(3)),
+        ("COREMQ_PASSWORD_FILE", &passwords, Some(2)),
+        ("COREMQ_ACL_FILE", &missing, None),
+    ] {
+        let out = run(&mut coremq(&[
+            ("COREMQ_LISTEN", "127.0.0.1:0"),
+            ("COREMQ_SHARDS", "2"),
+            (flag, path_str(file)),
+        ]));
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        let at = match line {
+            Some(n) => format!("{}:{n}: ", file.display()),
+            None => format!("{}: ", file.display()),
+        };
+        assert!(err.contains(&at), "{at:?} missing from {err:?}");
+    }
+    let out = run(&mut coremq(&[
+        ("COREMQ_LISTEN", "127.0.0.1:0"),
+        ("COREMQ_ACL_FILE", path_str(&acl)),
+    ]));
+    assert!(
+        stderr_of(&out).contains("frobnicate"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A raw MQTT 5 QoS 1 PUBLISH; the PUBACK's reason code.
+fn publish_qos1(client: &mut RawClient, topic: &str, id: u16) -> ReasonCode {
+    let mut publish = Publish::new(
+        TopicName::copy_from(topic).unwrap(),
+        Bytes::from_static(b"x"),
+    );
+    publish.qos = QoS::AtLeastOnce;
+    publish.packet_id = PacketId::new(id);
+    client.send(&Packet::Publish(publish));
+    match client.expect_packet() {
+        Packet::PubAck(a) => a.reason_code,
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+}
+
+fn subscribe(client: &mut RawClient, filter: &str, id: u16) -> ReasonCode {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(id).unwrap(),
+        properties: Default::default(),
+        filters: vec![(
+            TopicFilter::copy_from(filter).unwrap(),
+            SubscriptionOptions::with_qos(QoS::AtMostOnce),
+        )],
+    }));
+    match client.expect_packet() {
+        Packet::SubAck(a) => a.reason_codes[0],
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+/// SIGHUP re-reads the ACL; connected clients meet the new rules; a bad file is logged with
+/// its name and line and the rules stay as they were.
+#[test]
+fn sighup_reloads_the_acl_file() {
+    let dir = TempDir::new("sighup");
+    let acl = dir.join("acl");
+    std::fs::write(&acl, "topic readwrite open/#\n").unwrap();
+    let (mut broker, addr, lines) = start_broker(&[("COREMQ_ACL_FILE", path_str(&acl))]);
+    let (code, mut publ) = try_connect(addr, ProtocolVersion::V5, &id_on(2, 1, "pub"), None);
+    assert_eq!(code, ReasonCode::SUCCESS);
+    let mut sub = connect(addr, &id_on(2, 0, "sub"));
+    assert_eq!(
+        subscribe(&mut sub, "locked/#", 1),
+        ReasonCode::UNSPECIFIED_ERROR
+    );
+    assert_eq!(
+        publish_qos1(&mut publ, "locked/x", 1),
+        ReasonCode::NOT_AUTHORIZED
+    );
+
+    std::fs::write(&acl, "topic readwrite open/#\ntopic readwrite locked/#\n").unwrap();
+    broker.signal(libc::SIGHUP);
+    // Logged once every shard runs the new rules.
+    next_line_with(&lines, "reloaded");
+    assert_eq!(
+        subscribe(&mut sub, "locked/#", 2),
+        ReasonCode::GRANTED_QOS_0
+    );
+    assert_eq!(publish_qos1(&mut publ, "locked/x", 2), ReasonCode::SUCCESS);
+    match sub.expect_packet() {
+        Packet::Publish(p) => assert_eq!(p.topic.as_str(), "locked/x"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+
+    std::fs::write(&acl, "topic readwrite open/#\nuser\n").unwrap();
+    broker.signal(libc::SIGHUP);
+    let line = next_line_with(&lines, "SIGHUP");
+    assert!(line.contains(&format!("{}:2: ", acl.display())), "{line}");
+    assert!(line.contains("keeping the previous rules"), "{line}");
+    assert_eq!(publish_qos1(&mut publ, "locked/y", 3), ReasonCode::SUCCESS);
+
+    broker.sigterm();
+    assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
 }

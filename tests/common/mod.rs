@@ -92,6 +92,17 @@ impl RawClient {
         }
     }
 
+    /// Wraps a stream connected by the test itself (e.g. with socket options of its choosing).
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> Self {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
     }

@@ -40,6 +40,7 @@ macro_rules! each_version {
 }
 
 mod s2_malformed;
+mod s2_malformed_connect;
 mod s3_01_connect;
 mod s3_01_session;
 mod s3_03_will;

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod auth_hook;
 mod paho;
 mod rumqttc_v311;
