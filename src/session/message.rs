@@ -102,9 +102,27 @@ impl Message {
     /// messages that outlive the tick (retained, queued, wills): a small slice would otherwise
     /// keep a whole read buffer alive.
     pub fn detached(&self) -> Self {
+        let text = |s: &MqttString| MqttString::copy_from(s.as_str()).unwrap_or_else(|_| s.clone());
+        let p = &self.properties;
         Self {
             topic: TopicName::copy_from(self.topic.as_str()).unwrap_or_else(|_| self.topic.clone()),
             payload: Bytes::copy_from_slice(&self.payload),
+            publisher: text(&self.publisher),
+            properties: MessageProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type.as_ref().map(text),
+                response_topic: p
+                    .response_topic
+                    .as_ref()
+                    .map(|t| TopicName::copy_from(t.as_str()).unwrap_or_else(|_| t.clone())),
+                correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+                user_properties: p
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (text(k), text(v)))
+                    .collect(),
+            },
             ..self.clone()
         }
     }

@@ -81,6 +81,12 @@ pub enum ConnectOutcome {
     Refuse(Box<ConnAck>),
 }
 
+/// A copy of `s` in its own allocation (falls back to `s` itself, which cannot happen: it was
+/// valid already).
+fn own(s: MqttString) -> MqttString {
+    MqttString::copy_from(s.as_str()).unwrap_or(s)
+}
+
 fn refuse(code: ReasonCode) -> ConnectOutcome {
     ConnectOutcome::Refuse(Box::new(ConnAck {
         session_present: false,
@@ -185,7 +191,7 @@ impl Shard {
         };
         // [ACL] a will on a topic the client may not publish to is dropped (as Mosquitto does).
         let security = self.security();
-        let username = connect.username.clone();
+        let username = connect.username.clone().map(own);
         let will = connect.will.filter(|w| {
             let allowed = security.can_publish(
                 connect.client_id.as_str(),
@@ -222,7 +228,9 @@ impl Shard {
                 due: None,
             }
         });
-        let client_id = connect.client_id;
+        // Client id and user name live as long as the session: copies, so they do not pin the
+        // CONNECT's read buffer.
+        let client_id = own(connect.client_id);
 
         let mut wills_now = Vec::new();
         let mut dropped_session = None;

@@ -9,7 +9,7 @@ use super::Shard;
 use crate::auth::AuthStep;
 use crate::protocol::{
     AckProperties, Auth, AuthProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe,
+    RetainHandling, SubAck, Subscribe, TopicFilter,
 };
 use crate::session::{Delivery, Link, Message, Session};
 
@@ -334,6 +334,9 @@ impl Shard {
         let id = s.properties.subscription_identifier;
         let v5 = client.version.is_v5();
         for (filter, options) in &s.filters {
+            // Subscriptions live long: copy the filter out of the SUBSCRIBE's read buffer.
+            let filter =
+                &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
             if !self.topic_within_limits(filter.filter()) {
                 codes.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
