@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# coremq and Mosquitto side by side: builds coremq and coremq-loadtest in release, then for each
+# scenario starts a fresh coremq and a fresh Mosquitto on free loopback ports, runs the same
+# coremq-loadtest flags against each back to back, and prints one table with the coremq/Mosquitto
+# ratio of every figure.
+#
+#   scripts/compare.sh                  # about 2.5 minutes of runs on 2 cores, plus the build
+#   DURATION=5 scripts/compare.sh       # shorter runs
+#
+# (To compare two brokers you started yourself, loadtest/compare.sh runs one flag set against
+# both and prints the ratios; this script starts and measures the brokers too.)
+#
+# Figures per scenario and broker:
+#   msgs/s      messages received per second by all subscribers in the measured window
+#   p50, p99    end-to-end latency (publisher stamp -> subscriber), in microseconds
+#   CPU s/M     broker CPU seconds (utime + stime of /proc/PID/stat, all threads) over the whole
+#               run, per million messages delivered over the whole run
+#   cores       broker CPU seconds / wall seconds of the run; "loadgen cores" is the same for
+#               coremq-loadtest (its own and its children's times). When broker + loadgen is
+#               close to the machine's core count, the load generator shares the bottleneck.
+#   peak RSS    VmHWM of /proc/PID/status after the run (each broker starts fresh per scenario)
+#   KiB/conn    idle scenario: (VmRSS after - VmRSS before) / connections, as coremq-loadtest
+#               measures it with --broker-pid
+# The "target" column is issue 6's goal for the ratio (it is judged, not enforced: a missed
+# target does not change the exit status).
+#
+# Scenarios (closed loop unless noted; MQTT 3.1.1, 64-byte payloads):
+#   QoS 0 fan-out 1->100, QoS 0 pairs x100, QoS 1 pairs x100, QoS 0 fan-in 100->1,
+#   fixed rate: QoS 1 pairs x10 at RATE msgs/s in total (open loop, latency corrected for
+#   coordinated omission), idle: IDLE connections held for 5 s.
+#
+# Settings both brokers get (where they overlap; everything else is each broker's default):
+#   listen on 127.0.0.1 only, anonymous clients allowed, no persistence, no TLS
+#   outgoing QoS 1/2 in flight per client      20       COREMQ_MAX_INFLIGHT / max_inflight_messages
+#   queued messages per client                 1000     COREMQ_MAX_QUEUED_MESSAGES / max_queued_messages
+#   queued bytes per client                    64 MiB   COREMQ_MAX_QUEUED_BYTES / max_queued_bytes
+#   QoS 0 queued for offline sessions          no       COREMQ_QUEUE_QOS0 / queue_qos0_messages
+#   largest packet                             1 MiB    COREMQ_MAX_PACKET_SIZE / max_packet_size
+#   connections                                100000   COREMQ_MAX_CONNECTIONS / max_connections
+#   longest keep alive                         65535 s  COREMQ_MAX_KEEPALIVE / max_keepalive
+#   topic aliases (MQTT 5)                     10       COREMQ_TOPIC_ALIAS_MAXIMUM / max_topic_alias
+#   TCP_NODELAY on client sockets              yes      (coremq always) / set_tcp_nodelay true
+#   logging                                    warnings and errors only, to stderr
+# coremq runs one shard per online CPU (its default, pinned); Mosquitto is single-threaded by
+# design. The load tester runs one unpinned worker thread per CPU (--no-pin) against both.
+#
+# Open files: coremq uses two descriptors per connection (socket + writer duplicate), so the
+# idle scenario needs `ulimit -n` >= 2 x IDLE + headroom. The script raises the soft limit to
+# 25000 (or the hard limit, if lower); when the hard limit is too low it holds fewer idle
+# connections and says so.
+#
+# Environment: DURATION (s, default 10), WARMUP (s, 2), DRAIN (s, 3), RATE (msgs/s, 20000),
+# IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
+# SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
+# ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle).
+#
+# Cleans up: only the processes it started (brokers and load tests, by PID) are stopped, on any
+# exit. Exit status: 0 when every run succeeded, 1 when a run failed (the load tester's exit status
+# is non-zero: losses at QoS 1, failed connections, ... or a broker died), 2 on a setup error.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+DRAIN="${DRAIN:-3}"
+RATE="${RATE:-20000}"
+IDLE="${IDLE:-10000}"
+IDLE_HOLD=5
+LT="$here/target/release/coremq-loadtest"
+COREMQ="$here/target/release/coremq"
+
+say() { echo "compare.sh: $*" >&2; }
+die() {
+  say "$*"
+  exit 2
+}
+
+tmp="$(mktemp -d)"
+pids=()
+
+# Stops every process this script started (by PID), then removes the scratch directory.
+cleanup() {
+  local pid i
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for i in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT" && cp -r "$tmp"/. "$OUT"/ 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- prerequisites -------------------------------------------------------------------------------
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  say "building coremq and coremq-loadtest (release)"
+  (cd "$here" && cargo build --release -p coremq -p coremq-loadtest) >&2 || die "build failed"
+fi
+[ -x "$COREMQ" ] && [ -x "$LT" ] || die "missing $COREMQ or $LT (run without SKIP_BUILD)"
+
+MOSQUITTO="$(command -v mosquitto || true)"
+[ -z "$MOSQUITTO" ] && [ -x /usr/sbin/mosquitto ] && MOSQUITTO=/usr/sbin/mosquitto
+if [ -z "$MOSQUITTO" ]; then
+  say "mosquitto is missing: installing Debian's package"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2 ||
+      die "apt-get install mosquitto failed"
+  elif command -v sudo >/dev/null; then
+    sudo apt-get update -qq >&2 && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2 ||
+      die "apt-get install mosquitto failed"
+  else
+    die "install mosquitto (apt-get install mosquitto) and run again"
+  fi
+  MOSQUITTO=/usr/sbin/mosquitto
+  [ -x "$MOSQUITTO" ] || die "mosquitto not found after installing it"
+fi
+
+# Open files: see the header.
+want_nofile=25000
+hard_nofile="$(ulimit -Hn)"
+if [ "$hard_nofile" = unlimited ] || [ "$hard_nofile" -ge "$want_nofile" ]; then
+  ulimit -n "$want_nofile" 2>/dev/null || true
+else
+  ulimit -n "$hard_nofile" 2>/dev/null || true
+fi
+nofile="$(ulimit -n)"
+idle_note=""
+if [ "$nofile" != unlimited ] && [ $((2 * IDLE + 200)) -gt "$nofile" ]; then
+  fit=$(((nofile - 200) / 2))
+  idle_note="ulimit -n is $nofile (hard limit $hard_nofile, cannot raise it to $want_nofile): idle holds $fit connections instead of $IDLE"
+  say "$idle_note"
+  IDLE="$fit"
+fi
+if [ "$(id -u)" != 0 ] && [ "$(ulimit -l)" != unlimited ] && [ "$(ulimit -l)" -lt 8192 ]; then
+  ulimit -l 8192 2>/dev/null || say "ulimit -l is $(ulimit -l) KiB; coremq needs 8192 (io_uring) and may refuse to start"
+fi
+
+hz="$(getconf CLK_TCK)"
+ncpu="$(nproc)"
+
+# --- processes -----------------------------------------------------------------------------------
+
+# A loopback port nobody listens on.
+free_port() {
+  local p i
+  for i in $(seq 200); do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# wait_listening PORT PID: until something accepts on PORT (10 s), as long as PID lives.
+wait_listening() {
+  local i
+  for i in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_broker NAME: starts a fresh broker on a free port; sets $bpid and $bport.
+start_broker() {
+  bport="$(free_port)" || die "no free loopback port"
+  case "$1" in
+    coremq)
+      COREMQ_LISTEN="127.0.0.1:$bport" COREMQ_LOG=warn COREMQ_ALLOW_ANONYMOUS=true \
+        COREMQ_MAX_INFLIGHT=20 COREMQ_MAX_QUEUED_MESSAGES=1000 COREMQ_MAX_QUEUED_BYTES=64MiB \
+        COREMQ_QUEUE_QOS0=false COREMQ_MAX_PACKET_SIZE=1MiB COREMQ_MAX_CONNECTIONS=100000 \
+        COREMQ_MAX_KEEPALIVE=65535 COREMQ_TOPIC_ALIAS_MAXIMUM=10 \
+        "$COREMQ" >>"$tmp/coremq.log" 2>&1 &
+      bpid=$!
+      ;;
+    mosquitto)
+      cat >"$tmp/mosquitto.conf" <<EOF
+listener $bport 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 20
+max_queued_messages 1000
+max_queued_bytes 67108864
+queue_qos0_messages false
+max_packet_size 1048576
+max_connections 100000
+max_keepalive 65535
+max_topic_alias 10
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+connection_messages false
+EOF
+      "$MOSQUITTO" -c "$tmp/mosquitto.conf" >>"$tmp/mosquitto.log" 2>&1 &
+      bpid=$!
+      ;;
+  esac
+  pids+=("$bpid")
+  wait_listening "$bport" "$bpid" || {
+    tail -5 "$tmp/$1.log" >&2
+    die "$1 did not start listening on 127.0.0.1:$bport"
+  }
+  say "$1 running as PID $bpid on 127.0.0.1:$bport"
+}
+
+stop_broker() {
+  local i
+  kill -TERM "$bpid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$bpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$bpid" 2>/dev/null || true
+  wait "$bpid" 2>/dev/null || true
+  forget "$bpid"
+}
+
+# CPU clock ticks (user + system, all threads) of a live process.
+cpu_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# Seconds of CPU used by this shell's reaped children (user + system), from the `times` output
+# in file $1 (`times` must run in this shell itself, not in a command substitution's subshell).
+children_cpu() {
+  tail -1 "$1" | awk '{
+    s = 0
+    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] }
+    printf "%.2f", s }'
+}
+
+# Drops a reaped PID from the clean-up list (PIDs get reused).
+forget() {
+  local keep=() p
+  for p in "${pids[@]}"; do
+    [ "$p" = "$1" ] || keep+=("$p")
+  done
+  pids=("${keep[@]}")
+}
+
+# field FILE OBJECT KEY: a number from the load tester's one-line JSON document (empty if absent).
+field() {
+  local obj
+  obj="$(grep -o "\"$2\":{[^}]*}" "$1" | head -1 || true)"
+  echo "$obj" | grep -o "\"$3\":[0-9.e+-]*" | head -1 | cut -d: -f2 || true
+}
+top_field() { grep -o "\"$2\":[0-9.e+-]*" "$1" | head -1 | cut -d: -f2 || true; }
+
+# --- runs ----------------------------------------------------------------------------------------
+
+common=(--no-pin --warmup "$WARMUP" --duration "$DURATION" --drain "$DRAIN"
+  --max-runtime "$((WARMUP + DURATION + DRAIN + 30))")
+scenarios=(
+  "qos0-fanout|QoS 0 fan-out 1->100|--scenario fan-out --publishers 1 --subscribers 100 --qos 0"
+  "qos0-pairs|QoS 0 pairs x100|--scenario pairs --pairs 100 --qos 0"
+  "qos1-pairs|QoS 1 pairs x100|--scenario pairs --pairs 100 --qos 1"
+  "qos0-fanin|QoS 0 fan-in 100->1|--scenario fan-in --publishers 100 --subscribers 1 --qos 0"
+  "rate|QoS 1 pairs x10 at $RATE/s|--scenario pairs --pairs 10 --qos 1 --rate $RATE"
+  "idle|$IDLE idle connections|--scenario idle --connections $IDLE"
+)
+if [ -n "${ONLY:-}" ]; then
+  chosen=()
+  for s in "${scenarios[@]}"; do
+    case " $ONLY " in *" ${s%%|*} "*) chosen+=("$s") ;; esac
+  done
+  [ "${#chosen[@]}" -gt 0 ] || die "ONLY=\"$ONLY\" matches no scenario"
+  scenarios=("${chosen[@]}")
+fi
+
+status=0
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+started="$(date +%s)"
+
+# run_one KEY BROKER FLAGS...: one load test against a fresh broker; figures go to $tmp/KEY.BROKER.*
+run_one() {
+  local key="$1" broker="$2"
+  shift 2
+  start_broker "$broker"
+  local flags=("$@" --port "$bport" --json "$tmp/$key.$broker.json")
+  if [ "$key" = idle ]; then
+    flags=("$@" --port "$bport" --json "$tmp/$key.$broker.json" --broker-pid "$bpid"
+      --warmup 0 --duration "$IDLE_HOLD" --drain 0 --max-runtime 120)
+  else
+    flags=("${common[@]}" "${flags[@]}")
+  fi
+  echo "coremq-loadtest ${flags[*]}" >"$tmp/$key.$broker.cmd"
+  say "$key against $broker: coremq-loadtest ${flags[*]}"
+  local c0 c1 t0 t1 l0 l1 rc=0
+  c0="$(cpu_ticks "$bpid")"
+  times >"$tmp/times"
+  l0="$(children_cpu "$tmp/times")"
+  t0="$(date +%s.%N)"
+  "$LT" "${flags[@]}" >"$tmp/$key.$broker.txt" 2>"$tmp/$key.$broker.err" &
+  local lt=$!
+  pids+=("$lt")
+  wait "$lt" || rc=$?
+  forget "$lt"
+  t1="$(date +%s.%N)"
+  times >"$tmp/times"
+  l1="$(children_cpu "$tmp/times")"
+  if ! kill -0 "$bpid" 2>/dev/null; then
+    say "$broker (PID $bpid) died during $key"
+    tail -5 "$tmp/$broker.log" >&2
+    rc=1
+    c1="$c0"
+  else
+    c1="$(cpu_ticks "$bpid")"
+    awk '/^VmHWM:/ { print $2 }' "/proc/$bpid/status" >"$tmp/$key.$broker.hwm"
+  fi
+  awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }' >"$tmp/$key.$broker.cpu"
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }' >"$tmp/$key.$broker.wall"
+  awk -v a="$l0" -v b="$l1" 'BEGIN { printf "%.2f", b - a }' >"$tmp/$key.$broker.ltcpu"
+  stop_broker
+  if [ "$rc" -ne 0 ]; then
+    say "$key against $broker FAILED (exit status $rc):"
+    cat "$tmp/$key.$broker.txt" >&2
+    tail -3 "$tmp/$key.$broker.err" >&2
+    echo "$rc" >"$tmp/$key.$broker.failed"
+    status=1
+  fi
+}
+
+for s in "${scenarios[@]}"; do
+  IFS='|' read -r key title flags <<<"$s"
+  read -r -a args <<<"$flags"
+  for broker in coremq mosquitto; do
+    run_one "$key" "$broker" "${args[@]}"
+  done
+done
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- table ---------------------------------------------------------------------------------------
+
+# value KEY BROKER FIGURE: one figure of one run, empty when not available.
+value() {
+  local f="$tmp/$1.$2"
+  [ -f "$f.json" ] || return 0
+  case "$3" in
+    msgs) field "$f.json" throughput received_per_s | awk '{ printf "%.0f", $1 }' ;;
+    p50) field "$f.json" latency_us p50 ;;
+    p99) field "$f.json" latency_us p99 ;;
+    lost) field "$f.json" losses lost ;;
+    behind) field "$f.json" throughput behind_schedule ;;
+    cpu_per_m)
+      awk -v c="$(cat "$f.cpu")" -v n="$(field "$f.json" throughput received_total)" \
+        'BEGIN { if (n > 0) printf "%.3f", c / (n / 1e6) }'
+      ;;
+    cores) awk -v c="$(cat "$f.cpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
+    ltcores) awk -v c="$(cat "$f.ltcpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
+    hwm) if [ -s "$f.hwm" ]; then awk '{ printf "%.1f", $1 / 1024 }' "$f.hwm"; fi ;;
+    kib_conn)
+      awk -v a="$(top_field "$f.json" broker_rss_before_kib)" \
+        -v b="$(top_field "$f.json" broker_rss_after_kib)" \
+        -v n="$(field "$f.json" connections set_up)" \
+        'BEGIN { if (n > 0 && b != "") printf "%.2f", (b - a) / n }'
+      ;;
+  esac
+  return 0
+}
+
+# row TITLE LABEL KEY FIGURE TARGET: TARGET is ">=1.5", "<=0.5", "<1" or "<=1" (ratio goal) or "".
+row() {
+  local a b
+  a="$(value "$3" coremq "$4")"
+  b="$(value "$3" mosquitto "$4")"
+  [ -z "$a$b" ] && return 0
+  awk -v t="$1" -v l="$2" -v a="$a" -v b="$b" -v g="$5" 'BEGIN {
+    r = (a != "" && b != "" && b + 0 != 0) ? a / b : ""
+    rs = (r == "") ? "-" : sprintf("%.2f", r)
+    verdict = ""
+    if (g != "" && r != "") {
+      op = g; sub(/[0-9.]+$/, "", op); x = g; sub(/^[<>=]+/, "", x)
+      ok = (op == ">=") ? r >= x : (op == "<=") ? r <= x : (op == "<") ? r < x : 0
+      verdict = g (ok ? " ok" : " MISS")
+    }
+    printf "%-28s %-16s %14s %14s %8s  %s\n", t, l, a == "" ? "-" : a, b == "" ? "-" : b, rs, verdict }'
+}
+
+{
+  echo
+  echo "coremq vs Mosquitto $("$MOSQUITTO" -h 2>&1 | head -1 | awk '{ print $3 }') · $(date -u +%Y-%m-%dT%H:%MZ) · $ncpu CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')) · Linux $(uname -r)"
+  echo "load average before: $load_before · after: $load_after · runs: warm-up ${WARMUP}s, measured ${DURATION}s, drain ≤${DRAIN}s · $(($(date +%s) - started)) s in all"
+  [ -n "$idle_note" ] && echo "note: $idle_note"
+  echo
+  printf '%-28s %-16s %14s %14s %8s  %s\n' scenario figure coremq mosquitto ratio target
+  printf '%s\n' "$(printf '%.0s-' $(seq 100))"
+  for s in "${scenarios[@]}"; do
+    IFS='|' read -r key title _ <<<"$s"
+    if [ "$key" = idle ]; then
+      row "$title" "KiB/conn" idle kib_conn "<=1"
+      row "" "peak RSS MiB" idle hwm ""
+    else
+      goal_tp=">=1.5" goal_cpu="<=0.5" goal_p99=""
+      [ "$key" = rate ] && goal_tp="" goal_cpu="" goal_p99="<1"
+      row "$title" "msgs/s" "$key" msgs "$goal_tp"
+      row "" "p50 us" "$key" p50 ""
+      row "" "p99 us" "$key" p99 "$goal_p99"
+      row "" "CPU s/M msgs" "$key" cpu_per_m "$goal_cpu"
+      row "" "broker cores" "$key" cores ""
+      row "" "loadgen cores" "$key" ltcores ""
+      row "" "peak RSS MiB" "$key" hwm ""
+      [ "$(value "$key" coremq lost)$(value "$key" mosquitto lost)" != 00 ] &&
+        row "" "lost" "$key" lost ""
+      [ "$key" = rate ] && row "" "behind schedule" "$key" behind ""
+    fi
+    for broker in coremq mosquitto; do
+      [ -f "$tmp/$key.$broker.failed" ] && echo "  !! $broker run FAILED (exit status $(cat "$tmp/$key.$broker.failed"))"
+    done
+  done
+  echo
+  echo "ratio = coremq / Mosquitto. Load tests: coremq-loadtest ${common[*]} SCENARIO FLAGS --port PORT"
+} | sed 's/[[:space:]]*$//'
+
+exit "$status"
