@@ -249,7 +249,7 @@ pub static FLAGS: &[Flag] = &[
     Flag {
         name: "COREMQ_SPIN_BEFORE_PARK",
         default: "0",
-        accepts: "a duration from 0 to 1s",
+        accepts: "a duration from 0 to 1s, e.g. 100us",
         help: "Spin this long before an idle shard parks: lower wake-up latency for a busy \
                core. Off by default.",
         set: |c, v| {
@@ -546,7 +546,7 @@ pub fn help_text() -> String {
         ));
     }
     s.push_str(
-        "\nDurations are seconds unless a unit is given (500ms, 10s, 2m, 1h); sizes are bytes \
+        "\nDurations are seconds unless a unit is given (100us, 500ms, 10s, 2m, 1h); sizes are bytes \
          unless a unit is given (64KiB, 1MiB).\n",
     );
     s.push_str("\ncoremq passwd [--delete] [--iterations=N] [--scram[=ITERATIONS]] FILE USER\n");
@@ -599,7 +599,7 @@ fn parse_int(v: &str, min: usize, max: usize) -> Result<usize, ()> {
     Ok(n)
 }
 
-/// `10`, `10s`, `500ms`, `2m`, `1h`.
+/// `10`, `10s`, `500ms`, `100us`, `2m`, `1h`.
 fn parse_duration(v: &str) -> Result<Duration, ()> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
@@ -607,6 +607,7 @@ fn parse_duration(v: &str) -> Result<Duration, ()> {
     let d = match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
+        "us" => Duration::from_micros(n),
         "m" => Duration::from_secs(n.checked_mul(60).ok_or(())?),
         "h" => Duration::from_secs(n.checked_mul(3600).ok_or(())?),
         _ => return Err(()),
@@ -676,6 +677,7 @@ mod tests {
         let c = Config::from_lookup(lookup(&[
             ("COREMQ_MAX_PACKET_SIZE", "64KiB"),
             ("COREMQ_CONNECT_TIMEOUT", "500ms"),
+            ("COREMQ_SPIN_BEFORE_PARK", "100us"),
             ("COREMQ_MAX_KEEPALIVE", "2m"),
             ("COREMQ_SHARDS", "3"),
             ("COREMQ_QUEUE_QOS0", "true"),
@@ -684,6 +686,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_packet_size, 65536);
         assert_eq!(c.connect_timeout, Duration::from_millis(500));
+        assert_eq!(c.spin_before_park, Duration::from_micros(100));
         assert_eq!(c.max_keepalive, 120);
         assert_eq!(c.shards, 3);
         assert_eq!(c.shard_count(), 3);
