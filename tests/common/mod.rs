@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use coremq::protocol::{decode, Packet, ProtocolVersion};
+use coremq::protocol::{
+    decode, Packet, PacketId, ProtocolVersion, Publish, PublishAck, QoS, ReasonCode,
+};
 use coremq::{Broker, Config};
 
 /// How long a test waits for something that should happen promptly.
@@ -139,6 +141,41 @@ impl RawClient {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return None,
             }
+        }
+    }
+
+    /// After sending a PUBLISH with `id` at `qos`, completes the sender's side of the QoS flow
+    /// (PUBACK, or PUBREC / PUBREL / PUBCOMP), so the broker has routed the message when this
+    /// returns. MQTT 5 may answer 0x10 No matching subscribers; both count as accepted. The
+    /// next packet must be the acknowledgement.
+    pub fn finish_publish(&mut self, id: PacketId, qos: QoS) {
+        let accepted = |ack: &PublishAck| {
+            ack.packet_id == id
+                && (ack.reason_code == ReasonCode::SUCCESS
+                    || ack.reason_code == ReasonCode::NO_MATCHING_SUBSCRIBERS)
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => match self.expect_packet() {
+                Packet::PubAck(ack) if accepted(&ack) => {}
+                other => panic!("expected PUBACK {id}, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                match self.expect_packet() {
+                    Packet::PubRec(ack) if accepted(&ack) => {}
+                    other => panic!("expected PUBREC {id}, got {other:?}"),
+                }
+                self.send(&Packet::PubRel(PublishAck::new(id)));
+                assert_eq!(self.expect_packet(), Packet::PubComp(PublishAck::new(id)));
+            }
+        }
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub fn expect_publish(&mut self) -> Publish {
+        match self.expect_packet() {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
         }
     }
 

@@ -139,35 +139,12 @@ fn publish(client: &mut RawClient, topic: &str, payload: &str, qos: QoS) {
             Bytes::copy_from_slice(payload.as_bytes()),
         )
     }));
-    // MQTT 5 acknowledges a message nobody subscribed to with 0x10 No matching subscribers.
-    let accepted = |ack: &PublishAck| {
-        ack.packet_id == id
-            && (ack.reason_code == ReasonCode::SUCCESS
-                || ack.reason_code == ReasonCode::NO_MATCHING_SUBSCRIBERS)
-    };
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => match client.expect_packet() {
-            Packet::PubAck(ack) if accepted(&ack) => {}
-            other => panic!("expected PUBACK {id}, got {other:?}"),
-        },
-        QoS::ExactlyOnce => {
-            match client.expect_packet() {
-                Packet::PubRec(ack) if accepted(&ack) => {}
-                other => panic!("expected PUBREC {id}, got {other:?}"),
-            }
-            client.send(&Packet::PubRel(PublishAck::new(id)));
-            assert_eq!(client.expect_packet(), Packet::PubComp(PublishAck::new(id)));
-        }
-    }
+    client.finish_publish(id, qos);
 }
 
 /// The next packet, which must be a PUBLISH.
 fn expect_publish(client: &mut RawClient) -> Publish {
-    match client.expect_packet() {
-        Packet::Publish(p) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
+    client.expect_publish()
 }
 
 /// The next packet must be a PUBLISH of `payload` to `topic`; returns it for further checks.

@@ -237,34 +237,12 @@ fn publish_packet(topic: &str, payload: &[u8], qos: QoS, id: u16) -> Packet {
 fn publish(client: &mut RawClient, topic: &str, payload: &[u8], qos: QoS) {
     let id = packet_id(1);
     client.send(&publish_packet(topic, payload, qos, 1));
-    let accepted = |ack: &PublishAck| {
-        ack.packet_id == id
-            && (ack.reason_code == ReasonCode::SUCCESS
-                || ack.reason_code == ReasonCode::NO_MATCHING_SUBSCRIBERS)
-    };
-    match qos {
-        QoS::AtMostOnce => {}
-        QoS::AtLeastOnce => match client.expect_packet() {
-            Packet::PubAck(ack) if accepted(&ack) => {}
-            other => panic!("expected PUBACK, got {other:?}"),
-        },
-        QoS::ExactlyOnce => {
-            match client.expect_packet() {
-                Packet::PubRec(ack) if accepted(&ack) => {}
-                other => panic!("expected PUBREC, got {other:?}"),
-            }
-            client.send(&Packet::PubRel(PublishAck::new(id)));
-            assert_eq!(client.expect_packet(), Packet::PubComp(PublishAck::new(id)));
-        }
-    }
+    client.finish_publish(id, qos);
 }
 
 /// The next packet, which must be a PUBLISH.
 fn expect_publish(client: &mut RawClient) -> Publish {
-    match client.expect_packet() {
-        Packet::Publish(p) => p,
-        other => panic!("expected PUBLISH, got {other:?}"),
-    }
+    client.expect_publish()
 }
 
 /// The next packet must be a PUBLISH of `payload` to `topic`.
