@@ -71,6 +71,8 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Mosquitto-style ACL file.
     pub acl_file: Option<PathBuf>,
+    /// Pause publishers while a live subscriber of theirs falls behind (see `shard::flow`).
+    pub flow_control: bool,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -446,6 +448,21 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_FLOW_CONTROL",
+        default: "true",
+        accepts: "true or false",
+        help: "When a connected subscriber that keeps acknowledging falls behind (its queue past \
+               half of COREMQ_MAX_QUEUED_MESSAGES), stop reading from the publishers feeding it \
+               until it is back under a quarter, so acknowledged QoS 1/2 messages are not dropped. \
+               A subscriber that acknowledges nothing for 250 ms is a slow consumer: it holds \
+               nobody back and its queue overflows (counted drops) instead. false: never slow \
+               publishers down; queues overflow.",
+        set: |c, v| {
+            c.flow_control = parse_bool(v)?;
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -478,6 +495,7 @@ impl Default for Config {
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
+            flow_control: true,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

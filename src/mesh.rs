@@ -72,6 +72,9 @@ pub enum MeshMsg {
         message: Message,
         tried: u64,
     },
+    /// Take (`on`) or release a hold on a publisher homed on the receiving shard: a subscriber
+    /// elsewhere is falling behind (see `shard::flow`).
+    Hold { publisher: MqttString, on: bool },
     /// A connection whose CONNECT named a client id homed on the receiving shard.
     Handoff(Handoff),
 }

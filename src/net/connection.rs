@@ -401,6 +401,13 @@ async fn read_loop(
             if client.conn.is_closing() {
                 return client.conn.is_failed();
             }
+            // Flow control (`shard::flow`): a live subscriber of this client's messages is
+            // falling behind; read nothing more until it catches up (the client's TCP window
+            // fills meanwhile).
+            if shard.is_paused(&client.client_id, std::time::Instant::now()) {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
             let packet = match decode(&mut buf, version, shard.config.max_packet_size) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,

@@ -85,6 +85,10 @@ pub struct Session {
     queue: VecDeque<(Message, Delivery)>,
     /// Topic and payload bytes in `queue`.
     queued_bytes: usize,
+    /// See `completed()`.
+    completed: u64,
+    /// See `set_stretch()`.
+    stretch: bool,
     /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3].
     incoming_qos2: HashSet<PacketId>,
     next_id: PacketId,
@@ -104,6 +108,9 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     pub queue_qos0: bool,
 }
+
+/// How far the message limit stretches while publishers are held back.
+pub const QUEUE_STRETCH: usize = 4;
 
 /// Whether the session's client can take a delivery now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +139,8 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            completed: 0,
+            stretch: false,
             incoming_qos2: HashSet::new(),
             next_id: PacketId(std::num::NonZeroU16::MIN),
             max_inflight: limits.max_inflight.max(1),
@@ -192,7 +201,14 @@ impl Session {
             return Some(self.send_inflight(message.clone(), delivery, now));
         }
         let size = message.topic.as_bytes().len() + message.payload.len();
-        if self.queue.len() >= self.max_queued || self.queued_bytes + size > self.max_queued_bytes {
+        // While flow control holds the publishers back, what they had already sent is still
+        // arriving: the message limit stretches for it (the byte limit does not).
+        let max_queued = if self.stretch {
+            self.max_queued.saturating_mul(QUEUE_STRETCH)
+        } else {
+            self.max_queued
+        };
+        if self.queue.len() >= max_queued || self.queued_bytes + size > self.max_queued_bytes {
             self.drops.queue_full += 1;
             return None;
         }
@@ -284,10 +300,24 @@ impl Session {
         {
             Some(pos) => {
                 self.inflight.remove(pos);
+                self.completed += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// While publishers are held back for this session, let its queue take up to
+    /// `QUEUE_STRETCH` × COREMQ_MAX_QUEUED_MESSAGES (COREMQ_MAX_QUEUED_BYTES still applies), for
+    /// the messages they had sent before the hold reached them.
+    pub fn set_stretch(&mut self, on: bool) {
+        self.stretch = on;
+    }
+
+    /// QoS 1/2 deliveries the client has completed (acknowledged) since the session began: a
+    /// client whose count moves is consuming, however slowly.
+    pub fn completed(&self) -> u64 {
+        self.completed
     }
 
     /// An inbound QoS 2 PUBLISH with `id`: returns true when it is new and must be routed; a

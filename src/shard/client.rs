@@ -273,6 +273,7 @@ impl Shard {
             ..self.limits()
         };
         let mut e = entry.unwrap_or_else(|| Entry {
+            holds: Default::default(),
             username: None,
             session: Session::new(
                 client_id.clone(),
@@ -414,6 +415,8 @@ impl Shard {
             return; // taken over: the newer connection owns the session now
         }
         entry.conn = None;
+        // An offline session holds back no publisher (its messages just queue).
+        let mut holds = std::mem::take(&mut entry.holds);
         let mut will = entry
             .will
             .take()
@@ -445,6 +448,7 @@ impl Shard {
             }
             drop(guard);
         }
+        self.release_holds(&mut holds);
         if let Some(w) = publish_now {
             self.publish_message(w, false, now);
         }
@@ -453,6 +457,7 @@ impl Shard {
     /// Fires what is due at `now`: delayed wills, and expiry of offline sessions (publishing a
     /// delayed will that is still waiting, since the session ends first [MQTT-3.1.3-9]).
     pub fn tick(&self, now: Instant) {
+        self.check_holds(now);
         loop {
             let mut state = self.state.borrow_mut();
             let Some(Reverse((due, _))) = state.timers.peek() else {

@@ -19,6 +19,7 @@
 
 pub mod barrier;
 mod client;
+mod flow;
 pub mod notify;
 pub mod outbox;
 mod packets;
@@ -67,6 +68,8 @@ struct Entry {
     lifetime: Option<Duration>,
     /// While offline: when the session expires.
     expires_at: Option<Instant>,
+    /// Publishers this (live but lagging) subscriber holds back (see `flow`).
+    holds: flow::Holds,
 }
 
 impl Entry {
@@ -153,6 +156,10 @@ pub struct Shard {
     last_drop_log: Cell<Option<Instant>>,
     /// Deliveries dropped since start, for `Stats`.
     drops: Cell<Drops>,
+    /// Publishers homed here that lagging subscribers hold back (see `flow`).
+    paused: RefCell<flow::Paused>,
+    /// Sessions homed here that hold publishers back, checked every tick (see `flow`).
+    holding: RefCell<Vec<MqttString>>,
 }
 
 impl Shard {
@@ -171,6 +178,8 @@ impl Shard {
             stopping: Cell::new(false),
             last_drop_log: Cell::new(None),
             drops: Cell::new(Drops::default()),
+            paused: RefCell::default(),
+            holding: RefCell::default(),
         }
     }
 
@@ -247,6 +256,23 @@ impl Shard {
         for p in entry.session.drain_queue(now) {
             out.send_publish(p);
         }
+        self.relieve(&mut entry.holds, &entry.session);
+    }
+
+    /// After a client's queue drained (acknowledgements freed its window): send what the window
+    /// allows and release the publishers it held once it is back under the low watermark.
+    pub(super) fn drain_session(&self, client_id: &MqttString, conn: ConnId, now: Instant) {
+        let mut state = self.state.borrow_mut();
+        let Some(entry) = state.sessions.get_mut(client_id) else {
+            return;
+        };
+        let Some(out) = entry.conn.clone().filter(|c| c.id == conn) else {
+            return;
+        };
+        for p in entry.session.drain_queue(now) {
+            out.send_publish(p);
+        }
+        self.relieve(&mut entry.holds, &entry.session);
     }
 
     fn limits(&self) -> Limits {
@@ -355,11 +381,22 @@ impl Shard {
                 }
                 delivered += 1;
                 let before = entry.session.drops;
-                if let Some(publish) = entry.session.deliver(message, delivery, entry.link(), now) {
+                let link = entry.link();
+                let qos = delivery.qos;
+                entry.session.set_stretch(Self::stretching(&entry.holds));
+                if let Some(publish) = entry.session.deliver(message, delivery, link, now) {
                     if let Some(conn) = &entry.conn {
                         conn.send_publish(publish);
                     }
                 }
+                self.note_pressure(
+                    &mut entry.holds,
+                    &entry.session,
+                    link,
+                    qos,
+                    &message.publisher,
+                    now,
+                );
                 if entry.session.drops != before {
                     self.note_drop(&entry.session, &before, now);
                 }
@@ -563,6 +600,7 @@ impl Shard {
                 }
             }
             MeshMsg::Ack(token) => self.barriers.borrow_mut().ack(token),
+            MeshMsg::Hold { publisher, on } => self.on_hold(publisher, on),
             MeshMsg::RetainRequest { message, from, ack } => {
                 self.order_retained(message, from, ack)
             }

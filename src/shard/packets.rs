@@ -476,11 +476,7 @@ impl Shard {
 
     /// Sends what the session's window now allows from its queue.
     fn drain(&self, client: &Client, now: Instant) {
-        if let Some(out) = self.with_session(client, |s| s.drain_queue(now)) {
-            for p in out {
-                client.conn.send_publish(p);
-            }
-        }
+        self.drain_session(&client.client_id, client.conn.id, now);
     }
 }
 

@@ -37,6 +37,7 @@ macro_rules! each_version {
     )*};
 }
 
+mod flow;
 mod kill;
 mod limits;
 mod shutdown;

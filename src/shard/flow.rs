@@ -1,0 +1,200 @@
+//! Flow control from subscribers back to publishers, so acknowledged QoS 1/2 messages are not
+//! dropped just because publishers outpace a live subscriber.
+//!
+//! A subscriber session that is connected and reading (`Link::Online`) but whose queue has passed
+//! half of COREMQ_MAX_QUEUED_MESSAGES *holds* each publisher whose QoS 1/2 message it had to
+//! queue: the publisher's home shard stops reading that publisher's connection (its TCP window
+//! then fills, which is the only backpressure MQTT has). When the queue is back under a quarter,
+//! the session releases its holds. Worked example, limit 1000: queue 501 after a message from
+//! P → hold P (P's reader pauses); acknowledgements drain the queue to 249 → release P.
+//!
+//! Slow consumers must not stall everyone else: a holding session that acknowledges nothing for
+//! `HOLD_LIMIT` is treated as a slow consumer — its holds are released and it holds nobody until
+//! its queue has drained, so its queue overflows (counted drops) instead of pausing the
+//! publishers that fast subscribers also wait for. A subscriber that keeps acknowledging, however
+//! slowly, keeps its holds: its publishers go at its pace and nothing acknowledged is lost. A
+//! publisher is never paused longer than `PAUSE_LIMIT` in one stretch, whatever its holders do.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::Shard;
+use crate::mesh::MeshMsg;
+use crate::protocol::{MqttString, QoS};
+use crate::session::{Link, Session};
+
+/// How long a session may hold publishers before it counts as a slow consumer.
+const HOLD_LIMIT: Duration = Duration::from_millis(250);
+/// Longest single pause of a publisher: a safety valve should a release ever be lost.
+const PAUSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The publishers one subscriber session holds.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    publishers: Vec<MqttString>,
+    /// When the session last made progress (acknowledged a delivery) while holding.
+    since: Option<Instant>,
+    /// `Session::completed()` at `since`.
+    progress: u64,
+    /// Held too long: no new holds until the queue drains.
+    slow: bool,
+}
+
+/// Pauses of publishers homed on this shard: holders and since when.
+#[derive(Debug, Default)]
+pub(super) struct Paused(HashMap<MqttString, (u32, Instant)>);
+
+impl Shard {
+    /// After a delivery to `session`: hold `publisher` if the session is live but falling behind.
+    pub(super) fn note_pressure(
+        &self,
+        holds: &mut Holds,
+        session: &Session,
+        link: Link,
+        qos: QoS,
+        publisher: &MqttString,
+        now: Instant,
+    ) {
+        if !self.config.flow_control
+            || qos == QoS::AtMostOnce
+            || publisher.is_empty()
+            || link != Link::Online
+            || holds.slow
+        {
+            return;
+        }
+        if session.queued() * 2 <= self.config.max_queued_messages {
+            return;
+        }
+        if holds.since.is_none() || session.completed() != holds.progress {
+            // Holding starts, or the subscriber acknowledged something since: it is consuming.
+            holds.since = Some(now);
+            holds.progress = session.completed();
+        } else if holds
+            .since
+            .is_some_and(|t| now.duration_since(t) > HOLD_LIMIT)
+        {
+            // No acknowledgement for HOLD_LIMIT: a slow consumer. Let the publishers go and
+            // drop for this subscriber instead (counted).
+            self.release_holds(holds);
+            holds.slow = true;
+            return;
+        }
+        if !holds.publishers.contains(publisher) {
+            if holds.publishers.is_empty() {
+                self.holding.borrow_mut().push(session.client_id.clone());
+            }
+            holds.publishers.push(publisher.clone());
+            self.hold(publisher, true);
+        }
+    }
+
+    /// Called every tick: a holding session that made no progress for `HOLD_LIMIT` is a slow
+    /// consumer even if nothing new is delivered to it (its publishers are paused, after all).
+    pub(super) fn check_holds(&self, now: Instant) {
+        if self.holding.borrow().is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut *self.holding.borrow_mut());
+        let mut still = Vec::with_capacity(ids.len());
+        let mut state = self.state.borrow_mut();
+        for id in ids {
+            let Some(entry) = state.sessions.get_mut(&id) else {
+                continue;
+            };
+            let holds = &mut entry.holds;
+            if holds.publishers.is_empty() {
+                continue;
+            }
+            if entry.session.completed() != holds.progress {
+                holds.since = Some(now);
+                holds.progress = entry.session.completed();
+            } else if holds
+                .since
+                .is_some_and(|t| now.duration_since(t) > HOLD_LIMIT)
+            {
+                self.release_holds(holds);
+                holds.slow = true;
+                continue;
+            }
+            still.push(id);
+        }
+        drop(state);
+        self.holding.borrow_mut().extend(still);
+    }
+
+    /// After `session`'s queue drained: release its holds once it is back under a quarter.
+    pub(super) fn relieve(&self, holds: &mut Holds, session: &Session) {
+        if session.queued() * 4 <= self.config.max_queued_messages {
+            self.release_holds(holds);
+            holds.slow = false;
+        }
+    }
+
+    /// Whether the session's queue may stretch (it is holding publishers back).
+    pub(super) fn stretching(holds: &Holds) -> bool {
+        !holds.publishers.is_empty() && !holds.slow
+    }
+
+    /// Releases every publisher `holds` holds.
+    pub(super) fn release_holds(&self, holds: &mut Holds) {
+        for p in holds.publishers.drain(..) {
+            self.hold(&p, false);
+        }
+        holds.since = None;
+    }
+
+    /// Adds or removes one hold on a publisher, on its home shard.
+    fn hold(&self, publisher: &MqttString, on: bool) {
+        let home = self.mesh.home_of(publisher.as_bytes());
+        if home == self.id() {
+            self.on_hold(publisher.clone(), on);
+        } else {
+            self.mesh.send(
+                home,
+                MeshMsg::Hold {
+                    publisher: publisher.clone(),
+                    on,
+                },
+            );
+        }
+    }
+
+    /// A hold on a publisher homed here was taken or released.
+    pub(super) fn on_hold(&self, publisher: MqttString, on: bool) {
+        let mut paused = self.paused.borrow_mut();
+        if on {
+            let e = paused.0.entry(publisher).or_insert((0, Instant::now()));
+            if e.0 == 0 {
+                e.1 = Instant::now();
+            }
+            e.0 += 1;
+        } else if let Some(e) = paused.0.get_mut(&publisher) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                paused.0.remove(&publisher);
+            }
+        }
+    }
+
+    /// Whether reading from `client_id` is paused now.
+    pub fn is_paused(&self, client_id: &MqttString, now: Instant) -> bool {
+        let mut paused = self.paused.borrow_mut();
+        if paused.0.is_empty() {
+            return false;
+        }
+        match paused.0.get(client_id) {
+            Some(&(holders, since)) if holders > 0 => {
+                if now.duration_since(since) < PAUSE_LIMIT {
+                    true
+                } else {
+                    // Never longer than PAUSE_LIMIT at a stretch (a lost release, a stuck
+                    // holder): read again.
+                    paused.0.remove(client_id);
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
