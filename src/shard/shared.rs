@@ -187,6 +187,10 @@ impl Shard {
         let mut groups: Vec<(TopicFilter, u64)> = Vec::new();
         {
             let state = self.state.borrow();
+            // Most brokers have no shared subscriptions: skip the two trie walks.
+            if state.shared.is_empty() && state.shared_remote.is_empty() {
+                return false;
+            }
             let own = 1u64 << self.id().0;
             state
                 .shared
