@@ -245,18 +245,7 @@ impl Shard {
     /// A connection's outbound buffer drained after deliveries were held back: offer its
     /// session's queue again.
     pub fn resume_held_back(&self, client_id: &MqttString, conn: ConnId) {
-        let now = Instant::now();
-        let mut state = self.state.borrow_mut();
-        let Some(entry) = state.sessions.get_mut(client_id) else {
-            return;
-        };
-        let Some(out) = entry.conn.clone().filter(|c| c.id == conn) else {
-            return;
-        };
-        for p in entry.session.drain_queue(now) {
-            out.send_publish(p);
-        }
-        self.relieve(&mut entry.holds, &entry.session);
+        self.drain_session(client_id, conn, Instant::now());
     }
 
     /// After a client's queue drained (acknowledgements freed its window): send what the window

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use coremq::protocol::{
-    decode, Packet, PacketId, ProtocolVersion, Publish, PublishAck, QoS, ReasonCode,
+    decode, Disconnect, Packet, PacketId, ProtocolVersion, Publish, PublishAck, QoS, ReasonCode,
 };
 use coremq::{Broker, Config};
 
@@ -168,6 +168,48 @@ impl RawClient {
                 self.send(&Packet::PubRel(PublishAck::new(id)));
                 assert_eq!(self.expect_packet(), Packet::PubComp(PublishAck::new(id)));
             }
+        }
+    }
+
+    /// Completes the receiver's side of a delivery's QoS flow (PUBACK, or PUBREC / PUBREL /
+    /// PUBCOMP).
+    pub fn acknowledge(&mut self, p: &Publish) {
+        let Some(id) = p.packet_id else { return };
+        if p.qos == QoS::AtLeastOnce {
+            self.send(&Packet::PubAck(PublishAck::new(id)));
+        } else {
+            self.send(&Packet::PubRec(PublishAck::new(id)));
+            assert_eq!(self.expect_packet(), Packet::PubRel(PublishAck::new(id)));
+            self.send(&Packet::PubComp(PublishAck::new(id)));
+        }
+    }
+
+    /// Sends DISCONNECT (normal disconnection) and waits until the broker closes the connection.
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::new(
+            ReasonCode::NORMAL_DISCONNECTION,
+        )));
+        assert_eq!(self.expect_close(), Vec::new());
+    }
+
+    /// Asserts the broker closes the connection, after a DISCONNECT carrying `reason` and a
+    /// Reason String for MQTT 5, and after nothing at all for MQTT 3.1 / 3.1.1 (no server
+    /// DISCONNECT there).
+    pub fn expect_disconnect(&mut self, reason: ReasonCode) {
+        let before = self.expect_close();
+        if self.version.is_v5() {
+            match before.as_slice() {
+                [Packet::Disconnect(d)] => {
+                    assert_eq!(d.reason_code, reason, "{d:?}");
+                    assert!(
+                        d.properties.reason_string.is_some(),
+                        "a reason string: {d:?}"
+                    );
+                }
+                other => panic!("expected one DISCONNECT {reason:?}, got {other:?}"),
+            }
+        } else {
+            assert_eq!(before, Vec::new());
         }
     }
 

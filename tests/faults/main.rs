@@ -51,9 +51,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coremq::protocol::{
-    Connect, ConnectProperties, Disconnect, LastWill, MqttString, Packet, PacketId,
-    ProtocolVersion, Publish, PublishAck, QoS, ReasonCode, Subscribe, SubscriptionOptions,
-    TopicFilter, TopicName, WillProperties,
+    Connect, ConnectProperties, LastWill, MqttString, Packet, PacketId, ProtocolVersion, Publish,
+    QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, WillProperties,
 };
 use coremq::shard::Stats;
 
@@ -256,36 +255,17 @@ fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8]) -> Publis
 
 /// Completes the receiver's side of a delivery's QoS flow.
 fn acknowledge(client: &mut RawClient, p: &Publish) {
-    let Some(id) = p.packet_id else { return };
-    if p.qos == QoS::AtLeastOnce {
-        client.send(&Packet::PubAck(PublishAck::new(id)));
-    } else {
-        client.send(&Packet::PubRec(PublishAck::new(id)));
-        assert_eq!(client.expect_packet(), Packet::PubRel(PublishAck::new(id)));
-        client.send(&Packet::PubComp(PublishAck::new(id)));
-    }
+    client.acknowledge(p)
 }
 
-/// Sends DISCONNECT and waits for the broker to close the connection.
-fn disconnect(mut client: RawClient) {
-    client.send(&Packet::Disconnect(Disconnect::new(
-        ReasonCode::NORMAL_DISCONNECTION,
-    )));
-    assert_eq!(client.expect_close(), Vec::new());
+/// Sends DISCONNECT and waits until the broker closes the connection.
+fn disconnect(client: RawClient) {
+    client.disconnect()
 }
 
-/// Asserts the broker closes the connection after a DISCONNECT with `reason` (MQTT 5) or after
-/// nothing (MQTT 3.1.1).
+/// See `RawClient::expect_disconnect`.
 fn expect_disconnect(client: &mut RawClient, reason: ReasonCode) {
-    let before = client.expect_close();
-    if client.version.is_v5() {
-        match before.as_slice() {
-            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, reason, "{d:?}"),
-            other => panic!("expected one DISCONNECT {reason:?}, got {other:?}"),
-        }
-    } else {
-        assert_eq!(before, Vec::new());
-    }
+    client.expect_disconnect(reason)
 }
 
 /// PINGREQ, and the PINGRESP that shows the broker still serves this connection.
