@@ -454,10 +454,11 @@ pub static FLAGS: &[Flag] = &[
         accepts: "true or false",
         help: "When a connected subscriber that keeps acknowledging falls behind (its queue past \
                half of COREMQ_MAX_QUEUED_MESSAGES), stop reading from the publishers feeding it \
-               until it is back under a quarter, so acknowledged QoS 1/2 messages are not dropped. \
-               A subscriber that acknowledges nothing for 250 ms is a slow consumer: it holds \
-               nobody back and its queue overflows (counted drops) instead. false: never slow \
-               publishers down; queues overflow.",
+               until it is back under a quarter, so acknowledged QoS 1/2 messages are not dropped \
+               (meanwhile only COREMQ_MAX_QUEUED_BYTES bounds its queue). A subscriber that \
+               acknowledges nothing for 1 s is a slow consumer: it holds nobody back and its \
+               queue overflows (counted drops) instead. false: never slow publishers down; queues \
+               overflow.",
         set: |c, v| {
             c.flow_control = parse_bool(v)?;
             Ok(())

@@ -109,9 +109,6 @@ pub struct Limits {
     pub queue_qos0: bool,
 }
 
-/// How far the message limit stretches while publishers are held back.
-pub const QUEUE_STRETCH: usize = 4;
-
 /// Whether the session's client can take a delivery now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
@@ -201,10 +198,11 @@ impl Session {
             return Some(self.send_inflight(message.clone(), delivery, now));
         }
         let size = message.topic.as_bytes().len() + message.payload.len();
-        // While flow control holds the publishers back, what they had already sent is still
-        // arriving: the message limit stretches for it (the byte limit does not).
+        // While flow control holds the publishers back, what they had already sent (and was
+        // acknowledged to them) is still arriving: only the byte limit applies to it. How much
+        // that is, is bounded by what was in flight when the hold reached the publishers.
         let max_queued = if self.stretch {
-            self.max_queued.saturating_mul(QUEUE_STRETCH)
+            usize::MAX
         } else {
             self.max_queued
         };
@@ -307,9 +305,9 @@ impl Session {
         }
     }
 
-    /// While publishers are held back for this session, let its queue take up to
-    /// `QUEUE_STRETCH` × COREMQ_MAX_QUEUED_MESSAGES (COREMQ_MAX_QUEUED_BYTES still applies), for
-    /// the messages they had sent before the hold reached them.
+    /// While publishers are held back for this session, its queue is bounded by
+    /// COREMQ_MAX_QUEUED_BYTES only (not COREMQ_MAX_QUEUED_MESSAGES), for the messages they had
+    /// sent before the hold reached them.
     pub fn set_stretch(&mut self, on: bool) {
         self.stretch = on;
     }

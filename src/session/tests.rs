@@ -222,6 +222,44 @@ fn queue_is_bounded_and_drops_are_counted() {
 }
 
 #[test]
+fn while_publishers_are_held_only_the_byte_limit_bounds_the_queue() {
+    let mut s = Session::new(
+        MqttString::from_static("c").unwrap(),
+        ProtocolVersion::V3_1_1,
+        false,
+        Limits {
+            max_inflight: 1,
+            max_queued: 2,
+            // "t" + "x": 2 bytes a message, so 8 messages fit.
+            max_queued_bytes: 16,
+            queue_qos0: false,
+        },
+    );
+    let deliver = |s: &mut Session| {
+        s.deliver(
+            &msg("x", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            Link::Offline,
+            Instant::now(),
+        )
+    };
+    s.set_stretch(true);
+    for _ in 0..10 {
+        deliver(&mut s);
+    }
+    assert_eq!(
+        s.queued(),
+        8,
+        "past the message limit, up to the byte limit"
+    );
+    assert_eq!(s.drops.queue_full, 2);
+    s.set_stretch(false);
+    deliver(&mut s);
+    assert_eq!(s.queued(), 8, "the message limit applies again");
+    assert_eq!(s.drops.queue_full, 3);
+}
+
+#[test]
 fn queue_qos0_when_configured() {
     let mut s = Session::new(
         MqttString::from_static("c").unwrap(),

@@ -24,7 +24,7 @@ use crate::protocol::{MqttString, QoS};
 use crate::session::{Link, Session};
 
 /// How long a session may hold publishers before it counts as a slow consumer.
-const HOLD_LIMIT: Duration = Duration::from_millis(250);
+const HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// Longest single pause of a publisher: a safety valve should a release ever be lost.
 const PAUSE_LIMIT: Duration = Duration::from_secs(10);
 
