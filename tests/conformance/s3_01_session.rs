@@ -109,8 +109,15 @@ fn offline_qos0_then_marker(broker: &TestBroker, v: ProtocolVersion) -> RawClien
     let mut sub = connect(broker, v, &id, false);
     subscribe(&mut sub, "qos0/+", QoS::AtLeastOnce);
     disconnect(sub);
+    // A live subscriber on the same shard: once it has both messages, the offline session has
+    // been offered them too (the publisher's PUBACK only says they left shard 1).
+    let mut witness = connect(broker, v, &broker.id_on(0, "witness"), true);
+    subscribe(&mut witness, "qos0/+", QoS::AtLeastOnce);
     publish(&mut publisher, "qos0/a", "at most once", QoS::AtMostOnce);
     publish(&mut publisher, "qos0/marker", "marker", QoS::AtLeastOnce);
+    expect_message(&mut witness, "qos0/a", "at most once");
+    let p = expect_message(&mut witness, "qos0/marker", "marker");
+    acknowledge(&mut witness, &p);
     let (sub, present) = reconnect(broker, v, &id, false);
     assert!(present);
     sub
