@@ -1,65 +1,30 @@
 //! One client connection: CONNECT phase (with a deadline), hand-off to the home shard, then the
 //! reader loop (decode → shard handlers) and the writer task.
 
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
+use super::io::{self, Writer};
 use super::ConnSlot;
 use crate::auth::security::Login;
 use crate::auth::AuthStep;
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
-    connect_protocol_version, decode, wire, Auth, AuthProperties, ConnAck, Connect, DecodeError,
+    connect_protocol_version, decode, Auth, AuthProperties, ConnAck, Connect, DecodeError,
     Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
 use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
-
-/// Bytes reserved per read when the buffer runs low: adaptive between these bounds, so an idle
-/// connection keeps a small buffer and a busy one reads in large gulps.
-const MIN_READ: usize = 2 * 1024;
-const MAX_READ: usize = 64 * 1024;
-/// Size a connection's spare write buffer returns to after a burst.
-const WRITE_CHUNK: usize = 4096;
-
-/// Reads more bytes into `buf`; `Ok(0)` at end of stream. `chunk` is the connection's current
-/// read size: doubled when a read filled all the room (more is waiting), halved when a read
-/// used little of it.
-async fn read_some(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    chunk: &mut usize,
-) -> std::io::Result<usize> {
-    // A frame larger than what is buffered gets its whole size reserved at once (the size limit
-    // was already checked by `decode`), instead of growing chunk by chunk with a copy each time.
-    let frame = match wire::parse_fixed_header(buf, u32::MAX) {
-        Ok(Some(h)) => h.frame_len(),
-        _ => 0,
-    };
-    if frame > buf.len() {
-        buf.reserve(frame - buf.len());
-    } else if buf.capacity() - buf.len() < MIN_READ / 4 {
-        buf.reserve(*chunk);
-    }
-    let start = buf.len();
-    let room = buf.capacity() - start;
-    buf.resize(buf.capacity(), 0);
-    let r = stream.read(&mut buf[start..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
-    if n == room {
-        *chunk = (*chunk * 2).min(MAX_READ);
-    } else if n < room / 4 {
-        *chunk = (*chunk / 2).max(MIN_READ);
-    }
-    r
-}
 
 /// Why reading the first packet ended.
 enum First {
@@ -70,7 +35,6 @@ enum First {
 
 /// Reads until the first complete packet, which must be CONNECT [MQTT-3.1.0-1].
 async fn read_connect(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> First {
-    let mut chunk = MIN_READ;
     loop {
         // Peeked before `decode`, which consumes a whole frame even when it refuses it: a
         // refused MQTT 5 CONNECT is still answered in MQTT 5.
@@ -81,7 +45,7 @@ async fn read_connect(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut)
             Ok(None) => {}
             Err(e) => return refusal_for(e, version),
         }
-        match read_some(stream, buf, &mut chunk).await {
+        match io::fill(stream, buf).await {
             Ok(0) | Err(_) => return First::Close,
             Ok(_) => {}
         }
@@ -111,7 +75,7 @@ fn refusal_for(e: DecodeError, version: Option<ProtocolVersion>) -> First {
 /// Serves a connection the listener accepted on this shard.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlot>) {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(MIN_READ / 2);
+    let mut buf = BytesMut::new();
     let deadline = shard.config.connect_timeout;
     let first = future::or(read_connect(&shard, &mut stream, &mut buf), async {
         glommio::timer::sleep(deadline).await;
@@ -205,8 +169,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
         None
     };
     let home = shard.mesh.home_of(connect.client_id.as_bytes());
+    // Bytes that came after CONNECT: copied, so that they pin no part of the read arena.
+    let buf = BytesMut::from(&buf[..]);
     if home == shard.id() {
-        return run(shard, stream, connect, assigned, auth_data, buf, slot).await;
+        // A task of its own: this one's state (CONNECT phase, authentication) is large and
+        // would otherwise stay allocated for the connection's whole life.
+        glommio::spawn_local(run(shard, stream, connect, assigned, auth_data, buf, slot)).detach();
+        return;
     }
     match dup_fd(&stream) {
         Ok(fd) => {
@@ -296,14 +265,13 @@ async fn authenticate(
                 {
                     return Err(None);
                 }
-                let mut chunk = MIN_READ;
                 let reply = loop {
                     match decode(buf, ProtocolVersion::V5, shard.config.max_packet_size) {
                         Ok(Some(p)) => break p,
                         Ok(None) => {}
                         Err(e) => return Err(refusal(e.reason_code())),
                     }
-                    match read_some(stream, buf, &mut chunk).await {
+                    match io::fill(stream, buf).await {
                         Ok(0) | Err(_) => return Err(None),
                         Ok(_) => {}
                     }
@@ -338,25 +306,18 @@ async fn refuse(mut stream: TcpStream, ack: Box<ConnAck>, version: ProtocolVersi
     let _ = stream.shutdown(Shutdown::Both).await;
 }
 
-/// Runs an accepted CONNECT on its home shard until the connection ends.
+/// Runs an accepted CONNECT on its home shard until the connection ends: one task reads frames
+/// (`read_loop`) and, whenever that waits, writes what the shard queued for the client (`Writer`).
 async fn run(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     connect: Box<Connect>,
     assigned: bool,
     auth_data: Option<Bytes>,
     buf: BytesMut,
     slot: ConnSlot,
 ) {
-    let writer_fd = match dup_fd(&stream) {
-        Ok(fd) => fd,
-        Err(e) => {
-            crate::log!(Warn, "cannot duplicate a socket for writing: {e}");
-            return;
-        }
-    };
-    // SAFETY: a fresh duplicate of a connected socket, owned by the writer alone.
-    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd.into_raw_fd()) };
+    let stream = RefCell::new(stream);
     let client_max = connect
         .properties
         .maximum_packet_size
@@ -369,17 +330,23 @@ async fn run(
         alias_max,
     ));
     conn.set_congestion_limit(shard.config.max_outbound_buffer);
-    let writer = glommio::spawn_local(write_loop(
-        shard.clone(),
-        connect.client_id.clone(),
-        conn.clone(),
-        writer_stream,
-    ));
+    let mut writer = Writer::new(connect.client_id.clone());
     let mut client = shard.handle_connect(*connect, assigned, auth_data, conn.clone());
-    let abnormal = read_loop(&shard, &mut client, &mut stream, buf).await;
+    let abnormal = {
+        let mut reading = pin!(read_loop(&shard, &mut client, &stream, buf));
+        poll_fn(|cx| {
+            if let Poll::Ready(abnormal) = reading.as_mut().poll(cx) {
+                return Poll::Ready(abnormal);
+            }
+            // Once writing is over the socket is shut down, and reading ends with it.
+            let _ = writer.poll(cx, &stream, &conn, &shard);
+            Poll::Pending
+        })
+        .await
+    };
     shard.handle_close(&client, abnormal);
     conn.close();
-    writer.await;
+    poll_fn(|cx| writer.poll(cx, &stream, &conn, &shard)).await;
     drop(slot);
 }
 
@@ -388,14 +355,13 @@ async fn run(
 async fn read_loop(
     shard: &Shard,
     client: &mut Client,
-    stream: &mut TcpStream,
+    stream: &RefCell<TcpStream>,
     mut buf: BytesMut,
 ) -> bool {
     let version = client.version;
     // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
     let idle =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
-    let mut chunk = MIN_READ;
     loop {
         loop {
             if client.conn.is_closing() {
@@ -435,18 +401,7 @@ async fn read_loop(
                 }
             }
         }
-        let read = read_some(stream, &mut buf, &mut chunk);
-        let result = match idle {
-            Some(limit) => {
-                future::or(async { Some(read.await) }, async {
-                    glommio::timer::sleep(limit).await;
-                    None
-                })
-                .await
-            }
-            None => Some(read.await),
-        };
-        match result {
+        match read_or_idle(stream, &mut buf, idle).await {
             Some(Ok(0)) | Some(Err(_)) => {
                 return !client.conn.is_closing() || client.conn.is_failed()
             }
@@ -468,6 +423,27 @@ async fn read_loop(
     }
 }
 
+/// Reads more bytes into `buf`, or `None` when nothing came for `idle`. The keep-alive timer is
+/// only armed when the socket has nothing to read right away.
+async fn read_or_idle(
+    stream: &RefCell<TcpStream>,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> Option<std::io::Result<usize>> {
+    let mut timer: Option<glommio::timer::Timer> = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = io::poll_fill(&mut stream.borrow_mut(), cx, buf) {
+            return Poll::Ready(Some(r));
+        }
+        let Some(limit) = idle else {
+            return Poll::Pending;
+        };
+        let timer = timer.get_or_insert_with(|| glommio::timer::Timer::new(limit));
+        Pin::new(timer).poll(cx).map(|_| None)
+    })
+    .await
+}
+
 /// Ends the connection from the server side: MQTT 5 clients get DISCONNECT with `reason` and a
 /// Reason String saying why (always allowed on DISCONNECT [MQTT-3.1.2-29]); 3.1.1 has no reason
 /// codes, so the connection is just closed.
@@ -478,38 +454,4 @@ fn disconnect(client: &Client, reason: ReasonCode, why: &str) {
         client.conn.send(&Packet::Disconnect(d));
     }
     client.conn.close();
-}
-
-/// Writes everything queued in `conn`, one write per wake-up, until it is closed and drained.
-async fn write_loop(
-    shard: Rc<Shard>,
-    client_id: MqttString,
-    conn: Rc<Outbox>,
-    mut stream: TcpStream,
-) {
-    let mut spare = BytesMut::new();
-    loop {
-        conn.ready().await;
-        conn.take_into(&mut spare);
-        if !spare.is_empty() {
-            if stream.write_all(&spare).await.is_err() {
-                conn.fail();
-                break;
-            }
-            spare.clear();
-            // A burst grew the buffer: give the memory back rather than keep it per connection.
-            if spare.capacity() > 16 * WRITE_CHUNK {
-                spare = BytesMut::with_capacity(WRITE_CHUNK);
-            }
-        }
-        if conn.is_closing() && conn.pending() == 0 {
-            break;
-        }
-        // Drained after deliveries were held back for a slow reader: they can go now.
-        if conn.pending() == 0 && conn.take_held_back() {
-            shard.resume_held_back(&client_id, conn.id);
-        }
-    }
-    // Wakes the reader (end of stream) and tells the client we are done.
-    let _ = stream.shutdown(Shutdown::Both).await;
 }

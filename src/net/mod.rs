@@ -10,6 +10,7 @@
 //! one fd hand-off per connection, paid once at CONNECT.
 
 mod connection;
+mod io;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};

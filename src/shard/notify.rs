@@ -30,6 +30,16 @@ impl Notify {
         self.set.get()
     }
 
+    /// `Ready` when notified (clearing the flag); otherwise registers the waker.
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.set.replace(false) {
+            Poll::Ready(())
+        } else {
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+
     /// Completes when notified (immediately if already notified), clearing the flag.
     pub fn wait(&self) -> Wait<'_> {
         Wait { notify: self }
@@ -43,11 +53,6 @@ pub struct Wait<'a> {
 impl Future for Wait<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notify.set.replace(false) {
-            Poll::Ready(())
-        } else {
-            self.notify.waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        }
+        self.notify.poll_wait(cx)
     }
 }

@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::num::NonZeroU16;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 
@@ -154,9 +155,10 @@ impl Outbox {
         self.failed.get()
     }
 
-    /// Waits until there is something to write or a close was requested.
-    pub async fn ready(&self) {
-        self.ready.wait().await
+    /// Whether there is something to write or a close was requested since the last `Ready`;
+    /// `Pending` registers the task to be woken when there is.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.ready.poll_wait(cx)
     }
 
     /// Swaps the queued bytes into `spare` (which must be empty) so the writer can write them
