@@ -2,18 +2,19 @@
 //! reader loop (decode → shard handlers) and the writer task.
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 
 use super::io::{self, Writer};
 use super::ConnSlot;
@@ -24,7 +25,7 @@ use crate::protocol::{
     connect_protocol_version, decode, Auth, AuthProperties, ConnAck, Connect, DecodeError,
     Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
-use crate::shard::{Client, ConnectOutcome, Outbox, Shard};
+use crate::shard::{Client, ConnectOutcome, Deferred, Outbox, Shard};
 
 /// Why reading the first packet ended.
 enum First {
@@ -201,7 +202,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
 pub fn adopt(shard: Rc<Shard>, h: Handoff) {
     // SAFETY: the fd is a connected TCP socket we own exclusively (it was duplicated for us).
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    glommio::spawn_local(run(
+    let live = run(
         shard,
         stream,
         h.connect,
@@ -209,8 +210,8 @@ pub fn adopt(shard: Rc<Shard>, h: Handoff) {
         h.auth_data,
         h.buf,
         h.slot,
-    ))
-    .detach();
+    );
+    glommio::spawn_local(live).detach();
 }
 
 /// MQTT 5 enhanced authentication before CONNACK [MQTT-4.12.0]: steps the shard's
@@ -306,9 +307,9 @@ async fn refuse(mut stream: TcpStream, ack: Box<ConnAck>, version: ProtocolVersi
     let _ = stream.shutdown(Shutdown::Both).await;
 }
 
-/// Runs an accepted CONNECT on its home shard until the connection ends: one task reads frames
-/// (`read_loop`) and, whenever that waits, writes what the shard queued for the client (`Writer`).
-async fn run(
+/// Runs an accepted CONNECT on its home shard until the connection ends (the returned future is
+/// the connection's task).
+fn run(
     shard: Rc<Shard>,
     stream: TcpStream,
     connect: Box<Connect>,
@@ -316,8 +317,7 @@ async fn run(
     auth_data: Option<Bytes>,
     buf: BytesMut,
     slot: ConnSlot,
-) {
-    let stream = RefCell::new(stream);
+) -> Live {
     let client_max = connect
         .properties
         .maximum_packet_size
@@ -330,118 +330,184 @@ async fn run(
         alias_max,
     ));
     conn.set_congestion_limit(shard.config.max_outbound_buffer);
-    let mut writer = Writer::new(connect.client_id.clone());
-    let mut client = shard.handle_connect(*connect, assigned, auth_data, conn.clone());
-    let abnormal = {
-        let mut reading = pin!(read_loop(&shard, &mut client, &stream, buf));
-        poll_fn(|cx| {
-            if let Poll::Ready(abnormal) = reading.as_mut().poll(cx) {
-                return Poll::Ready(abnormal);
-            }
-            // Once writing is over the socket is shut down, and reading ends with it.
-            let _ = writer.poll(cx, &stream, &conn, &shard);
-            Poll::Pending
-        })
-        .await
-    };
-    shard.handle_close(&client, abnormal);
-    conn.close();
-    poll_fn(|cx| writer.poll(cx, &stream, &conn, &shard)).await;
-    drop(slot);
-}
-
-/// Frames in until the connection ends. Returns true when it ended abnormally (no DISCONNECT,
-/// nor a close the broker asked for), i.e. when the will is due.
-async fn read_loop(
-    shard: &Shard,
-    client: &mut Client,
-    stream: &RefCell<TcpStream>,
-    mut buf: BytesMut,
-) -> bool {
-    let version = client.version;
+    let client = shard.handle_connect(*connect, assigned, auth_data, conn);
     // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
     let idle =
         (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
-    loop {
-        loop {
-            if client.conn.is_closing() {
-                return client.conn.is_failed();
-            }
-            // Flow control (`shard::flow`): a live subscriber of this client's messages is
-            // falling behind; read nothing more until it catches up (the client's TCP window
-            // fills meanwhile).
-            if shard.is_paused(&client.client_id, std::time::Instant::now()) {
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            let packet = match decode(&mut buf, version, shard.config.max_packet_size) {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => {
-                    crate::log!(Debug, "client {:?}: {e}", client.client_id.as_str());
-                    disconnect(client, e.reason_code(), &e.to_string());
-                    return true;
-                }
-            };
-            match shard.handle_packet(client, packet) {
-                Ok(None) => {}
-                Ok(Some(deferred)) => {
-                    for w in deferred.waits {
-                        w.wait().await;
-                    }
-                    for p in &deferred.then {
-                        client.conn.send(p);
-                    }
-                    shard.send_retained(client, &deferred.retained);
-                }
-                Err(v) => {
-                    crate::log!(Debug, "client {:?}: {}", client.client_id.as_str(), v.what);
-                    disconnect(client, v.reason, v.what);
-                    return true;
-                }
-            }
-        }
-        match read_or_idle(stream, &mut buf, idle).await {
-            Some(Ok(0)) | Some(Err(_)) => {
-                return !client.conn.is_closing() || client.conn.is_failed()
-            }
-            Some(Ok(_)) => {}
-            None => {
-                crate::log!(
-                    Debug,
-                    "client {:?}: keep alive timeout",
-                    client.client_id.as_str()
-                );
-                disconnect(
-                    client,
-                    ReasonCode::KEEP_ALIVE_TIMEOUT,
-                    "[MQTT-3.1.2-24] no packet within 1.5 times the keep alive",
-                );
-                return true;
-            }
-        }
+    Live {
+        shard,
+        stream: RefCell::new(stream),
+        client,
+        writer: Writer::default(),
+        buf,
+        stage: Stage::Reading,
+        idle,
+        idle_timer: None,
+        _slot: slot,
     }
 }
 
-/// Reads more bytes into `buf`, or `None` when nothing came for `idle`. The keep-alive timer is
-/// only armed when the socket has nothing to read right away.
-async fn read_or_idle(
-    stream: &RefCell<TcpStream>,
-    buf: &mut BytesMut,
+/// A connected client's task: reads frames and hands them to the shard, and whenever reading
+/// has to wait, writes what the shard queued for the client (`Writer`). Written out as a state
+/// machine rather than an `async fn` because there is one per connection: this keeps an idle
+/// connection's task to the state it really needs (see the README's memory figures).
+struct Live {
+    shard: Rc<Shard>,
+    stream: RefCell<TcpStream>,
+    client: Client,
+    writer: Writer,
+    /// Bytes read and not yet decoded (a slice of the shard's read arena, or a partial frame
+    /// of our own while waiting; see `io`).
+    buf: BytesMut,
+    stage: Stage,
+    /// 1.5 × keep alive, if any.
     idle: Option<Duration>,
-) -> Option<std::io::Result<usize>> {
-    let mut timer: Option<glommio::timer::Timer> = None;
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = io::poll_fill(&mut stream.borrow_mut(), cx, buf) {
-            return Poll::Ready(Some(r));
+    /// Runs while the socket has nothing for us; reset by every read.
+    idle_timer: Option<Timer>,
+    /// Our place under COREMQ_MAX_CONNECTIONS, freed with the task.
+    _slot: ConnSlot,
+}
+
+enum Stage {
+    /// Decoding what is buffered, reading more when it runs out.
+    Reading,
+    /// Flow control (`shard::flow`): a live subscriber of this client's messages is falling
+    /// behind; read nothing until it catches up (the client's TCP window fills meanwhile).
+    /// Checked again every millisecond.
+    Paused(Timer),
+    /// A packet's answer waits until every shard applied its effect (e.g. SUBACK).
+    Deferred(Box<Deferred>),
+    /// Reading is over and the shard knows; writing what is left, then the socket shuts down.
+    Closing,
+}
+
+/// What a step of reading ended with.
+enum Step {
+    Pending,
+    Wait(Stage),
+    /// The connection is over; true when abnormally (no DISCONNECT, nor a close the broker
+    /// asked for), i.e. when the will is due.
+    End(bool),
+}
+
+/// Reads per poll before the task lets the others run.
+const READS_PER_POLL: usize = 8;
+
+impl Future for Live {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.stage {
+                Stage::Closing => {
+                    return this
+                        .writer
+                        .poll(cx, &this.stream, &this.client, &this.shard);
+                }
+                Stage::Paused(timer) => {
+                    if Pin::new(timer).poll(cx).is_pending() {
+                        break;
+                    }
+                    this.stage = Stage::Reading;
+                }
+                Stage::Deferred(deferred) => {
+                    if deferred.poll_waits(cx).is_pending() {
+                        break;
+                    }
+                    for p in &deferred.then {
+                        this.client.conn.send(p);
+                    }
+                    this.shard.send_retained(&this.client, &deferred.retained);
+                    this.stage = Stage::Reading;
+                }
+                Stage::Reading => match this.read(cx) {
+                    Step::Pending => break,
+                    Step::Wait(stage) => this.stage = stage,
+                    Step::End(abnormal) => {
+                        this.shard.handle_close(&this.client, abnormal);
+                        this.client.conn.close();
+                        this.stage = Stage::Closing;
+                    }
+                },
+            }
         }
-        let Some(limit) = idle else {
-            return Poll::Pending;
-        };
-        let timer = timer.get_or_insert_with(|| glommio::timer::Timer::new(limit));
-        Pin::new(timer).poll(cx).map(|_| None)
-    })
-    .await
+        // Reading waits: write meanwhile. Once writing is over the socket is shut down, and
+        // reading ends with it.
+        let _ = this
+            .writer
+            .poll(cx, &this.stream, &this.client, &this.shard);
+        Poll::Pending
+    }
+}
+
+impl Live {
+    /// Decodes and handles buffered frames, reading more when they run out.
+    fn read(&mut self, cx: &mut Context<'_>) -> Step {
+        let client = &mut self.client;
+        let shard = &*self.shard;
+        let mut reads = 0;
+        loop {
+            if client.conn.is_closing() {
+                return Step::End(client.conn.is_failed());
+            }
+            if shard.is_paused(&client.client_id, Instant::now()) {
+                return Step::Wait(Stage::Paused(Timer::new(Duration::from_millis(1))));
+            }
+            match decode(&mut self.buf, client.version, shard.config.max_packet_size) {
+                Ok(Some(packet)) => match shard.handle_packet(client, packet) {
+                    Ok(None) => {}
+                    Ok(Some(deferred)) => return Step::Wait(Stage::Deferred(Box::new(deferred))),
+                    Err(v) => {
+                        crate::log!(Debug, "client {:?}: {}", client.client_id.as_str(), v.what);
+                        disconnect(client, v.reason, v.what);
+                        return Step::End(true);
+                    }
+                },
+                Ok(None) => {
+                    if reads == READS_PER_POLL {
+                        // Plenty read in one go: let the shard's other tasks run.
+                        cx.waker().wake_by_ref();
+                        return Step::Pending;
+                    }
+                    match io::poll_fill(&mut self.stream.borrow_mut(), cx, &mut self.buf) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            return Step::End(!client.conn.is_closing() || client.conn.is_failed())
+                        }
+                        Poll::Ready(Ok(_)) => {
+                            reads += 1;
+                            self.idle_timer = None;
+                        }
+                        Poll::Pending => {
+                            let Some(limit) = self.idle else {
+                                return Step::Pending;
+                            };
+                            let timer = self.idle_timer.get_or_insert_with(|| Timer::new(limit));
+                            if Pin::new(timer).poll(cx).is_pending() {
+                                return Step::Pending;
+                            }
+                            crate::log!(
+                                Debug,
+                                "client {:?}: keep alive timeout",
+                                client.client_id.as_str()
+                            );
+                            disconnect(
+                                client,
+                                ReasonCode::KEEP_ALIVE_TIMEOUT,
+                                "[MQTT-3.1.2-24] no packet within 1.5 times the keep alive",
+                            );
+                            return Step::End(true);
+                        }
+                    }
+                }
+                Err(e) => {
+                    crate::log!(Debug, "client {:?}: {e}", client.client_id.as_str());
+                    disconnect(client, e.reason_code(), &e.to_string());
+                    return Step::End(true);
+                }
+            }
+        }
+    }
 }
 
 /// Ends the connection from the server side: MQTT 5 clients get DISCONNECT with `reason` and a

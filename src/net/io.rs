@@ -28,8 +28,8 @@ use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use crate::protocol::{wire, MqttString};
-use crate::shard::{Outbox, Shard};
+use crate::protocol::wire;
+use crate::shard::{Client, Shard};
 
 /// Size of a shard's read arena.
 const ARENA: usize = 64 * 1024;
@@ -113,23 +113,14 @@ pub async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usiz
 /// Writes a connection's outbox to its socket: what queued up is swapped out and written in one
 /// `send` per wake-up (everything the shard produced for the connection since the last one).
 /// Lives in the connection's task; holds no buffer while there is nothing to write.
+#[derive(Default)]
 pub struct Writer {
-    client_id: MqttString,
     spare: BytesMut,
     written: usize,
     done: bool,
 }
 
 impl Writer {
-    pub fn new(client_id: MqttString) -> Self {
-        Self {
-            client_id,
-            spare: BytesMut::new(),
-            written: 0,
-            done: false,
-        }
-    }
-
     /// Writes until the socket or the outbox has to be waited for (`Pending`, with this task's
     /// waker registered with whichever it is). `Ready` once writing is over: the outbox was
     /// closed and everything before the close was written, or the socket failed (the outbox is
@@ -138,9 +129,10 @@ impl Writer {
         &mut self,
         cx: &mut Context<'_>,
         stream: &RefCell<TcpStream>,
-        conn: &Outbox,
+        client: &Client,
         shard: &Shard,
     ) -> Poll<()> {
+        let conn = &*client.conn;
         if self.done {
             return Poll::Ready(());
         }
@@ -150,7 +142,7 @@ impl Writer {
                 self.written = 0;
                 // Drained after deliveries were held back for a slow reader: they can go now.
                 if conn.pending() == 0 && conn.take_held_back() {
-                    shard.resume_held_back(&self.client_id, conn.id);
+                    shard.resume_held_back(&client.client_id, conn.id);
                 }
                 if conn.pending() == 0 {
                     if conn.is_closing() {

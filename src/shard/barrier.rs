@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use super::notify::Notify;
 use crate::mesh::AckToken;
@@ -30,9 +31,17 @@ pub struct Wait(Rc<State>);
 
 impl Wait {
     pub async fn wait(self) {
+        std::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
+    /// `Ready` once every ack arrived; otherwise registers the task to be woken.
+    pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
         while self.0.remaining.get() > 0 {
-            self.0.done.wait().await;
+            if self.0.done.poll_wait(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
+        Poll::Ready(())
     }
 }
 

@@ -66,6 +66,20 @@ pub struct Deferred {
     pub retained: Vec<RetainedFor>,
 }
 
+impl Deferred {
+    /// `Ready` once every wait is over (each finished one is dropped); otherwise registers the
+    /// task to be woken.
+    pub fn poll_waits(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        while let Some(w) = self.waits.last() {
+            if w.poll_done(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            self.waits.pop();
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
 /// A subscription that is owed the retained messages matching it.
 pub struct RetainedFor {
     pub filter: TopicFilter,
