@@ -236,11 +236,12 @@ impl Shard {
             }
             // The will lives as long as the connection: do not pin the CONNECT's read chunk.
             .detached();
-            PendingWill {
+            // Boxed: most sessions have no will, and the entry is kept per session.
+            Box::new(PendingWill {
                 message,
                 delay,
                 due: None,
-            }
+            })
         });
         // Client id and user name live as long as the session: copies, so they do not pin the
         // CONNECT's read buffer.

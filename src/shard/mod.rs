@@ -63,7 +63,7 @@ struct Entry {
     username: Option<MqttString>,
     /// The will of the current connection (published if it ends abnormally), or of the last one
     /// while its Will Delay Interval runs.
-    will: Option<PendingWill>,
+    will: Option<Box<PendingWill>>,
     /// How long the session outlives its connection: `None` never expires, zero ends with it.
     lifetime: Option<Duration>,
     /// While offline: when the session expires.
