@@ -5,9 +5,10 @@
 //! it (SO_REUSEPORT), the sessions whose client id hashes to it (their *home shard*), its part of the
 //! subscription trie and its counters. Shards share nothing mutable: cross-core traffic (publishes,
 //! subscription-interest updates, session hand-offs) travels as messages over the *mesh*, a full set
-//! of single-producer single-consumer queues, batched per tick. Frames are parsed in place from each
-//! connection's read buffer; topic and payload are `bytes::Bytes` slices of it, so one publish fans
-//! out to any number of subscribers, on any shard, without copying the payload.
+//! of single-producer single-consumer queues, batched per tick. Frames are parsed in place from the
+//! bytes a connection read (into its shard's read arena); topic and payload are `bytes::Bytes`
+//! slices of them, so one publish fans out to any number of subscribers, on any shard, without
+//! copying the payload.
 //!
 //! # Glossary
 //! - **shard**: one pinned core and everything it owns; state is `Rc`/`RefCell`, never locks.

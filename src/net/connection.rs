@@ -1,5 +1,5 @@
 //! One client connection: CONNECT phase (with a deadline), hand-off to the home shard, then the
-//! reader loop (decode → shard handlers) and the writer task.
+//! connection's task (`Live`: decode → shard handlers, and the writes in between).
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -1,6 +1,6 @@
-//! The only socket code: each shard's SO_REUSEPORT listener and, per connection, a reader task
-//! (frames in, parsed in place from one read buffer) and a writer task (one write per tick of
-//! everything the shard queued in the connection's `Outbox`).
+//! The only socket code: each shard's SO_REUSEPORT listener and, per connection, one task that
+//! reads frames (parsed in place from the shard's read arena, `io`) and, whenever reading has to
+//! wait, writes everything the shard queued in the connection's `Outbox` with one `send`.
 //!
 //! A connection is served on its client id's *home shard*: the shard that accepted it reads the
 //! CONNECT, and if the id hashes elsewhere it hands the socket (a duplicated fd), the CONNECT and
