@@ -37,6 +37,8 @@ pub struct Config {
     pub queue_qos0: bool,
     /// Time a new TCP connection has to complete its CONNECT.
     pub connect_timeout: Duration,
+    /// Time a closing connection has to take what was queued for it before the socket is dropped.
+    pub close_timeout: Duration,
     /// Log level: error, warn, info or debug.
     pub log: LogLevel,
     /// Spin this long before parking an idle shard (0 = off): lower latency, burns the core.
@@ -229,6 +231,22 @@ pub static FLAGS: &[Flag] = &[
                 return Err(());
             }
             c.connect_timeout = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_CLOSE_TIMEOUT",
+        default: "5s",
+        accepts: "a duration from 10ms to 1h",
+        help: "When a connection ends (DISCONNECT, takeover, protocol error, shutdown), what was \
+               already queued for the client is still written; a client that does not read it \
+               within this time is cut off, so a closing connection never lingers.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+                return Err(());
+            }
+            c.close_timeout = d;
             Ok(())
         },
     },
@@ -479,6 +497,7 @@ impl Default for Config {
             max_queued_messages: 0,
             queue_qos0: false,
             connect_timeout: Duration::ZERO,
+            close_timeout: Duration::ZERO,
             log: LogLevel::Info,
             spin_before_park: Duration::ZERO,
             topic_alias_maximum: 0,
@@ -696,6 +715,7 @@ mod tests {
         let c = Config::from_lookup(lookup(&[
             ("COREMQ_MAX_PACKET_SIZE", "64KiB"),
             ("COREMQ_CONNECT_TIMEOUT", "500ms"),
+            ("COREMQ_CLOSE_TIMEOUT", "250ms"),
             ("COREMQ_SPIN_BEFORE_PARK", "100us"),
             ("COREMQ_MAX_KEEPALIVE", "2m"),
             ("COREMQ_SHARDS", "3"),
@@ -705,6 +725,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_packet_size, 65536);
         assert_eq!(c.connect_timeout, Duration::from_millis(500));
+        assert_eq!(c.close_timeout, Duration::from_millis(250));
         assert_eq!(c.spin_before_park, Duration::from_micros(100));
         assert_eq!(c.max_keepalive, 120);
         assert_eq!(c.shards, 3);

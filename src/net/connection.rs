@@ -377,8 +377,9 @@ enum Stage {
     Paused(Timer),
     /// A packet's answer waits until every shard applied its effect (e.g. SUBACK).
     Deferred(Box<Deferred>),
-    /// Reading is over and the shard knows; writing what is left, then the socket shuts down.
-    Closing,
+    /// Reading is over and the shard knows; writing what is left, then the socket shuts down
+    /// (at the latest when the timer, COREMQ_CLOSE_TIMEOUT, fires).
+    Closing(Timer),
 }
 
 /// What a step of reading ended with.
@@ -400,10 +401,19 @@ impl Future for Live {
         let this = self.get_mut();
         loop {
             match &mut this.stage {
-                Stage::Closing => {
-                    return this
+                Stage::Closing(timer) => {
+                    let written = this
                         .writer
                         .poll(cx, &this.stream, &this.client, &this.shard);
+                    if written.is_pending() && Pin::new(timer).poll(cx).is_ready() {
+                        crate::log!(
+                            Debug,
+                            "client {:?}: not reading what was left for it; cut off",
+                            this.client.client_id.as_str()
+                        );
+                        return Poll::Ready(());
+                    }
+                    return written;
                 }
                 Stage::Paused(timer) => {
                     if Pin::new(timer).poll(cx).is_pending() {
@@ -427,7 +437,7 @@ impl Future for Live {
                     Step::End(abnormal) => {
                         this.shard.handle_close(&this.client, abnormal);
                         this.client.conn.close();
-                        this.stage = Stage::Closing;
+                        this.stage = Stage::Closing(Timer::new(this.shard.config.close_timeout));
                     }
                 },
             }

@@ -168,7 +168,11 @@ impl Writer {
                     conn.fail();
                     return self.finish(stream);
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Still woken by a close meanwhile (the reader may be waiting too).
+                    conn.watch(cx);
+                    return Poll::Pending;
+                }
             }
         }
     }

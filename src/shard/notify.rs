@@ -30,6 +30,11 @@ impl Notify {
         self.set.get()
     }
 
+    /// Registers the waker for the next notification, leaving the flag as it is.
+    pub fn register(&self, cx: &mut Context<'_>) {
+        self.waker.set(Some(cx.waker().clone()));
+    }
+
     /// `Ready` when notified (clearing the flag); otherwise registers the waker.
     pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.set.replace(false) {

@@ -161,6 +161,12 @@ impl Outbox {
         self.ready.poll_wait(cx)
     }
 
+    /// Registers the task to be woken by the next packet or close, without consuming a pending
+    /// notification (for a writer waiting on its socket, which must still notice a close).
+    pub fn watch(&self, cx: &mut Context<'_>) {
+        self.ready.register(cx);
+    }
+
     /// Swaps the queued bytes into `spare` (which must be empty) so the writer can write them
     /// while new packets queue up behind.
     pub fn take_into(&self, spare: &mut BytesMut) {

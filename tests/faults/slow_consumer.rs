@@ -4,12 +4,14 @@
 //! are dropped and counted, QoS 1 messages wait in its queue (up to the queue limit, beyond it
 //! dropped and counted) and arrive once it reads.
 
+use std::time::Duration;
+
 use coremq::protocol::{Packet, ProtocolVersion, QoS};
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, alone, connect, connect_packet, expect_publish, handshake, numbered, ping,
-    publish_packet, rss_kib, seq_of, soak, stats_when, subscribe,
+    acknowledge, alone, beside, connect, connect_packet, eventually, expect_publish, handshake,
+    numbered, ping, publish_packet, rss_kib, seq_of, soak, stats_when, subscribe,
 };
 
 each_version!(slow_subscriber_costs_bounded_memory_and_never_holds_up_a_fast_one);
@@ -162,3 +164,47 @@ fn slow_subscriber_costs_bounded_memory_and_never_holds_up_a_fast_one(v: Protoco
     assert_eq!(stats.drops.qos0_offline + stats.drops.expired, 0);
     ping(&mut fast);
 }
+
+/// COREMQ_CLOSE_TIMEOUT: a connection taken over while its client reads nothing still has
+/// messages queued for it; the broker tries to write them, and cuts the socket off after the
+/// close timeout rather than keeping the connection (and its buffers) forever.
+fn a_closing_connection_that_reads_nothing_is_cut_off_after_the_close_timeout(v: ProtocolVersion) {
+    let _guard = beside();
+    for (timeout, cut_off) in [
+        (Duration::from_secs(3600), false),
+        (Duration::from_millis(300), true),
+    ] {
+        let broker = TestBroker::start_with(2, |c| c.close_timeout = timeout);
+        let id = broker.id_on(0, "stuck");
+        let mut stuck = slow_reader(&broker, v, &id);
+        subscribe(&mut stuck, "stuck/t", QoS::AtMostOnce);
+        let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
+        // Far more than the 4 KiB receive window and the kernel's send buffer take (8 MiB).
+        for seq in 0..2048 {
+            publisher.send(&publish_packet(
+                "stuck/t",
+                &numbered(seq, 4096),
+                QoS::AtMostOnce,
+                1,
+            ));
+        }
+        ping(&mut publisher);
+        // Its outbound buffer is full (the rest of the flood was dropped for it).
+        stats_when(&broker, "the stuck client congested", |s| {
+            s.drops.qos0_congested > 0
+        });
+        // Takeover [MQTT-3.1.4-2]: the old connection must close, with writes still pending.
+        let _new = connect(&broker, v, &id, true);
+        // Sockets still open: the stuck one (closing), the publisher and the new connection.
+        let open = || broker.broker.admitted_connections();
+        if cut_off {
+            eventually("the stuck connection cut off", open, |&n| n == 2);
+        } else {
+            std::thread::sleep(Duration::from_secs(1));
+            assert_eq!(open(), 3, "still writing to the stuck client");
+        }
+        drop(stuck);
+    }
+}
+
+each_version!(a_closing_connection_that_reads_nothing_is_cut_off_after_the_close_timeout);
