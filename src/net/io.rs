@@ -149,8 +149,9 @@ impl Writer {
                         return self.finish(stream);
                     }
                     if conn.poll_ready(cx).is_pending() {
-                        // Idle: keep no write buffer (the outbox gets an empty one on swap).
+                        // Idle: keep no write buffers, ours nor the outbox's.
                         self.spare = BytesMut::new();
+                        conn.shed();
                         return Poll::Pending;
                     }
                     continue;
@@ -181,23 +182,13 @@ impl Writer {
         self.done = true;
         self.spare = BytesMut::new();
         // Wakes our own reader (end of stream) and tells the client we are done.
-        let _ = shutdown(&stream.borrow(), Shutdown::Both);
+        let _ = shutdown(&stream.borrow());
         Poll::Ready(())
     }
 }
 
-/// A synchronous shutdown (glommio's own is synchronous too, behind an `async fn`).
-fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let how = match how {
-        Shutdown::Read => libc::SHUT_RD,
-        Shutdown::Write => libc::SHUT_WR,
-        Shutdown::Both => libc::SHUT_RDWR,
-    };
-    // SAFETY: shutdown(2) on a socket fd the stream owns; no memory is passed.
-    if unsafe { libc::shutdown(stream.as_raw_fd(), how) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// Shuts both directions down at once (glommio's own shutdown is synchronous too, behind an
+/// `async fn`).
+fn shutdown(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).shutdown(Shutdown::Both)
 }

@@ -173,6 +173,15 @@ impl Outbox {
         std::mem::swap(&mut *self.buf.borrow_mut(), spare);
     }
 
+    /// Frees the queue's buffer if nothing is queued (the connection went idle: it keeps no
+    /// write buffer until it has something to send again).
+    pub fn shed(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
+        }
+    }
+
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.buf.borrow().len()
@@ -181,5 +190,35 @@ impl Outbox {
     /// Packets not sent because they exceeded the client's Maximum Packet Size.
     pub fn dropped_too_large(&self) -> u64 {
         self.dropped_too_large.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_outbox_sheds_its_buffer_and_a_busy_one_keeps_it() {
+        let out = Outbox::new(ConnId(1), ProtocolVersion::V3_1_1, u32::MAX, 0);
+        assert!(out.send(&Packet::PingResp));
+        // The writer swaps its (empty, allocated) spare in and takes the queued bytes.
+        let mut spare = BytesMut::with_capacity(4096);
+        out.take_into(&mut spare);
+        assert_eq!(&spare[..], [0xD0, 0x00]);
+        assert!(out.buf.borrow().capacity() >= 4096);
+        // Something queued: shed keeps it.
+        assert!(out.send(&Packet::PingResp));
+        out.shed();
+        assert_eq!(out.pending(), 2);
+        let mut spare = BytesMut::with_capacity(4096);
+        out.take_into(&mut spare);
+        // Nothing queued: shed frees the buffer.
+        out.shed();
+        assert_eq!(out.buf.borrow().capacity(), 0);
+        assert!(
+            out.send(&Packet::PingResp),
+            "and it still queues afterwards"
+        );
+        assert_eq!(out.pending(), 2);
     }
 }
