@@ -89,8 +89,11 @@ pub struct Session {
     completed: u64,
     /// See `set_stretch()`.
     stretch: bool,
-    /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3].
-    incoming_qos2: HashSet<PacketId>,
+    /// Inbound QoS 2 ids received and PUBREC'd, awaiting PUBREL [MQTT-4.3.3]. Allocated on the
+    /// first one: most sessions never publish at QoS 2, and a session is kept per client. Boxed
+    /// so that the unused case costs 8 bytes of the session, not an empty set's 48.
+    #[allow(clippy::box_collection)]
+    incoming_qos2: Option<Box<HashSet<PacketId>>>,
     next_id: PacketId,
     max_inflight: usize,
     max_queued: usize,
@@ -138,7 +141,7 @@ impl Session {
             queued_bytes: 0,
             completed: 0,
             stretch: false,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: None,
             next_id: PacketId(std::num::NonZeroU16::MIN),
             max_inflight: limits.max_inflight.max(1),
             max_queued: limits.max_queued,
@@ -321,12 +324,14 @@ impl Session {
     /// An inbound QoS 2 PUBLISH with `id`: returns true when it is new and must be routed; a
     /// resend of an id awaiting PUBREL is not delivered again [MQTT-4.3.3-9?][MQTT-4.3.3-3].
     pub fn handle_incoming_qos2(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2.insert(id)
+        self.incoming_qos2.get_or_insert_default().insert(id)
     }
 
     /// PUBREL from the client: forget the id. Returns whether it was known.
     pub fn handle_pubrel(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2.remove(&id)
+        self.incoming_qos2
+            .as_mut()
+            .is_some_and(|ids| ids.remove(&id))
     }
 
     /// On reconnect of a persistent session: resend every unacknowledged PUBLISH with DUP set and
@@ -383,7 +388,7 @@ impl Session {
     /// QoS 2 messages received and not yet released (they count against the server's Receive
     /// Maximum [MQTT-3.3.4-7]).
     pub fn incoming_unreleased(&self) -> usize {
-        self.incoming_qos2.len()
+        self.incoming_qos2.as_ref().map_or(0, |ids| ids.len())
     }
 }
 

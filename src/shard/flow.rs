@@ -28,9 +28,13 @@ const HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// Longest single pause of a publisher: a safety valve should a release ever be lost.
 const PAUSE_LIMIT: Duration = Duration::from_secs(10);
 
-/// The publishers one subscriber session holds.
+/// The publishers one subscriber session holds. Allocated only while the session is under
+/// pressure: every session has one, and almost all of them never fall behind.
 #[derive(Debug, Default)]
-pub(super) struct Holds {
+pub(super) struct Holds(Option<Box<HoldState>>);
+
+#[derive(Debug, Default)]
+struct HoldState {
     publishers: Vec<MqttString>,
     /// When the session last made progress (acknowledged a delivery) while holding.
     since: Option<Instant>,
@@ -59,32 +63,30 @@ impl Shard {
             || qos == QoS::AtMostOnce
             || publisher.is_empty()
             || link != Link::Online
-            || holds.slow
+            || holds.0.as_ref().is_some_and(|h| h.slow)
         {
             return;
         }
         if session.queued() * 2 <= self.config.max_queued_messages {
             return;
         }
-        if holds.since.is_none() || session.completed() != holds.progress {
+        let h = holds.0.get_or_insert_default();
+        if h.since.is_none() || session.completed() != h.progress {
             // Holding starts, or the subscriber acknowledged something since: it is consuming.
-            holds.since = Some(now);
-            holds.progress = session.completed();
-        } else if holds
-            .since
-            .is_some_and(|t| now.duration_since(t) > HOLD_LIMIT)
-        {
+            h.since = Some(now);
+            h.progress = session.completed();
+        } else if h.since.is_some_and(|t| now.duration_since(t) > HOLD_LIMIT) {
             // No acknowledgement for HOLD_LIMIT: a slow consumer. Let the publishers go and
             // drop for this subscriber instead (counted).
-            self.release_holds(holds);
-            holds.slow = true;
+            self.release(h);
+            h.slow = true;
             return;
         }
-        if !holds.publishers.contains(publisher) {
-            if holds.publishers.is_empty() {
+        if !h.publishers.contains(publisher) {
+            if h.publishers.is_empty() {
                 self.holding.borrow_mut().push(session.client_id.clone());
             }
-            holds.publishers.push(publisher.clone());
+            h.publishers.push(publisher.clone());
             self.hold(publisher, true);
         }
     }
@@ -102,19 +104,18 @@ impl Shard {
             let Some(entry) = state.sessions.get_mut(&id) else {
                 continue;
             };
-            let holds = &mut entry.holds;
-            if holds.publishers.is_empty() {
+            let Some(h) = entry.holds.0.as_deref_mut() else {
+                continue;
+            };
+            if h.publishers.is_empty() {
                 continue;
             }
-            if entry.session.completed() != holds.progress {
-                holds.since = Some(now);
-                holds.progress = entry.session.completed();
-            } else if holds
-                .since
-                .is_some_and(|t| now.duration_since(t) > HOLD_LIMIT)
-            {
-                self.release_holds(holds);
-                holds.slow = true;
+            if entry.session.completed() != h.progress {
+                h.since = Some(now);
+                h.progress = entry.session.completed();
+            } else if h.since.is_some_and(|t| now.duration_since(t) > HOLD_LIMIT) {
+                self.release(h);
+                h.slow = true;
                 continue;
             }
             still.push(id);
@@ -125,23 +126,33 @@ impl Shard {
 
     /// After `session`'s queue drained: release its holds once it is back under a quarter.
     pub(super) fn relieve(&self, holds: &mut Holds, session: &Session) {
-        if session.queued() * 4 <= self.config.max_queued_messages {
+        if holds.0.is_some() && session.queued() * 4 <= self.config.max_queued_messages {
+            // Back to no pressure: nothing held, nothing allocated.
             self.release_holds(holds);
-            holds.slow = false;
+            holds.0 = None;
         }
     }
 
     /// Whether the session's queue may stretch (it is holding publishers back).
     pub(super) fn stretching(holds: &Holds) -> bool {
-        !holds.publishers.is_empty() && !holds.slow
+        holds
+            .0
+            .as_ref()
+            .is_some_and(|h| !h.publishers.is_empty() && !h.slow)
     }
 
     /// Releases every publisher `holds` holds.
     pub(super) fn release_holds(&self, holds: &mut Holds) {
-        for p in holds.publishers.drain(..) {
+        if let Some(h) = holds.0.as_deref_mut() {
+            self.release(h);
+        }
+    }
+
+    fn release(&self, h: &mut HoldState) {
+        for p in h.publishers.drain(..) {
             self.hold(&p, false);
         }
-        holds.since = None;
+        h.since = None;
     }
 
     /// Adds or removes one hold on a publisher, on its home shard.
