@@ -246,6 +246,12 @@ fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
     publ.send(&Packet::Publish(publish.clone()));
     assert_eq!(sub.expect_packet(), Packet::Publish(publish));
 
+    // Transparent huge pages are off for the broker (they inflate its resident memory).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+
     broker.sigterm();
     let status = broker.wait(STOP_LIMIT);
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
