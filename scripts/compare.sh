@@ -44,8 +44,8 @@
 # coremq runs one shard per online CPU (its default, pinned); Mosquitto is single-threaded by
 # design. The load tester runs one unpinned worker thread per CPU (--no-pin) against both.
 #
-# Open files: coremq uses two descriptors per connection (socket + writer duplicate), so the
-# idle scenario needs `ulimit -n` >= 2 x IDLE + headroom. The script raises the soft limit to
+# Open files: the broker under test and the load tester run on this host, one descriptor per
+# connection each, so the idle scenario needs `ulimit -n` >= 2 x IDLE + headroom. The script raises the soft limit to
 # 25000 (or the hard limit, if lower); when the hard limit is too low it holds fewer idle
 # connections and says so.
 #

@@ -18,7 +18,7 @@ settings=(
   "net.ipv4.tcp_max_syn_backlog|8192|half-open connections waiting for the handshake during storms"
   "net.ipv4.ip_local_port_range|1024 65535|ephemeral ports for load generators on the same host (loopback tests)"
   "net.ipv4.tcp_tw_reuse|1|reuse TIME_WAIT ports for outgoing connections (load tests, bridges)"
-  "fs.file-max|2097152|system-wide file descriptors: coremq uses two per connection"
+  "fs.file-max|2097152|system-wide file descriptors: coremq uses one per connection (load generators on the same host one more each)"
   "net.core.rmem_max|16777216|largest socket receive buffer an application may ask for"
   "net.core.wmem_max|16777216|largest socket send buffer an application may ask for"
   "net.ipv4.tcp_rmem|4096 65536 16777216|per-connection receive buffer (min default max): the default keeps idle connections cheap"
@@ -40,7 +40,7 @@ done
 
 echo
 echo "Per-process limits (set them where coremq starts: ulimit in its shell, or the unit file):"
-printf '  %-28s now %-10s wanted %s\n' "open files (ulimit -n)" "$(ulimit -n)" "2 x connections + 100 (LimitNOFILE)"
+printf '  %-28s now %-10s wanted %s\n' "open files (ulimit -n)" "$(ulimit -n)" "connections + 100 (LimitNOFILE)"
 printf '  %-28s now %-10s wanted %s\n' "locked memory (ulimit -l)" "$(ulimit -l)" "8192 KiB or more when not root (LimitMEMLOCK=8M): io_uring rings"
 if $apply; then
   echo
