@@ -315,6 +315,16 @@ impl Session {
         self.stretch = on;
     }
 
+    /// The client went offline: its unacknowledged deliveries may now wait for a long time (until
+    /// it comes back or the session expires), so copy them out of the read buffers they were
+    /// decoded from, as queued messages are: a small message must not keep a whole read chunk
+    /// alive.
+    pub fn detach_inflight(&mut self) {
+        for i in &mut self.inflight {
+            i.message = i.message.detached();
+        }
+    }
+
     /// QoS 1/2 deliveries the client has completed (acknowledged) since the session began: a
     /// client whose count moves is consuming, however slowly.
     pub fn completed(&self) -> u64 {

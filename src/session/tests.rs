@@ -260,6 +260,32 @@ fn while_publishers_are_held_only_the_byte_limit_bounds_the_queue() {
 }
 
 #[test]
+fn going_offline_copies_unacknowledged_messages_out_of_their_read_chunk() {
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let inside = |b: &Bytes| {
+        let start = chunk.as_ptr() as usize;
+        (start..start + chunk.len()).contains(&(b.as_ptr() as usize))
+    };
+    let mut s = session(10, 10);
+    let mut m = msg("", QoS::AtLeastOnce);
+    m.payload = chunk.slice(100..110);
+    let sent = s
+        .deliver(&m, at(QoS::AtLeastOnce), Link::Online, Instant::now())
+        .unwrap();
+    assert!(
+        inside(&sent.payload),
+        "while online, deliveries share the chunk"
+    );
+    s.detach_inflight();
+    let out = s.resume(Instant::now());
+    let Resend::Publish(again) = &out[0] else {
+        panic!("expected the PUBLISH again, got {out:?}");
+    };
+    assert_eq!(again.payload, chunk.slice(100..110), "same bytes");
+    assert!(!inside(&again.payload), "no longer a slice of the chunk");
+}
+
+#[test]
 fn queue_qos0_when_configured() {
     let mut s = Session::new(
         MqttString::from_static("c").unwrap(),

@@ -445,6 +445,7 @@ impl Shard {
                 self.end_session(e.session);
             }
         } else {
+            entry.session.detach_inflight();
             if let Some(lifetime) = entry.lifetime {
                 entry.expires_at = Some(now + lifetime);
                 state

@@ -11,8 +11,8 @@ use coremq::protocol::{ProtocolVersion, QoS};
 
 use crate::common::TestBroker;
 use crate::{
-    alone, beside, connect, expect_publish, numbered, ping, publish_packet, rss_kib, seq_of,
-    subscribe,
+    acknowledge, alone, beside, connect, disconnect, expect_publish, numbered, ping, publish,
+    publish_packet, rss_kib, seq_of, subscribe,
 };
 
 /// Encodes a PUBLISH of `payload` the way `v` frames it.
@@ -164,4 +164,50 @@ fn a_stalled_partial_frame_does_not_pin_the_read_arena() {
         c.send_bytes(&partial[partial.len() / 2..]);
         assert_eq!(seq_of(&expect_publish(&mut sub)), 0);
     }
+}
+
+/// Persistent sessions that go offline with an unacknowledged QoS 1 message, each message read
+/// into a different arena chunk (60 KiB of other traffic in between): going offline copies
+/// the message out, so the sessions do not keep `SESSIONS` × 64 KiB of arenas alive.
+#[test]
+fn an_offline_sessions_unacknowledged_message_does_not_pin_the_read_arena() {
+    const SESSIONS: usize = 200;
+    let _guard = alone();
+    let v = ProtocolVersion::V3_1_1;
+    let broker = TestBroker::start(2);
+    let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
+    let flood: Vec<u8> = (0..60)
+        .flat_map(|seq| frame(v, "nobody", &numbered(seq, 1000), QoS::AtMostOnce, 1))
+        .collect();
+    // Round 0 warms up; round 1 acknowledges before going offline (nothing in flight); round 2
+    // goes offline with the message unacknowledged.
+    let mut grew = [0u64; 3];
+    for (round, grew) in grew.iter_mut().enumerate() {
+        let before = rss_kib();
+        for i in 0..SESSIONS {
+            let id = broker.id_on(0, &format!("off{round}-{i}"));
+            let topic = format!("offline/{round}/{i}");
+            let mut sub = connect(&broker, v, &id, false);
+            subscribe(&mut sub, &topic, QoS::AtLeastOnce);
+            publish(
+                &mut publisher,
+                &topic,
+                &numbered(i as u32, 10),
+                QoS::AtLeastOnce,
+            );
+            publisher.send_bytes(&flood);
+            ping(&mut publisher);
+            let p = expect_publish(&mut sub);
+            if round == 1 {
+                acknowledge(&mut sub, &p);
+            }
+            disconnect(sub);
+        }
+        *grew = rss_kib().saturating_sub(before);
+    }
+    // Pinned arenas would add ~12.5 MiB.
+    assert!(
+        grew[2] < grew[1] + 4 * 1024,
+        "RSS growth in KiB per {SESSIONS} sessions (warm-up, acknowledged, in flight): {grew:?}"
+    );
 }
