@@ -461,7 +461,7 @@ impl Live {
             if client.conn.is_closing() {
                 return Step::End(client.conn.is_failed());
             }
-            if shard.is_paused(&client.client_id, Instant::now()) {
+            if shard.is_paused(&client.client_id, Instant::now) {
                 return Step::Wait(Stage::Paused(Timer::new(Duration::from_millis(1))));
             }
             match decode(&mut self.buf, client.version, shard.config.max_packet_size) {

@@ -188,15 +188,16 @@ impl Shard {
         }
     }
 
-    /// Whether reading from `client_id` is paused now.
-    pub fn is_paused(&self, client_id: &MqttString, now: Instant) -> bool {
+    /// Whether reading from `client_id` is paused now. `now` is only called when some publisher
+    /// is paused (this runs for every packet read).
+    pub fn is_paused(&self, client_id: &MqttString, now: impl FnOnce() -> Instant) -> bool {
         let mut paused = self.paused.borrow_mut();
         if paused.0.is_empty() {
             return false;
         }
         match paused.0.get(client_id) {
             Some(&(holders, since)) if holders > 0 => {
-                if now.duration_since(since) < PAUSE_LIMIT {
+                if now().duration_since(since) < PAUSE_LIMIT {
                     true
                 } else {
                     // Never longer than PAUSE_LIMIT at a stretch (a lost release, a stuck
