@@ -85,7 +85,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
     .await;
     let mut connect = match first {
         First::Connect(c) => c,
-        First::Refuse(ack, version) => return refuse(stream, ack, version).await,
+        First::Refuse(ack, version) => return refuse(&shard, stream, ack, version).await,
         First::Close => return,
     };
     let Some(slot) = slot else {
@@ -99,11 +99,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
             Warn,
             "COREMQ_MAX_CONNECTIONS reached: refusing a connection"
         );
-        return refuse(stream, ack, connect.protocol).await;
+        return refuse(&shard, stream, ack, connect.protocol).await;
     };
     let assigned = match shard.check_connect(&mut connect) {
         ConnectOutcome::Accept { assigned } => assigned,
-        ConnectOutcome::Refuse(ack) => return refuse(stream, ack, connect.protocol).await,
+        ConnectOutcome::Refuse(ack) => return refuse(&shard, stream, ack, connect.protocol).await,
     };
     let refusal = |code| {
         Box::new(ConnAck {
@@ -127,13 +127,13 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
                 if let Some(user) = user {
                     if connect.username.as_ref().is_some_and(|u| u != &user) {
                         let ack = refusal(ReasonCode::NOT_AUTHORIZED);
-                        return refuse(stream, ack, connect.protocol).await;
+                        return refuse(&shard, stream, ack, connect.protocol).await;
                     }
                     connect.username = Some(user);
                 }
                 data
             }
-            Some(Err(Some(ack))) => return refuse(stream, ack, connect.protocol).await,
+            Some(Err(Some(ack))) => return refuse(&shard, stream, ack, connect.protocol).await,
             Some(Err(None)) | None => return,
         }
     } else {
@@ -146,7 +146,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
             Login::Allowed => true,
             Login::NotAuthorized => {
                 let ack = refusal(ReasonCode::NOT_AUTHORIZED);
-                return refuse(stream, ack, connect.protocol).await;
+                return refuse(&shard, stream, ack, connect.protocol).await;
             }
             Login::Verify(check) => {
                 let ok = glommio::executor().spawn_blocking(check).await;
@@ -165,7 +165,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlo
                 connect.client_id.as_str()
             );
             let ack = refusal(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-            return refuse(stream, ack, connect.protocol).await;
+            return refuse(&shard, stream, ack, connect.protocol).await;
         }
         None
     };
@@ -298,9 +298,11 @@ fn dup_fd(stream: &TcpStream) -> std::io::Result<OwnedFd> {
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()
 }
 
-async fn refuse(mut stream: TcpStream, ack: Box<ConnAck>, version: ProtocolVersion) {
+async fn refuse(shard: &Shard, mut stream: TcpStream, ack: Box<ConnAck>, version: ProtocolVersion) {
     let mut out = BytesMut::new();
     if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+        // A client that reads nothing does not keep the refused connection (COREMQ_CLOSE_TIMEOUT).
+        let _ = stream.set_write_timeout(Some(shard.config.close_timeout));
         let _ = stream.write_all(&out).await;
     }
     // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
