@@ -1,11 +1,11 @@
 //! A connection's outbound side as the shard sees it: packets are encoded into one buffer as they
 //! are produced (by this connection's own packets or by deliveries from any publisher), and the
-//! connection's writer task (in `net`) writes the whole buffer with one `write` when it next runs
-//! — once per tick, however many packets arrived meanwhile. A slow reader only makes its own buffer
+//! connection's task (in `net`) writes the whole buffer with one `send` when it next runs —
+//! once per tick, however many packets arrived meanwhile. A slow reader only makes its own buffer
 //! grow; nobody waits for it.
 //!
 //! Lives on the shard that owns the connection; shared by `Rc` between the shard state and the
-//! connection's tasks.
+//! connection's task.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
