@@ -34,11 +34,15 @@ fn msg(payload: &'static str, qos: QoS) -> Message {
 }
 
 fn session(window: usize, queue: usize) -> Session {
+    session_with(limits(window, queue))
+}
+
+fn session_with(limits: Limits) -> Session {
     Session::new(
         MqttString::from_static("c").unwrap(),
         ProtocolVersion::V3_1_1,
         false,
-        limits(window, queue),
+        limits,
     )
 }
 
@@ -223,18 +227,11 @@ fn queue_is_bounded_and_drops_are_counted() {
 
 #[test]
 fn while_publishers_are_held_only_the_byte_limit_bounds_the_queue() {
-    let mut s = Session::new(
-        MqttString::from_static("c").unwrap(),
-        ProtocolVersion::V3_1_1,
-        false,
-        Limits {
-            max_inflight: 1,
-            max_queued: 2,
-            // "t" + "x": 2 bytes a message, so 8 messages fit.
-            max_queued_bytes: 16,
-            queue_qos0: false,
-        },
-    );
+    let mut s = session_with(Limits {
+        // "t" + "x": 2 bytes a message, so 8 messages fit.
+        max_queued_bytes: 16,
+        ..limits(1, 2)
+    });
     let deliver = |s: &mut Session| {
         s.deliver(
             &msg("x", QoS::AtLeastOnce),
@@ -287,17 +284,10 @@ fn going_offline_copies_unacknowledged_messages_out_of_their_read_chunk() {
 
 #[test]
 fn queue_qos0_when_configured() {
-    let mut s = Session::new(
-        MqttString::from_static("c").unwrap(),
-        ProtocolVersion::V3_1_1,
-        false,
-        Limits {
-            max_inflight: 1,
-            max_queued: 10,
-            max_queued_bytes: usize::MAX,
-            queue_qos0: true,
-        },
-    );
+    let mut s = session_with(Limits {
+        queue_qos0: true,
+        ..limits(1, 10)
+    });
     assert!(s
         .deliver(
             &msg("x", QoS::AtMostOnce),

@@ -24,6 +24,27 @@ fn frame(v: ProtocolVersion, topic: &str, payload: &[u8], qos: QoS, id: u16) -> 
     out.to_vec()
 }
 
+/// 60 KiB of QoS 0 messages to a topic nobody reads: one arena's worth of reading, so that what
+/// is read before and after it lands in different arena chunks.
+fn arena_flood(v: ProtocolVersion) -> Vec<u8> {
+    (0..60)
+        .flat_map(|seq| frame(v, "nobody", &numbered(seq, 1000), QoS::AtMostOnce, 1))
+        .collect()
+}
+
+/// Runs `round(0)`, `round(1)`, `round(2)` and returns the process's RSS growth (KiB) over each:
+/// round 0 warms up (allocator, arena, table growth), round 1 is the baseline, round 2 the case
+/// that must not cost more than the baseline.
+fn rss_growth_by_round(mut round: impl FnMut(usize)) -> [u64; 3] {
+    let mut grew = [0u64; 3];
+    for (r, grew) in grew.iter_mut().enumerate() {
+        let before = rss_kib();
+        round(r);
+        *grew = rss_kib().saturating_sub(before);
+    }
+    grew
+}
+
 /// Two publishers on the subscriber's shard interleave their frames cut at odd places (single
 /// bytes, a header split from its body, several frames in one write), one of them sending
 /// frames larger than the arena; the subscriber gets every payload intact and in order.
@@ -128,18 +149,11 @@ fn a_stalled_partial_frame_does_not_pin_the_read_arena() {
     let v = ProtocolVersion::V3_1_1;
     let broker = TestBroker::start(2);
     let mut busy = connect(&broker, v, &broker.id_on(0, "busy"), true);
-    // 60 KiB of messages to a topic nobody reads: one arena's worth of reading between stalls.
-    let flood: Vec<u8> = (0..60)
-        .flat_map(|seq| frame(v, "nobody", &numbered(seq, 1000), QoS::AtMostOnce, 1))
-        .collect();
+    let flood = arena_flood(v);
     let partial = frame(v, "reads/partial", &numbered(0, 100), QoS::AtMostOnce, 1);
     let mut stalled = Vec::with_capacity(3 * STALLED);
-    // Round 0 warms up (allocator, arena, session table growth); round 1 holds connections
-    // that sent nothing, round 2 connections that stopped mid-frame: the same but for the
-    // partial frames.
-    let mut grew = [0u64; 3];
-    for (round, grew) in grew.iter_mut().enumerate() {
-        let before = rss_kib();
+    // Round 1 holds connections that sent nothing, round 2 connections that stopped mid-frame.
+    let grew = rss_growth_by_round(|round| {
         for i in 0..STALLED {
             let id = broker.id_on(0, &format!("stall{round}-{i}"));
             let mut c = connect(&broker, v, &id, true);
@@ -150,8 +164,7 @@ fn a_stalled_partial_frame_does_not_pin_the_read_arena() {
             ping(&mut busy);
             stalled.push(c);
         }
-        *grew = rss_kib().saturating_sub(before);
-    }
+    });
     // Pinned arenas would add ~12.5 MiB.
     assert!(
         grew[2] < grew[1] + 4 * 1024,
@@ -176,14 +189,10 @@ fn an_offline_sessions_unacknowledged_message_does_not_pin_the_read_arena() {
     let v = ProtocolVersion::V3_1_1;
     let broker = TestBroker::start(2);
     let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
-    let flood: Vec<u8> = (0..60)
-        .flat_map(|seq| frame(v, "nobody", &numbered(seq, 1000), QoS::AtMostOnce, 1))
-        .collect();
-    // Round 0 warms up; round 1 acknowledges before going offline (nothing in flight); round 2
-    // goes offline with the message unacknowledged.
-    let mut grew = [0u64; 3];
-    for (round, grew) in grew.iter_mut().enumerate() {
-        let before = rss_kib();
+    let flood = arena_flood(v);
+    // Round 1 acknowledges before going offline (nothing in flight); round 2 goes offline with
+    // the message unacknowledged.
+    let grew = rss_growth_by_round(|round| {
         for i in 0..SESSIONS {
             let id = broker.id_on(0, &format!("off{round}-{i}"));
             let topic = format!("offline/{round}/{i}");
@@ -203,8 +212,7 @@ fn an_offline_sessions_unacknowledged_message_does_not_pin_the_read_arena() {
             }
             disconnect(sub);
         }
-        *grew = rss_kib().saturating_sub(before);
-    }
+    });
     // Pinned arenas would add ~12.5 MiB.
     assert!(
         grew[2] < grew[1] + 4 * 1024,
