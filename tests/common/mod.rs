@@ -8,9 +8,33 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use coremq::protocol::{
-    decode, Disconnect, Packet, PacketId, ProtocolVersion, Publish, PublishAck, QoS, ReasonCode,
+    decode, Connect, ConnectProperties, Disconnect, MqttString, Packet, PacketId, ProtocolVersion,
+    Publish, PublishAck, QoS, ReasonCode,
 };
 use coremq::{Broker, Config};
+
+/// Session Expiry Interval a persistent MQTT 5 session asks for (long enough to outlive a test).
+const SESSION_EXPIRY: u32 = 300;
+
+/// The CONNECT a case starts from: keep alive 0 (no timeout unless the case asks for one), no
+/// will. `clean`: the session ends with the connection (3.1.1 Clean Session 1; MQTT 5 Clean Start
+/// 1 and no Session Expiry Interval); otherwise it is resumed if stored and outlives the
+/// connection (Clean Session 0; MQTT 5 Clean Start 0 and a Session Expiry Interval).
+pub fn connect_packet(v: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: v,
+        clean_start: clean,
+        keep_alive: 0,
+        client_id: MqttString::copy_from(client_id).unwrap(),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties {
+            session_expiry_interval: (v.is_v5() && !clean).then_some(SESSION_EXPIRY),
+            ..ConnectProperties::default()
+        },
+    }
+}
 
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(5);

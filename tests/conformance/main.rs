@@ -15,9 +15,8 @@ use std::num::NonZeroU16;
 
 use bytes::Bytes;
 use coremq::protocol::{
-    ConnAck, Connect, ConnectProperties, LastWill, MqttString, Packet, PacketId, ProtocolVersion,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
-    WillProperties,
+    ConnAck, Connect, LastWill, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, TopicFilter, TopicName, WillProperties,
 };
 
 use common::{RawClient, TestBroker};
@@ -47,28 +46,7 @@ mod s3_03_will;
 mod s3_12_keepalive;
 mod s3_mqtt5;
 
-/// Session Expiry Interval a persistent MQTT 5 session asks for (long enough to outlive a test).
-const SESSION_EXPIRY: u32 = 300;
-
-/// The CONNECT a case starts from: keep alive 0 (no timeout unless the case asks for one), no
-/// will. `clean`: the session ends with the connection (3.1.1 Clean Session 1; MQTT 5 Clean Start
-/// 1 and no Session Expiry Interval); otherwise it is resumed if stored and outlives the
-/// connection (Clean Session 0; MQTT 5 Clean Start 0 and a Session Expiry Interval).
-fn connect_packet(v: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
-    Connect {
-        protocol: v,
-        clean_start: clean,
-        keep_alive: 0,
-        client_id: MqttString::copy_from(client_id).unwrap(),
-        will: None,
-        username: None,
-        password: None,
-        properties: ConnectProperties {
-            session_expiry_interval: (v.is_v5() && !clean).then_some(SESSION_EXPIRY),
-            ..ConnectProperties::default()
-        },
-    }
-}
+use common::connect_packet;
 
 /// A will on `topic` with `payload`.
 fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> LastWill {

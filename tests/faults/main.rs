@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coremq::protocol::{
-    Connect, ConnectProperties, LastWill, MqttString, Packet, PacketId, ProtocolVersion, Publish,
-    QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, WillProperties,
+    Connect, LastWill, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions, TopicFilter, TopicName, WillProperties,
 };
 use coremq::shard::Stats;
 
@@ -123,26 +123,7 @@ fn stats_when(broker: &TestBroker, what: &str, check: impl Fn(&Stats) -> bool) -
     eventually(what, || broker.broker.stats(), check)
 }
 
-/// Session Expiry Interval a persistent MQTT 5 session asks for.
-const SESSION_EXPIRY: u32 = 300;
-
-/// A CONNECT with keep alive 0. `clean`: the session ends with the connection; otherwise it is
-/// resumed if stored and outlives the connection (MQTT 5: Clean Start 0 and an expiry).
-fn connect_packet(v: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
-    Connect {
-        protocol: v,
-        clean_start: clean,
-        keep_alive: 0,
-        client_id: MqttString::copy_from(client_id).unwrap(),
-        will: None,
-        username: None,
-        password: None,
-        properties: ConnectProperties {
-            session_expiry_interval: (v.is_v5() && !clean).then_some(SESSION_EXPIRY),
-            ..ConnectProperties::default()
-        },
-    }
-}
+use common::connect_packet;
 
 /// A QoS 0 will on `topic`.
 fn will(topic: &str, payload: &str) -> LastWill {
