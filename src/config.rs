@@ -39,6 +39,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Time a closing connection has to take what was queued for it before the socket is dropped.
     pub close_timeout: Duration,
+    /// Silence after which a connection's socket is parked with the shard's idle watcher and its
+    /// task and buffers are freed (zero: never).
+    pub park_idle_after: Duration,
     /// Log level: error, warn, info or debug.
     pub log: LogLevel,
     /// Spin this long before parking an idle shard (0 = off): lower latency, burns the core.
@@ -247,6 +250,24 @@ pub static FLAGS: &[Flag] = &[
                 return Err(());
             }
             c.close_timeout = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_PARK_IDLE_AFTER",
+        default: "2s",
+        accepts: "0 (never), or a duration from 10ms to 1h",
+        help: "A connection with nothing to read or write for this long is parked: its socket \
+               waits in the shard's shared idle watcher (one epoll set) and its task, timers and \
+               buffers are freed, so an idle connection costs little more than its session. The \
+               next packet from the client, a delivery for it, its keep alive running out, a \
+               takeover or shutdown brings it back at once.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if !d.is_zero() && (d < Duration::from_millis(10) || d > Duration::from_secs(3600)) {
+                return Err(());
+            }
+            c.park_idle_after = d;
             Ok(())
         },
     },
@@ -498,6 +519,7 @@ impl Default for Config {
             queue_qos0: false,
             connect_timeout: Duration::ZERO,
             close_timeout: Duration::ZERO,
+            park_idle_after: Duration::ZERO,
             log: LogLevel::Info,
             spin_before_park: Duration::ZERO,
             topic_alias_maximum: 0,
@@ -716,6 +738,7 @@ mod tests {
             ("COREMQ_MAX_PACKET_SIZE", "64KiB"),
             ("COREMQ_CONNECT_TIMEOUT", "500ms"),
             ("COREMQ_CLOSE_TIMEOUT", "250ms"),
+            ("COREMQ_PARK_IDLE_AFTER", "30s"),
             ("COREMQ_SPIN_BEFORE_PARK", "100us"),
             ("COREMQ_MAX_KEEPALIVE", "2m"),
             ("COREMQ_SHARDS", "3"),
@@ -726,6 +749,7 @@ mod tests {
         assert_eq!(c.max_packet_size, 65536);
         assert_eq!(c.connect_timeout, Duration::from_millis(500));
         assert_eq!(c.close_timeout, Duration::from_millis(250));
+        assert_eq!(c.park_idle_after, Duration::from_secs(30));
         assert_eq!(c.spin_before_park, Duration::from_micros(100));
         assert_eq!(c.max_keepalive, 120);
         assert_eq!(c.shards, 3);
@@ -745,6 +769,8 @@ mod tests {
             ("COREMQ_MAX_KEEPALIVE", "0"),
             ("COREMQ_MAX_INFLIGHT", "0"),
             ("COREMQ_CONNECT_TIMEOUT", "10x"),
+            ("COREMQ_PARK_IDLE_AFTER", "5ms"),
+            ("COREMQ_PARK_IDLE_AFTER", "2h"),
             ("COREMQ_LOG", "verbose"),
         ] {
             let err = Config::from_lookup(lookup(&[(flag, value)])).unwrap_err();

@@ -134,8 +134,9 @@ impl Broker {
             };
             let mut builder = LocalExecutorBuilder::new(placement)
                 // Password checks run on this pool: not pinned, so a storm of logins competes
-                // with the shard only as any other process would.
-                .blocking_thread_pool_placement(PoolPlacement::Unbound(1))
+                // with the shard only as any other process would. The second thread waits on
+                // the idle watcher's epoll set (`net::park`).
+                .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
                 .name(&format!("coremq-shard-{i}"))
                 .io_memory(IO_MEMORY)
                 .ring_depth(RING_DEPTH);
@@ -401,6 +402,21 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
         .map(|inb| glommio::spawn_local(receive_loop(shard.clone(), inb)))
         .collect();
     let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
+    // Parked connections' sockets (COREMQ_PARK_IDLE_AFTER), watched from a blocking-pool thread.
+    let watcher = if config.park_idle_after.is_zero() {
+        None
+    } else {
+        match crate::net::park::start(shard.clone()) {
+            Ok(run) => Some(glommio::spawn_local(run)),
+            Err(e) => {
+                crate::log!(
+                    Warn,
+                    "shard {index}: connections will not park (epoll: {e})"
+                );
+                None
+            }
+        }
+    };
     publish_stats(&shard);
     let _ = ready.send(Ok(()));
 
@@ -427,6 +443,14 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
     let deadline = Instant::now() + DRAIN_LIMIT;
     while shard.stats().connections > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(w) = watcher {
+        // Parked connections were woken and closed with the rest: end the watcher's wait, so
+        // that its pool thread is free when the executor ends.
+        if let Some(watcher) = crate::net::park::watcher() {
+            watcher.stop();
+        }
+        w.await;
     }
     publish_stats(&shard);
     mesh.close();

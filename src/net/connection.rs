@@ -345,8 +345,35 @@ fn run(
         stage: Stage::Reading,
         idle,
         idle_timer: None,
-        _slot: slot,
+        keep_alive_deadline: None,
+        slot: Some(slot),
     }
+}
+
+/// Starts the task of a parked connection the shard woke (see `park`) again: `deadline` is when
+/// its keep alive runs out, which a woken connection still honours.
+pub(super) fn resume(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    client: Client,
+    slot: ConnSlot,
+    deadline: Option<Instant>,
+) {
+    let idle =
+        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+    let live = Live {
+        shard,
+        stream: RefCell::new(stream),
+        client,
+        writer: Writer::default(),
+        buf: BytesMut::new(),
+        stage: Stage::Reading,
+        idle,
+        idle_timer: None,
+        keep_alive_deadline: deadline,
+        slot: Some(slot),
+    };
+    glommio::spawn_local(live).detach();
 }
 
 /// A connected client's task: reads frames and hands them to the shard, and whenever reading
@@ -364,10 +391,14 @@ struct Live {
     stage: Stage,
     /// 1.5 × keep alive, if any.
     idle: Option<Duration>,
-    /// Runs while the socket has nothing for us; reset by every read.
+    /// Runs while the socket has nothing for us, until the keep alive runs out or it is time
+    /// to park (COREMQ_PARK_IDLE_AFTER), whichever comes first; reset by every read.
     idle_timer: Option<Timer>,
-    /// Our place under COREMQ_MAX_CONNECTIONS, freed with the task.
-    _slot: ConnSlot,
+    /// When the keep alive runs out, counted from the last read (`None` right after a read:
+    /// set when reading next has to wait).
+    keep_alive_deadline: Option<Instant>,
+    /// Our place under COREMQ_MAX_CONNECTIONS, freed with the task (or kept while parked).
+    slot: Option<ConnSlot>,
 }
 
 enum Stage {
@@ -387,6 +418,8 @@ enum Stage {
 /// What a step of reading ended with.
 enum Step {
     Pending,
+    /// Quiet for COREMQ_PARK_IDLE_AFTER: park if nothing else is going on.
+    Park,
     Wait(Stage),
     /// The connection is over; true when abnormally (no DISCONNECT, nor a close the broker
     /// asked for), i.e. when the will is due.
@@ -435,6 +468,15 @@ impl Future for Live {
                 }
                 Stage::Reading => match this.read(cx) {
                     Step::Pending => break,
+                    Step::Park => {
+                        let written = this
+                            .writer
+                            .poll(cx, &this.stream, &this.client, &this.shard);
+                        if written.is_pending() && this.writer.is_idle() && this.park() {
+                            return Poll::Ready(());
+                        }
+                        // Not now: reading waits again (with a fresh timer).
+                    }
                     Step::Wait(stage) => this.stage = stage,
                     Step::End(abnormal) => {
                         this.shard.handle_close(&this.client, abnormal);
@@ -489,14 +531,35 @@ impl Live {
                         Poll::Ready(Ok(_)) => {
                             reads += 1;
                             self.idle_timer = None;
+                            self.keep_alive_deadline = None;
                         }
                         Poll::Pending => {
-                            let Some(limit) = self.idle else {
+                            if self.idle_timer.is_none() {
+                                let now = Instant::now();
+                                if self.keep_alive_deadline.is_none() {
+                                    self.keep_alive_deadline = self.idle.map(|limit| now + limit);
+                                }
+                                let park_after = shard.config.park_idle_after;
+                                let park_at = (!park_after.is_zero()).then(|| now + park_after);
+                                let at = match (park_at, self.keep_alive_deadline) {
+                                    (Some(p), Some(k)) => p.min(k),
+                                    (p, k) => match p.or(k) {
+                                        Some(at) => at,
+                                        None => return Step::Pending,
+                                    },
+                                };
+                                self.idle_timer =
+                                    Some(Timer::new(at.saturating_duration_since(now)));
+                            }
+                            let Some(timer) = self.idle_timer.as_mut() else {
                                 return Step::Pending;
                             };
-                            let timer = self.idle_timer.get_or_insert_with(|| Timer::new(limit));
                             if Pin::new(timer).poll(cx).is_pending() {
                                 return Step::Pending;
+                            }
+                            self.idle_timer = None;
+                            if self.keep_alive_deadline.is_none_or(|d| d > Instant::now()) {
+                                return Step::Park;
                             }
                             crate::log!(
                                 Debug,
@@ -517,6 +580,45 @@ impl Live {
                     disconnect(client, e.reason_code(), &e.to_string());
                     return Step::End(true);
                 }
+            }
+        }
+    }
+}
+
+impl Live {
+    /// Parks the connection if it is quiet (see `shard::park`): the socket goes to the shard's
+    /// idle watcher and this task ends. False when it must stay live.
+    fn park(&mut self) -> bool {
+        let Some(watcher) = super::park::watcher() else {
+            return false;
+        };
+        if !self.buf.is_empty() || !self.client.can_park() {
+            return false;
+        }
+        let Ok(fd) = dup_fd(&self.stream.borrow()) else {
+            return false;
+        };
+        let raw = fd.as_raw_fd();
+        let Some(slot) = self.slot.take() else {
+            return false;
+        };
+        match self
+            .shard
+            .park(&self.client, fd, slot, self.keep_alive_deadline)
+        {
+            Ok(key) => {
+                if let Err(e) = watcher.watch(raw, key) {
+                    crate::log!(
+                        Warn,
+                        "cannot park a connection (epoll: {e}); keeping it live"
+                    );
+                    self.shard.wake_key(key);
+                }
+                true
+            }
+            Err(slot) => {
+                self.slot = Some(slot);
+                false
             }
         }
     }

@@ -178,6 +178,11 @@ impl Writer {
         }
     }
 
+    /// Nothing being written, and writing not over.
+    pub fn is_idle(&self) -> bool {
+        self.spare.is_empty() && !self.done
+    }
+
     fn finish(&mut self, stream: &RefCell<TcpStream>) -> Poll<()> {
         self.done = true;
         self.spare = BytesMut::new();

@@ -11,6 +11,7 @@
 
 mod connection;
 mod io;
+pub mod park;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -41,6 +41,17 @@ pub struct Client {
     pub username: Option<MqttString>,
 }
 
+impl Client {
+    /// Whether all this connection's state is in its session (`park`): its outbox is quiet and
+    /// it has no inbound topic aliases or enhanced authentication to remember.
+    pub fn can_park(&self) -> bool {
+        self.conn.is_quiet()
+            && self.aliases.iter().all(Option::is_none)
+            && self.auth_method.is_none()
+            && self.reauth.is_none()
+    }
+}
+
 /// Why a connection must end. For MQTT 5 the reason code goes out in a DISCONNECT first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Violation {
@@ -249,10 +260,13 @@ impl Shard {
 
         let mut wills_now = Vec::new();
         let mut dropped_session = None;
-        let mut state = self.state.borrow_mut();
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
         state.conns.insert(conn.id, conn.clone());
         let entry = match state.sessions.remove(&client_id) {
             Some(mut old) => {
+                // A parked connection is woken to be told (MQTT 5) and closed like a live one.
+                self.unpark(&mut old, &mut state.parking, &mut state.conns);
                 if let Some(old_conn) = old.conn.take() {
                     if old_conn.version.is_v5() {
                         let mut d = Disconnect::new(ReasonCode::SESSION_TAKEN_OVER);
@@ -297,6 +311,7 @@ impl Shard {
                 limits,
             ),
             conn: None,
+            parked: None,
             will: None,
             lifetime,
             expires_at: None,
@@ -365,7 +380,7 @@ impl Shard {
             };
         }
         state.sessions.insert(client_id.clone(), e);
-        drop(state);
+        drop(guard);
 
         if let Some(old) = dropped_session {
             self.end_session(old);
@@ -474,6 +489,7 @@ impl Shard {
     /// delayed will that is still waiting, since the session ends first [MQTT-3.1.3-9]).
     pub fn tick(&self, now: Instant) {
         self.check_holds(now);
+        self.wake_due(now);
         loop {
             let mut state = self.state.borrow_mut();
             let Some(Reverse((due, _))) = state.timers.peek() else {
@@ -488,7 +504,7 @@ impl Shard {
             let Some(entry) = state.sessions.get_mut(&client_id) else {
                 continue;
             };
-            if entry.conn.is_some() {
+            if entry.conn.is_some() || entry.parked.is_some() {
                 continue; // reconnected since: timers are void
             }
             let expired = entry.expires_at.is_some_and(|t| t <= now);

@@ -33,6 +33,13 @@ const PAUSE_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(super) struct Holds(Option<Box<HoldState>>);
 
+impl Holds {
+    /// Whether any publisher is held back.
+    pub fn is_holding(&self) -> bool {
+        self.0.as_ref().is_some_and(|h| !h.publishers.is_empty())
+    }
+}
+
 #[derive(Debug, Default)]
 struct HoldState {
     publishers: Vec<MqttString>,

@@ -23,7 +23,9 @@ mod flow;
 pub mod notify;
 pub mod outbox;
 mod packets;
+mod park;
 mod shared;
+mod table;
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -34,6 +36,7 @@ use std::time::{Duration, Instant};
 
 pub use client::{Client, ConnectOutcome, Deferred, RetainedFor, Violation};
 pub use outbox::{ConnId, Outbox};
+pub use park::{Parked, Woken};
 
 use crate::auth::scram::ScramSha256;
 use crate::auth::security::Security;
@@ -70,12 +73,16 @@ struct Entry {
     expires_at: Option<Instant>,
     /// Publishers this (live but lagging) subscriber holds back (see `flow`).
     holds: flow::Holds,
+    /// The connection, when it is parked (`park`): then `conn` is `None`.
+    parked: Option<Box<park::Parked>>,
 }
 
 impl Entry {
     /// Whether the client can take a delivery now (see `Link`).
     fn link(&self) -> Link {
         match &self.conn {
+            // Parked: idle, so nothing waits in its (future) outbox.
+            None if self.parked.is_some() => Link::Online,
             None => Link::Offline,
             Some(c) if c.is_congested() => Link::Congested,
             Some(_) => Link::Online,
@@ -93,7 +100,7 @@ struct PendingWill {
 
 #[derive(Default)]
 struct State {
-    sessions: HashMap<MqttString, Entry>,
+    sessions: table::SessionTable<Entry>,
     /// Filter (without share prefix) → this shard's subscribers.
     subs: Trie<Vec<Subscriber>>,
     /// Filter → bit set of *other* shards with subscribers to it.
@@ -102,6 +109,8 @@ struct State {
     retained: HashMap<Box<str>, Message>,
     /// Every live connection on this shard, for shutdown.
     conns: HashMap<ConnId, Rc<Outbox>>,
+    /// Parked connections (they are in `sessions`, not in `conns`).
+    parking: park::Parking,
     /// Session expiries and delayed wills, earliest first; stale entries are skipped by `tick`.
     timers: BinaryHeap<Reverse<(Instant, MqttString)>>,
     /// Shared subscription groups with members on this shard, by filter.
@@ -115,7 +124,10 @@ struct State {
 /// Counters, read by tests and logs (`Broker::stats` sums them over the shards).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    /// Connections, parked ones included.
     pub connections: usize,
+    /// Connections parked (COREMQ_PARK_IDLE_AFTER).
+    pub parked: usize,
     pub sessions: usize,
     pub retained: usize,
     /// Filters in this shard's subscription trie.
@@ -131,6 +143,7 @@ impl Stats {
     pub fn add(&mut self, other: &Stats) {
         self.connections += other.connections;
         self.sessions += other.sessions;
+        self.parked += other.parked;
         self.retained += other.retained;
         self.local_filters += other.local_filters;
         self.remote_filters += other.remote_filters;
@@ -276,7 +289,8 @@ impl Shard {
     pub fn stats(&self) -> Stats {
         let s = self.state.borrow();
         Stats {
-            connections: s.conns.len(),
+            connections: s.conns.len() + s.parking.count(),
+            parked: s.parking.count(),
             sessions: s.sessions.len(),
             retained: s.retained.len(),
             local_filters: s.subs.len(),
@@ -374,6 +388,9 @@ impl Shard {
                 let qos = delivery.qos;
                 entry.session.set_stretch(Self::stretching(&entry.holds));
                 if let Some(publish) = entry.session.deliver(message, delivery, link, now) {
+                    if entry.parked.is_some() {
+                        self.unpark(entry, &mut state.parking, &mut state.conns);
+                    }
                     if let Some(conn) = &entry.conn {
                         conn.send_publish(publish);
                     }
@@ -615,6 +632,7 @@ impl Shard {
     /// DISCONNECT 0x8B (server shutting down); wills are not published for them.
     pub fn begin_shutdown(&self) {
         self.stopping.set(true);
+        self.wake_all();
         let conns: Vec<Rc<Outbox>> = self.state.borrow().conns.values().cloned().collect();
         for conn in conns {
             if conn.version.is_v5() {

@@ -182,6 +182,20 @@ impl Outbox {
         }
     }
 
+    /// Nothing to write, no close asked for, nothing held back, no topic alias given out: the
+    /// connection could start over with a fresh outbox and the client would not notice.
+    pub fn is_quiet(&self) -> bool {
+        self.pending() == 0
+            && !self.closing.get()
+            && !self.held_back.get()
+            && self.aliases.borrow().is_empty()
+    }
+
+    /// The client's Maximum Packet Size and Topic Alias Maximum (as given to `new`).
+    pub fn client_limits(&self) -> (u32, u16) {
+        (self.max_packet_size, self.alias_max)
+    }
+
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.buf.borrow().len()

@@ -335,7 +335,7 @@ impl Shard {
             state
                 .sessions
                 .get(&m.client_id)
-                .is_some_and(|e| e.conn.is_some())
+                .is_some_and(|e| e.conn.is_some() || e.parked.is_some())
         };
         let start = g.cursor;
         let pick = (0..n)
@@ -369,6 +369,9 @@ impl Shard {
         };
         if let Some(entry) = state.sessions.get_mut(&m.client_id) {
             if let Some(p) = entry.session.deliver(&message, delivery, entry.link(), now) {
+                if entry.parked.is_some() {
+                    self.unpark(entry, &mut state.parking, &mut state.conns);
+                }
                 if let Some(conn) = &entry.conn {
                     conn.send_publish(p);
                 }

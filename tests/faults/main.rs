@@ -40,6 +40,7 @@ macro_rules! each_version {
 mod flow;
 mod kill;
 mod limits;
+mod park;
 mod reads;
 mod shutdown;
 mod slow_consumer;

@@ -1,0 +1,148 @@
+//! The sessions homed on a shard, by client id (home shard only). Entries sit side by side in
+//! fixed-size chunks and an index maps each client id to its slot, rather than living in the
+//! buckets of a hash map: a hash map keeps a third or more of its buckets free, and with entries
+//! of a few hundred bytes every free bucket costs as much as a session. A single vector would do
+//! no better, since it doubles when full; chunks grow by `CHUNK` slots at a time. (This table is
+//! most of what an idle connection costs; see the README's memory figures.) The slot number is
+//! also the short, stable name a parked connection's socket is registered under (`net::park`).
+//!
+//! Worked example: sessions "a", "b", "c" take slots 0, 1, 2 (all in the first chunk); removing
+//! "b" frees slot 1, which the next new session ("d") takes, so there are never more free slots
+//! than the most sessions ever held at once minus those held now, plus one chunk.
+
+use std::collections::HashMap;
+
+use crate::protocol::MqttString;
+
+/// Slots per chunk.
+const CHUNK: usize = 64;
+
+pub(super) struct SessionTable<T> {
+    chunks: Vec<Box<[Option<T>]>>,
+    /// Slots handed out so far (all of them below this are in `chunks`).
+    used: usize,
+    /// Free slots, reused last-freed first.
+    free: Vec<u32>,
+    index: HashMap<MqttString, u32>,
+}
+
+impl<T> Default for SessionTable<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            used: 0,
+            free: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T> SessionTable<T> {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of a session.
+    pub fn key_of(&self, client_id: &MqttString) -> Option<u32> {
+        self.index.get(client_id).copied()
+    }
+
+    pub fn get(&self, client_id: &MqttString) -> Option<&T> {
+        let k = self.key_of(client_id)? as usize;
+        self.chunks.get(k / CHUNK)?[k % CHUNK].as_ref()
+    }
+
+    pub fn get_mut(&mut self, client_id: &MqttString) -> Option<&mut T> {
+        let k = self.key_of(client_id)?;
+        self.by_key_mut(k)
+    }
+
+    /// The session in slot `key`, if the slot is taken.
+    pub fn by_key_mut(&mut self, key: u32) -> Option<&mut T> {
+        let k = key as usize;
+        self.chunks.get_mut(k / CHUNK)?[k % CHUNK].as_mut()
+    }
+
+    fn slot(&mut self, key: u32) -> &mut Option<T> {
+        let k = key as usize;
+        &mut self.chunks[k / CHUNK][k % CHUNK]
+    }
+
+    /// Adds (or replaces) the session of `client_id`; returns its slot.
+    pub fn insert(&mut self, client_id: MqttString, entry: T) -> u32 {
+        if let Some(&k) = self.index.get(&client_id) {
+            *self.slot(k) = Some(entry);
+            return k;
+        }
+        let k = match self.free.pop() {
+            Some(k) => k,
+            None => {
+                if self.used == self.chunks.len() * CHUNK {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.used += 1;
+                (self.used - 1) as u32
+            }
+        };
+        *self.slot(k) = Some(entry);
+        self.index.insert(client_id, k);
+        k
+    }
+
+    pub fn remove(&mut self, client_id: &MqttString) -> Option<T> {
+        let k = self.index.remove(client_id)?;
+        self.free.push(k);
+        self.slot(k).take()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.chunks.iter_mut().flat_map(|c| c.iter_mut()).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> MqttString {
+        MqttString::copy_from(s).unwrap()
+    }
+
+    #[test]
+    fn finds_replaces_and_removes_by_client_id() {
+        let mut t = SessionTable::default();
+        let a = t.insert(id("a"), 1);
+        let b = t.insert(id("b"), 2);
+        assert_ne!(a, b);
+        assert_eq!(t.get(&id("a")), Some(&1));
+        assert_eq!(t.insert(id("a"), 10), a, "replacing keeps the slot");
+        assert_eq!(t.get(&id("a")), Some(&10));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.remove(&id("a")), Some(10));
+        assert_eq!(t.get(&id("a")), None);
+        assert_eq!(t.remove(&id("a")), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.by_key_mut(b), Some(&mut 2));
+        assert_eq!(t.by_key_mut(a), None, "a freed slot holds nothing");
+    }
+
+    #[test]
+    fn freed_slots_are_reused_so_the_vector_does_not_grow_with_churn() {
+        let mut t = SessionTable::default();
+        for round in 0..100 {
+            let keys: Vec<u32> = (0..100)
+                .map(|i| t.insert(id(&format!("{round}/{i}")), i))
+                .collect();
+            assert!(keys.iter().all(|&k| k < 100), "{keys:?}");
+            assert_eq!(t.chunks.len(), 2, "100 sessions fit in two chunks of 64");
+            for i in 0..100 {
+                assert_eq!(t.remove(&id(&format!("{round}/{i}"))), Some(i));
+            }
+        }
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.values_mut().count(), 0);
+        let k = t.insert(id("x"), 7);
+        assert!(k < 100);
+        assert_eq!(t.values_mut().map(|v| *v).collect::<Vec<_>>(), vec![7]);
+    }
+}
