@@ -428,6 +428,7 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
         shard.tick(now);
         if now.duration_since(collected) >= COLLECT_EVERY {
             collected = now;
+            shard.compact();
             return_free_memory();
         }
         let latest = security.generation.load(Ordering::SeqCst);

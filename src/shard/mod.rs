@@ -299,6 +299,16 @@ impl Shard {
         }
     }
 
+    /// Gives back the room of a connection table that emptied (say, after a storm of
+    /// connections that then parked or left); called about once a second.
+    pub fn compact(&self) {
+        let mut s = self.state.borrow_mut();
+        let len = s.conns.len();
+        if s.conns.capacity() > 4 * len + 64 {
+            s.conns.shrink_to(2 * len);
+        }
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.get()
     }

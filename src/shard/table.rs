@@ -2,7 +2,7 @@
 //! fixed-size chunks and an index maps each client id to its slot, rather than living in the
 //! buckets of a hash map: a hash map keeps a third or more of its buckets free, and with entries
 //! of a few hundred bytes every free bucket costs as much as a session. A single vector would do
-//! no better, since it doubles when full; chunks grow by `CHUNK` slots at a time. (This table is
+//! no better, since it doubles when full; chunks of 64 KiB are added one at a time. (This table is
 //! most of what an idle connection costs; see the README's memory figures.) The slot number is
 //! also the short, stable name a parked connection's socket is registered under (`net::park`).
 //!
@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use crate::protocol::MqttString;
 
-/// Slots per chunk.
-const CHUNK: usize = 64;
+/// Bytes per chunk: a size the allocator serves with next to no rounding.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 pub(super) struct SessionTable<T> {
     chunks: Vec<Box<[Option<T>]>>,
@@ -38,6 +38,16 @@ impl<T> Default for SessionTable<T> {
 }
 
 impl<T> SessionTable<T> {
+    /// Slots per chunk.
+    const CHUNK: usize = {
+        let n = CHUNK_BYTES / std::mem::size_of::<Option<T>>();
+        if n == 0 {
+            1
+        } else {
+            n
+        }
+    };
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -49,7 +59,7 @@ impl<T> SessionTable<T> {
 
     pub fn get(&self, client_id: &MqttString) -> Option<&T> {
         let k = self.key_of(client_id)? as usize;
-        self.chunks.get(k / CHUNK)?[k % CHUNK].as_ref()
+        self.chunks.get(k / Self::CHUNK)?[k % Self::CHUNK].as_ref()
     }
 
     pub fn get_mut(&mut self, client_id: &MqttString) -> Option<&mut T> {
@@ -60,12 +70,12 @@ impl<T> SessionTable<T> {
     /// The session in slot `key`, if the slot is taken.
     pub fn by_key_mut(&mut self, key: u32) -> Option<&mut T> {
         let k = key as usize;
-        self.chunks.get_mut(k / CHUNK)?[k % CHUNK].as_mut()
+        self.chunks.get_mut(k / Self::CHUNK)?[k % Self::CHUNK].as_mut()
     }
 
     fn slot(&mut self, key: u32) -> &mut Option<T> {
         let k = key as usize;
-        &mut self.chunks[k / CHUNK][k % CHUNK]
+        &mut self.chunks[k / Self::CHUNK][k % Self::CHUNK]
     }
 
     /// Adds (or replaces) the session of `client_id`; returns its slot.
@@ -77,8 +87,8 @@ impl<T> SessionTable<T> {
         let k = match self.free.pop() {
             Some(k) => k,
             None => {
-                if self.used == self.chunks.len() * CHUNK {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                if self.used == self.chunks.len() * Self::CHUNK {
+                    self.chunks.push((0..Self::CHUNK).map(|_| None).collect());
                 }
                 self.used += 1;
                 (self.used - 1) as u32
@@ -134,7 +144,7 @@ mod tests {
                 .map(|i| t.insert(id(&format!("{round}/{i}")), i))
                 .collect();
             assert!(keys.iter().all(|&k| k < 100), "{keys:?}");
-            assert_eq!(t.chunks.len(), 2, "100 sessions fit in two chunks of 64");
+            assert_eq!(t.chunks.len(), 1, "100 small sessions fit in one chunk");
             for i in 0..100 {
                 assert_eq!(t.remove(&id(&format!("{round}/{i}"))), Some(i));
             }
