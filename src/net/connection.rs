@@ -333,21 +333,7 @@ fn run(
     ));
     conn.set_congestion_limit(shard.config.max_outbound_buffer);
     let client = shard.handle_connect(*connect, assigned, auth_data, conn);
-    // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
-    let idle =
-        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
-    Live {
-        shard,
-        stream: RefCell::new(stream),
-        client,
-        writer: Writer::default(),
-        buf,
-        stage: Stage::Reading,
-        idle,
-        idle_timer: None,
-        keep_alive_deadline: None,
-        slot: Some(slot),
-    }
+    Live::new(shard, stream, client, buf, slot, None)
 }
 
 /// Starts the task of a parked connection the shard woke (see `park`) again: `deadline` is when
@@ -359,20 +345,7 @@ pub(super) fn resume(
     slot: ConnSlot,
     deadline: Option<Instant>,
 ) {
-    let idle =
-        (client.keep_alive > 0).then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
-    let live = Live {
-        shard,
-        stream: RefCell::new(stream),
-        client,
-        writer: Writer::default(),
-        buf: BytesMut::new(),
-        stage: Stage::Reading,
-        idle,
-        idle_timer: None,
-        keep_alive_deadline: deadline,
-        slot: Some(slot),
-    };
+    let live = Live::new(shard, stream, client, BytesMut::new(), slot, deadline);
     glommio::spawn_local(live).detach();
 }
 
@@ -496,6 +469,31 @@ impl Future for Live {
 }
 
 impl Live {
+    fn new(
+        shard: Rc<Shard>,
+        stream: TcpStream,
+        client: Client,
+        buf: BytesMut,
+        slot: ConnSlot,
+        keep_alive_deadline: Option<Instant>,
+    ) -> Self {
+        // [MQTT-3.1.2-24] no packet within 1.5 × keep alive ends the connection.
+        let idle = (client.keep_alive > 0)
+            .then(|| Duration::from_millis(u64::from(client.keep_alive) * 1500));
+        Self {
+            shard,
+            stream: RefCell::new(stream),
+            client,
+            writer: Writer::default(),
+            buf,
+            stage: Stage::Reading,
+            idle,
+            idle_timer: None,
+            keep_alive_deadline,
+            slot: Some(slot),
+        }
+    }
+
     /// Decodes and handles buffered frames, reading more when they run out.
     fn read(&mut self, cx: &mut Context<'_>) -> Step {
         let client = &mut self.client;
