@@ -26,7 +26,7 @@ each_version!(
 );
 
 /// The CONNACK a refused CONNECT gets, as `v` puts it on the wire.
-fn refusal(v: ProtocolVersion, code: ReasonCode) -> Packet {
+pub(crate) fn refusal(v: ProtocolVersion, code: ReasonCode) -> Packet {
     // A 3.1.1 client reads the return code back as the reason code it stands for.
     let code = if v.is_v5() {
         code
