@@ -2,8 +2,8 @@
 //! MQTT 5 subscriber/publisher pair, homed on different shards, against an in-process broker and
 //! prints what it saw as one JSON line (sorted keys, no spaces), compared here as a whole.
 //!
-//! Needs `python3` with paho-mqtt 2.x (`pip install paho-mqtt`); without them the test fails
-//! and says so — it never skips.
+//! Needs `python3` with paho-mqtt 2.x, which `scripts/test` (the README's test command) installs;
+//! without them the test fails and names that script — it never skips.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -28,10 +28,13 @@ fn require_paho() {
     match status {
         Ok(s) if s.success() => {}
         Ok(_) => panic!(
-            "the paho interop test needs Python's paho-mqtt: `pip install paho-mqtt` \
-             (python3 -c 'import paho.mqtt.client' failed)"
+            "the paho interop test needs Python's paho-mqtt, which scripts/test installs \
+             (run the suite with scripts/test, or `python3 -m pip install paho-mqtt`; \
+             python3 -c 'import paho.mqtt.client' failed)"
         ),
-        Err(e) => panic!("the paho interop test needs python3 with paho-mqtt: {e}"),
+        Err(e) => panic!(
+            "the paho interop test needs python3 with paho-mqtt, which scripts/test installs: {e}"
+        ),
     }
 }
 
