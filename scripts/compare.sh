@@ -149,12 +149,32 @@ ncpu="$(nproc)"
 
 # --- processes -----------------------------------------------------------------------------------
 
-# A loopback port nobody listens on.
+# Broker ports are picked outside the kernel's ephemeral range (the local ports it gives client
+# sockets): a previous scenario's hundreds of client sockets can still hold ports there (TIME_WAIT,
+# closing), and a broker told to listen on one of them fails with "Address already in use".
+read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
+port_bands=()
+[ "$eph_lo" -gt 11000 ] && port_bands+=("10000 $((eph_lo - 1))")
+[ "$eph_hi" -lt 64535 ] && port_bands+=("$((eph_hi + 1)) 65535")
+[ "${#port_bands[@]}" -gt 0 ] || port_bands+=("1025 $((eph_lo - 1))")
+
+# port_in_use PORT: whether any TCP socket (listening, connected or in TIME_WAIT, IPv4 or IPv6)
+# has PORT at either end: what `ss -tan` shows, read from /proc so that nothing else is needed.
+port_in_use() {
+  awk -v p="$(printf '%04X' "$1")" 'FNR > 1 {
+      split($2, l, ":"); split($3, r, ":")
+      if (l[length(l)] == p || r[length(r)] == p) found = 1
+    } END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# A loopback port outside the ephemeral range that no socket holds at all.
 free_port() {
-  local p i
+  local p i band lo hi
   for i in $(seq 200); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    band="${port_bands[$((RANDOM % ${#port_bands[@]}))]}"
+    read -r lo hi <<<"$band"
+    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+    if ! port_in_use "$p"; then
       echo "$p"
       return 0
     fi
@@ -175,8 +195,25 @@ wait_listening() {
   return 1
 }
 
-# start_broker NAME: starts a fresh broker on a free port; sets $bpid and $bport.
+# start_broker NAME: starts a fresh broker on a free port; sets $bpid and $bport. A broker that
+# does not come up is tried once more on another port before the script gives up.
 start_broker() {
+  local attempt
+  for attempt in 1 2; do
+    launch_broker "$1"
+    if wait_listening "$bport" "$bpid"; then
+      say "$1 running as PID $bpid on 127.0.0.1:$bport"
+      return 0
+    fi
+    tail -5 "$tmp/$1.log" >&2
+    stop_broker
+    [ "$attempt" = 1 ] && say "$1 did not start listening on 127.0.0.1:$bport; trying another port"
+  done
+  die "$1 did not start listening on 127.0.0.1:$bport"
+}
+
+# launch_broker NAME: starts NAME on a free port in the background; sets $bpid and $bport.
+launch_broker() {
   bport="$(free_port)" || die "no free loopback port"
   case "$1" in
     coremq)
@@ -211,11 +248,6 @@ EOF
       ;;
   esac
   pids+=("$bpid")
-  wait_listening "$bport" "$bpid" || {
-    tail -5 "$tmp/$1.log" >&2
-    die "$1 did not start listening on 127.0.0.1:$bport"
-  }
-  say "$1 running as PID $bpid on 127.0.0.1:$bport"
 }
 
 stop_broker() {
