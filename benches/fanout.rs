@@ -125,7 +125,7 @@ fn bench_local(c: &mut Criterion) {
                             qos,
                             ..Delivery::default()
                         };
-                        let link = if outbox.is_congested() {
+                        let link = if outbox.is_congested(now) {
                             Link::Congested
                         } else {
                             Link::Online

@@ -62,8 +62,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Bytes of topic and payload queued per session.
     pub max_queued_bytes: usize,
-    /// Bytes waiting to be written to one connection before it counts as a slow reader.
+    /// Bytes waiting to be written to one connection, at most (beyond: congested).
     pub max_outbound_buffer: usize,
+    /// How long a connection's socket may take nothing before the client is a slow reader.
+    pub slow_reader_timeout: Duration,
     /// Subscriptions per client.
     pub max_subscriptions: usize,
     /// Longest topic name or filter, in bytes.
@@ -385,7 +387,7 @@ pub static FLAGS: &[Flag] = &[
         accepts: "an integer from 1 to 10000000",
         help: "Connections served at once across all shards. Beyond it a CONNECT gets CONNACK \
                0x97 (MQTT 5) or return code 3 (3.1.1) and the connection is closed. Each \
-               connection uses two file descriptors: raise `ulimit -n` to match.",
+               connection uses a file descriptor: raise `ulimit -n` to match.",
         set: |c, v| {
             c.max_connections = parse_int(v, 1, 10_000_000)?;
             Ok(())
@@ -404,13 +406,33 @@ pub static FLAGS: &[Flag] = &[
     },
     Flag {
         name: "COREMQ_MAX_OUTBOUND_BUFFER",
-        default: "1MiB",
+        default: "8MiB",
         accepts: "a size from 4KiB to 1GiB",
-        help: "Bytes waiting to be written to one connection before it counts as a slow reader: \
-               QoS 0 messages to it are then dropped (counted) and QoS 1/2 messages wait in its \
-               session queue until the buffer drains. Other subscribers are never held up.",
+        help: "Most bytes waiting to be written to one connection. A client that keeps reading \
+               may fall this far behind (a pause of its own, a burst) and lose nothing; beyond \
+               it, as for a slow reader, QoS 0 messages to it are dropped (counted) and QoS 1/2 \
+               messages wait in its session queue until the buffer drains. Other subscribers are \
+               never held up.",
         set: |c, v| {
             c.max_outbound_buffer = parse_size(v, 4 << 10, 1 << 30)? as usize;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_SLOW_READER_TIMEOUT",
+        default: "1s",
+        accepts: "a duration from 0 to 1h (0: a full socket makes a slow reader at once)",
+        help: "A connection whose socket has taken no bytes for this long while something waits \
+               to be written is a slow reader: QoS 0 messages to it are dropped (counted) and \
+               QoS 1/2 messages wait in its session queue until it reads again. A client that \
+               took bytes more recently is keeping up, however far behind it is (up to \
+               COREMQ_MAX_OUTBOUND_BUFFER).",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d > Duration::from_secs(3600) {
+                return Err(());
+            }
+            c.slow_reader_timeout = d;
             Ok(())
         },
     },
@@ -531,6 +553,7 @@ impl Default for Config {
             max_connections: 0,
             max_queued_bytes: 0,
             max_outbound_buffer: 0,
+            slow_reader_timeout: Duration::ZERO,
             max_subscriptions: 0,
             max_topic_length: 0,
             max_topic_levels: 0,
@@ -744,8 +767,12 @@ mod tests {
             ("COREMQ_SHARDS", "3"),
             ("COREMQ_QUEUE_QOS0", "true"),
             ("COREMQ_LISTEN", "127.0.0.1:0"),
+            ("COREMQ_SLOW_READER_TIMEOUT", "250ms"),
+            ("COREMQ_MAX_OUTBOUND_BUFFER", "2MiB"),
         ]))
         .unwrap();
+        assert_eq!(c.slow_reader_timeout, Duration::from_millis(250));
+        assert_eq!(c.max_outbound_buffer, 2 << 20);
         assert_eq!(c.max_packet_size, 65536);
         assert_eq!(c.connect_timeout, Duration::from_millis(500));
         assert_eq!(c.close_timeout, Duration::from_millis(250));
@@ -772,6 +799,9 @@ mod tests {
             ("COREMQ_PARK_IDLE_AFTER", "5ms"),
             ("COREMQ_PARK_IDLE_AFTER", "2h"),
             ("COREMQ_LOG", "verbose"),
+            ("COREMQ_SLOW_READER_TIMEOUT", "2h"),
+            ("COREMQ_SLOW_READER_TIMEOUT", "soon"),
+            ("COREMQ_MAX_OUTBOUND_BUFFER", "1KiB"),
         ] {
             let err = Config::from_lookup(lookup(&[(flag, value)])).unwrap_err();
             assert_eq!(err.flag, flag);

@@ -12,7 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use coremq::protocol::{
     SubscriptionOptions, TopicFilter, TopicName,
 };
 
-use common::{id_on, RawClient, PATIENCE};
+use common::{id_on, RawClient, TempDir, PATIENCE};
 
 /// How long the broker may take to exit after SIGTERM.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
@@ -259,28 +259,6 @@ fn starts_on_an_ephemeral_port_serves_mqtt_and_exits_0_on_sigterm() {
     assert_eq!(sub.expect_close(), []);
 }
 
-/// A directory of its own under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("coremq-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        Self(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temp path")
 }
@@ -291,7 +269,7 @@ fn path_str(path: &Path) -> &str {
 #[test]
 fn passwd_writes_a_0600_file_whose_user_the_broker_accepts() {
     let dir = TempDir::new("passwd");
-    let file = dir.join("passwords");
+    let file = dir.path.join("passwords");
     let mut child = coremq(&[])
         .args(["passwd", "--iterations=1000", path_str(&file), "alice"])
         .stdin(Stdio::piped())
@@ -338,11 +316,11 @@ fn passwd_writes_a_0600_file_whose_user_the_broker_accepts() {
 #[test]
 fn a_malformed_acl_or_password_file_stops_start_up_with_status_2_naming_file_and_line() {
     let dir = TempDir::new("bad-files");
-    let acl = dir.join("acl");
+    let acl = dir.path.join("acl");
     std::fs::write(&acl, "user alice\ntopic write a/#\nfrobnicate x\n").unwrap();
-    let passwords = dir.join("passwords");
+    let passwords = dir.path.join("passwords");
     std::fs::write(&passwords, "# users\nalice\n").unwrap();
-    let missing = dir.join("missing");
+    let missing = dir.path.join("missing");
     for (flag, file, line) in [
         ("COREMQ_ACL_FILE", &acl, Some(3)),
         ("COREMQ_PASSWORD_FILE", &passwords, Some(2)),
@@ -407,7 +385,7 @@ fn subscribe(client: &mut RawClient, filter: &str, id: u16) -> ReasonCode {
 #[test]
 fn sighup_reloads_the_acl_file() {
     let dir = TempDir::new("sighup");
-    let acl = dir.join("acl");
+    let acl = dir.path.join("acl");
     std::fs::write(&acl, "topic readwrite open/#\n").unwrap();
     let (mut broker, addr, lines) = start_broker(&[("COREMQ_ACL_FILE", path_str(&acl))]);
     let (code, mut publ) = try_connect(addr, ProtocolVersion::V5, &id_on(2, 1, "pub"), None);

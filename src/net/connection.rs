@@ -25,7 +25,7 @@ use crate::protocol::{
     connect_protocol_version, decode, Auth, AuthProperties, ConnAck, Connect, DecodeError,
     Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
-use crate::shard::{Client, ConnectOutcome, Deferred, Outbox, Shard};
+use crate::shard::{Client, ConnectOutcome, Deferred, Shard};
 
 /// Why reading the first packet ended.
 enum First {
@@ -325,13 +325,7 @@ fn run(
         .maximum_packet_size
         .map_or(u32::MAX, |n| n.get());
     let alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
-    let conn = Rc::new(Outbox::new(
-        shard.new_conn_id(),
-        connect.protocol,
-        client_max,
-        alias_max,
-    ));
-    conn.set_congestion_limit(shard.config.max_outbound_buffer);
+    let conn = shard.new_outbox(connect.protocol, client_max, alias_max);
     let client = shard.handle_connect(*connect, assigned, auth_data, conn);
     Live::new(shard, stream, client, buf, slot, None)
 }

@@ -163,13 +163,18 @@ impl Writer {
             }
             let mut s = stream.borrow_mut();
             match Pin::new(&mut *s).poll_write(cx, &self.spare[self.written..]) {
-                Poll::Ready(Ok(n)) if n > 0 => self.written += n,
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.written += n;
+                    conn.note_written(self.spare.len() - self.written);
+                }
                 Poll::Ready(_) => {
                     drop(s);
                     conn.fail();
                     return self.finish(stream);
                 }
                 Poll::Pending => {
+                    // The socket takes nothing now: the clock of a slow reader starts.
+                    conn.note_stalled();
                     // Still woken by a close meanwhile (the reader may be waiting too).
                     conn.watch(cx);
                     return Poll::Pending;

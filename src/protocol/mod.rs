@@ -220,6 +220,41 @@ impl Packet {
         }
     }
 
+    /// Removes the Reason String and User Properties of a packet whose sender may leave them
+    /// out: the MQTT 5 acknowledgements, CONNACK, DISCONNECT and AUTH. A server must leave them out
+    /// rather than exceed the client's Maximum Packet Size ([MQTT-3.2.2-19] [MQTT-3.2.2-20]
+    /// [MQTT-3.4.2-2] [MQTT-3.4.2-3] and the same rule for PUBREC, PUBREL, PUBCOMP, SUBACK,
+    /// UNSUBACK, DISCONNECT and AUTH). Returns whether anything was removed.
+    pub fn strip_diagnostics(&mut self) -> bool {
+        let (reason, users) = match self {
+            Packet::ConnAck(p) => (
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => (
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::SubAck(p) | Packet::UnsubAck(p) => (
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::Disconnect(p) => (
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::Auth(p) => (
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            _ => return false,
+        };
+        let had = reason.is_some() || !users.is_empty();
+        *reason = None;
+        users.clear();
+        had
+    }
+
     /// The remaining length this packet encodes to in version `v`.
     pub fn remaining_len(&self, v: ProtocolVersion) -> usize {
         measure(|c| self.write_body(c, v))

@@ -42,6 +42,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// A Reason String for an acknowledgement that reports a failure, if the client may get one:
+    /// MQTT 5, and it did not set Request Problem Information to 0 [MQTT-3.1.2-29]. (Success
+    /// acknowledgements carry none; `Outbox::send` removes it again where it would exceed the
+    /// client's Maximum Packet Size.)
+    pub fn diagnostic(&self, why: &'static str) -> Option<MqttString> {
+        (self.version.is_v5() && self.problem_information)
+            .then(|| MqttString::from_static(why).ok())
+            .flatten()
+    }
+
     /// Whether all this connection's state is in its session (`park`): its outbox is quiet and
     /// it has no inbound topic aliases or enhanced authentication to remember.
     pub fn can_park(&self) -> bool {

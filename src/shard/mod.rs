@@ -78,13 +78,13 @@ struct Entry {
 }
 
 impl Entry {
-    /// Whether the client can take a delivery now (see `Link`).
-    fn link(&self) -> Link {
+    /// Whether the client can take a delivery at `now` (see `Link`).
+    fn link(&self, now: Instant) -> Link {
         match &self.conn {
             // Parked: idle, so nothing waits in its (future) outbox.
             None if self.parked.is_some() => Link::Online,
             None => Link::Offline,
-            Some(c) if c.is_congested() => Link::Congested,
+            Some(c) if c.is_congested(now) => Link::Congested,
             Some(_) => Link::Online,
         }
     }
@@ -319,6 +319,22 @@ impl Shard {
         ConnId(self.next_conn.get())
     }
 
+    /// The outbox of a new (or woken) connection with the client's Maximum Packet Size and Topic
+    /// Alias Maximum, and the broker's slow-reader limits.
+    pub fn new_outbox(
+        &self,
+        version: crate::protocol::ProtocolVersion,
+        max_packet_size: u32,
+        alias_max: u16,
+    ) -> Rc<Outbox> {
+        let conn = Outbox::new(self.new_conn_id(), version, max_packet_size, alias_max);
+        conn.set_slow_reader_limits(
+            self.config.max_outbound_buffer,
+            self.config.slow_reader_timeout,
+        );
+        Rc::new(conn)
+    }
+
     /// A client id for a client that sent an empty one, unique across shards and restarts of
     /// the counter (shard id + counter + start time).
     pub fn assign_client_id(&self) -> String {
@@ -394,7 +410,7 @@ impl Shard {
                 }
                 delivered += 1;
                 let before = entry.session.drops;
-                let link = entry.link();
+                let link = entry.link(now);
                 let qos = delivery.qos;
                 entry.session.set_stretch(Self::stretching(&entry.holds));
                 if let Some(publish) = entry.session.deliver(message, delivery, link, now) {

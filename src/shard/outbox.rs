@@ -4,6 +4,15 @@
 //! once per tick, however many packets arrived meanwhile. A slow reader only makes its own buffer
 //! grow; nobody waits for it.
 //!
+//! Slow readers are told apart by time as well as bytes (`is_congested`): a client whose socket
+//! took bytes within COREMQ_SLOW_READER_TIMEOUT is keeping up, however far behind a pause (a
+//! garbage collection, a scheduling hiccup) left it, and its buffer may grow up to
+//! COREMQ_MAX_OUTBOUND_BUFFER; one whose socket has taken nothing for that long is a slow reader
+//! whatever its buffer holds. Worked example, timeout 1 s, cap 8 MiB, 100 MB/s of QoS 0: a
+//! subscriber that pauses for 20 ms falls 2 MB behind and gets all of it; one that never reads is
+//! a slow reader after 1 s (its QoS 0 messages dropped and counted) and never holds more than
+//! 8 MiB.
+//!
 //! Lives on the shard that owns the connection; shared by `Rc` between the shard state and the
 //! connection's task.
 
@@ -11,6 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::num::NonZeroU16;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,8 +46,16 @@ pub struct Outbox {
     closing: Cell<bool>,
     /// The socket failed while writing: the connection ended abnormally.
     failed: Cell<bool>,
-    /// Bytes queued beyond which the client counts as a slow reader (COREMQ_MAX_OUTBOUND_BUFFER).
-    congestion_limit: Cell<usize>,
+    /// Bytes waiting (queued here or taken by the writer and not yet written) beyond which the
+    /// client counts as congested whatever its pace (COREMQ_MAX_OUTBOUND_BUFFER).
+    max_backlog: Cell<usize>,
+    /// How long the socket may take nothing before the client is a slow reader
+    /// (COREMQ_SLOW_READER_TIMEOUT).
+    slow_after: Cell<Duration>,
+    /// Since when the socket has been taking nothing (a write would block), if it is so now.
+    stalled_since: Cell<Option<Instant>>,
+    /// Bytes the writer took (`take_into`) and has not written yet.
+    in_writer: Cell<usize>,
     /// A delivery was held back (queued or dropped) because the buffer was full: when it
     /// drains, the session's queue must be offered again.
     held_back: Cell<bool>,
@@ -58,7 +76,10 @@ impl Outbox {
             ready: Notify::new(),
             closing: Cell::new(false),
             failed: Cell::new(false),
-            congestion_limit: Cell::new(usize::MAX),
+            max_backlog: Cell::new(usize::MAX),
+            slow_after: Cell::new(Duration::MAX),
+            stalled_since: Cell::new(None),
+            in_writer: Cell::new(0),
             held_back: Cell::new(false),
             dropped_too_large: Cell::new(0),
         }
@@ -66,7 +87,8 @@ impl Outbox {
 
     /// Encodes `packet` for this connection. Returns false when it was not queued: the
     /// connection is closing, or the packet exceeds the client's Maximum Packet Size
-    /// [MQTT-3.1.2-24].
+    /// [MQTT-3.1.2-24] even without the Reason String and User Properties that the server may
+    /// leave out to fit it ([MQTT-3.4.2-2] and its siblings, see `Packet::strip_diagnostics`).
     pub fn send(&self, packet: &Packet) -> bool {
         if self.closing.get() {
             return false;
@@ -74,9 +96,19 @@ impl Outbox {
         if self.max_packet_size != u32::MAX
             && packet.encoded_len(self.version) > self.max_packet_size as usize
         {
+            let mut bare = packet.clone();
+            if bare.strip_diagnostics()
+                && bare.encoded_len(self.version) <= self.max_packet_size as usize
+            {
+                return self.encode(&bare);
+            }
             self.dropped_too_large.set(self.dropped_too_large.get() + 1);
             return false;
         }
+        self.encode(packet)
+    }
+
+    fn encode(&self, packet: &Packet) -> bool {
         let ok = packet
             .encode(self.version, &mut self.buf.borrow_mut())
             .is_ok();
@@ -124,19 +156,45 @@ impl Outbox {
         self.closing.get()
     }
 
-    /// Sets the slow-reader threshold.
-    pub fn set_congestion_limit(&self, bytes: usize) {
-        self.congestion_limit.set(bytes);
+    /// Sets the slow-reader limits: COREMQ_MAX_OUTBOUND_BUFFER and COREMQ_SLOW_READER_TIMEOUT.
+    pub fn set_slow_reader_limits(&self, max_backlog: usize, slow_after: Duration) {
+        self.max_backlog.set(max_backlog);
+        self.slow_after.set(slow_after);
     }
 
-    /// Whether more than the threshold waits to be written; deliveries are then held back and
-    /// `held_back` is remembered for the writer.
-    pub fn is_congested(&self) -> bool {
-        let congested = self.pending() > self.congestion_limit.get();
+    /// Whether deliveries must be held back at `now` (see the module docs): the socket has taken
+    /// nothing for COREMQ_SLOW_READER_TIMEOUT (a slow reader), or more than
+    /// COREMQ_MAX_OUTBOUND_BUFFER waits to be written. When so, `held_back` is remembered for the
+    /// writer.
+    pub fn is_congested(&self, now: Instant) -> bool {
+        let slow = self
+            .stalled_since
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.slow_after.get());
+        let congested = slow || self.backlog() > self.max_backlog.get();
         if congested {
             self.held_back.set(true);
         }
         congested
+    }
+
+    /// The writer found the socket full: from now on (unless it already was) the client is
+    /// taking nothing.
+    pub fn note_stalled(&self) {
+        if self.stalled_since.get().is_none() {
+            self.stalled_since.set(Some(Instant::now()));
+        }
+    }
+
+    /// The socket took bytes; `left` of what the writer took remain to be written.
+    pub fn note_written(&self, left: usize) {
+        self.stalled_since.set(None);
+        self.in_writer.set(left);
+    }
+
+    /// Bytes waiting to be written: queued here, or taken by the writer and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.pending() + self.in_writer.get()
     }
 
     /// Whether deliveries were held back since the last call (and clears it).
@@ -171,6 +229,7 @@ impl Outbox {
     /// while new packets queue up behind.
     pub fn take_into(&self, spare: &mut BytesMut) {
         std::mem::swap(&mut *self.buf.borrow_mut(), spare);
+        self.in_writer.set(spare.len());
     }
 
     /// Frees the queue's buffer if nothing is queued (the connection went idle: it keeps no
@@ -234,5 +293,37 @@ mod tests {
             "and it still queues afterwards"
         );
         assert_eq!(out.pending(), 2);
+    }
+
+    #[test]
+    fn a_client_is_slow_after_its_socket_took_nothing_for_the_timeout_or_past_the_cap() {
+        let out = Outbox::new(ConnId(1), ProtocolVersion::V3_1_1, u32::MAX, 0);
+        out.set_slow_reader_limits(64, Duration::from_secs(1));
+        let now = Instant::now();
+        // Little waiting, socket taking bytes: keeping up.
+        assert!(out.send(&Packet::PingResp));
+        assert!(!out.is_congested(now));
+        assert!(!out.take_held_back());
+        // The socket is full: still keeping up until the timeout has passed.
+        out.note_stalled();
+        assert!(!out.is_congested(Instant::now()));
+        assert!(out.is_congested(Instant::now() + Duration::from_secs(2)));
+        assert!(out.take_held_back(), "a held-back delivery is remembered");
+        // It took bytes again: the clock starts over.
+        out.note_written(0);
+        assert!(!out.is_congested(Instant::now() + Duration::from_secs(2)));
+        // Past COREMQ_MAX_OUTBOUND_BUFFER, counting what the writer took: congested at once.
+        let mut spare = BytesMut::new();
+        for _ in 0..20 {
+            out.send(&Packet::PingResp);
+        }
+        out.take_into(&mut spare);
+        assert_eq!((out.pending(), out.backlog()), (0, 42));
+        assert!(!out.is_congested(now));
+        for _ in 0..12 {
+            out.send(&Packet::PingResp);
+        }
+        assert_eq!(out.backlog(), 66);
+        assert!(out.is_congested(now));
     }
 }

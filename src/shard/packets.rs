@@ -8,7 +8,7 @@ use super::client::{Client, Deferred, RetainedFor, Violation};
 use super::Shard;
 use crate::auth::AuthStep;
 use crate::protocol::{
-    AckProperties, Auth, AuthProperties, MqttString, Packet, Publish, PublishAck, QoS, ReasonCode,
+    AckProperties, Auth, AuthProperties, Packet, Publish, PublishAck, QoS, ReasonCode,
     RetainHandling, SubAck, Subscribe, TopicFilter,
 };
 use crate::session::{Delivery, Link, Message, Session};
@@ -170,6 +170,7 @@ impl Shard {
         if !allowed && v5 {
             let mut ack = PublishAck::new(id);
             ack.reason_code = ReasonCode::NOT_AUTHORIZED;
+            ack.properties.reason_string = client.diagnostic("not authorized by the ACL");
             client.conn.send(&if qos == QoS::ExactlyOnce {
                 Packet::PubRec(ack)
             } else {
@@ -204,13 +205,9 @@ impl Shard {
         };
         let mut ack = PublishAck::new(id);
         if !matched && client.version.is_v5() {
-            // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same).
+            // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same). A
+            // success code: the short form, no Reason String, as clients expect [MQTT-3.4.2.1].
             ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
-            if client.problem_information {
-                // [MQTT-3.1.2-29] reason strings only when the client did not opt out.
-                ack.properties.reason_string =
-                    MqttString::from_static("no subscription matched").ok();
-            }
         }
         let packet = if qos == QoS::ExactlyOnce {
             Packet::PubRec(ack)
@@ -329,6 +326,8 @@ impl Shard {
 
     fn handle_subscribe(&self, client: &mut Client, s: Subscribe) -> Option<Deferred> {
         let mut codes = Vec::with_capacity(s.filters.len());
+        // Why the first refused filter was refused, for the SUBACK's Reason String.
+        let mut why: Option<&'static str> = None;
         let mut waits = Vec::new();
         let mut retained = Vec::new();
         let id = s.properties.subscription_identifier;
@@ -338,6 +337,9 @@ impl Shard {
             let filter =
                 &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
             if !self.topic_within_limits(filter.filter()) {
+                why.get_or_insert(
+                    "filter beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS",
+                );
                 codes.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
                 } else {
@@ -354,6 +356,7 @@ impl Shard {
                 .unwrap_or(false);
             if over_quota {
                 // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
+                why.get_or_insert("COREMQ_MAX_SUBSCRIPTIONS reached");
                 codes.push(if v5 {
                     ReasonCode::QUOTA_EXCEEDED
                 } else {
@@ -367,6 +370,7 @@ impl Shard {
                 filter.filter(),
             ) {
                 // [ACL] 0x87 Not authorized (MQTT 5) / 0x80 failure (3.1.1) for this filter.
+                why.get_or_insert("not authorized by the ACL");
                 codes.push(if v5 {
                     ReasonCode::NOT_AUTHORIZED
                 } else {
@@ -406,7 +410,11 @@ impl Shard {
         }
         let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
-            properties: AckProperties::default(),
+            properties: AckProperties {
+                // Only when a filter was refused: success goes out without properties.
+                reason_string: why.and_then(|w| client.diagnostic(w)),
+                user_properties: Vec::new(),
+            },
             reason_codes: codes,
         });
         if waits.is_empty() {

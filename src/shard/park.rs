@@ -184,13 +184,7 @@ impl Shard {
             alias_max,
         } = *p;
         let version = entry.session.version;
-        let conn = Rc::new(Outbox::new(
-            self.new_conn_id(),
-            version,
-            max_packet_size,
-            alias_max,
-        ));
-        conn.set_congestion_limit(self.config.max_outbound_buffer);
+        let conn = self.new_outbox(version, max_packet_size, alias_max);
         conns.insert(conn.id, conn.clone());
         entry.conn = Some(conn.clone());
         parking.count -= 1;

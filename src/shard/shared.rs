@@ -329,7 +329,7 @@ impl Shard {
                 && state
                     .sessions
                     .get(&m.client_id)
-                    .is_some_and(|e| e.link() == Link::Online && e.session.has_room(qos))
+                    .is_some_and(|e| e.link(now) == Link::Online && e.session.has_room(qos))
         };
         let online = |m: &Member| {
             state
@@ -368,7 +368,10 @@ impl Shard {
             group: Some(group.clone()),
         };
         if let Some(entry) = state.sessions.get_mut(&m.client_id) {
-            if let Some(p) = entry.session.deliver(&message, delivery, entry.link(), now) {
+            if let Some(p) = entry
+                .session
+                .deliver(&message, delivery, entry.link(now), now)
+            {
                 if entry.parked.is_some() {
                     self.unpark(entry, &mut state.parking, &mut state.conns);
                 }

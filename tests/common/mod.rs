@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -168,6 +170,27 @@ impl RawClient {
         }
     }
 
+    /// The next packet's bytes exactly as the broker sent them (fixed header included), for
+    /// cases about the encoding itself. Panics if the connection closes or after `PATIENCE`.
+    pub fn expect_frame(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(len) = frame_len(&self.buf) {
+                if self.buf.len() >= len {
+                    return self.buf.split_to(len).to_vec();
+                }
+            }
+            assert!(Instant::now() < deadline, "no packet within {PATIENCE:?}");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("the broker closed the connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("no packet: {e}"),
+            }
+        }
+    }
+
     /// After sending a PUBLISH with `id` at `qos`, completes the sender's side of the QoS flow
     /// (PUBACK, or PUBREC / PUBREL / PUBCOMP), so the broker has routed the message when this
     /// returns. MQTT 5 may answer 0x10 No matching subscribers; both count as accepted. The
@@ -277,6 +300,19 @@ impl RawClient {
     }
 }
 
+/// The length of the frame at the front of `buf` (fixed header included), once its fixed header
+/// is complete.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let mut len = 0usize;
+    for (i, b) in buf.iter().skip(1).take(4).enumerate() {
+        len |= usize::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(1 + i + 1 + len);
+        }
+    }
+    None
+}
+
 /// Hex string (whitespace ignored) to bytes.
 pub fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -284,4 +320,29 @@ pub fn hex(s: &str) -> Vec<u8> {
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
         .collect()
+}
+
+/// A directory of its own under the system temp dir, removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "coremq-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

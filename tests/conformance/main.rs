@@ -43,6 +43,7 @@ mod s2_malformed_connect;
 mod s3_01_connect;
 mod s3_01_session;
 mod s3_03_will;
+mod s3_04_acks;
 mod s3_12_keepalive;
 mod s3_mqtt5;
 

@@ -41,6 +41,7 @@ mod flow;
 mod kill;
 mod limits;
 mod park;
+mod pauses;
 mod reads;
 mod shutdown;
 mod slow_consumer;

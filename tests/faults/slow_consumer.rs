@@ -174,12 +174,16 @@ fn a_closing_connection_that_reads_nothing_is_cut_off_after_the_close_timeout(v:
         (Duration::from_secs(3600), false),
         (Duration::from_millis(300), true),
     ] {
-        let broker = TestBroker::start_with(2, |c| c.close_timeout = timeout);
+        let broker = TestBroker::start_with(2, |c| {
+            c.close_timeout = timeout;
+            c.max_outbound_buffer = 1 << 20;
+        });
         let id = broker.id_on(0, "stuck");
         let mut stuck = slow_reader(&broker, v, &id);
         subscribe(&mut stuck, "stuck/t", QoS::AtMostOnce);
         let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
-        // Far more than the 4 KiB receive window and the kernel's send buffer take (8 MiB).
+        // Far more than the 4 KiB receive window, the kernel's send buffer and the 1 MiB
+        // outbound buffer take (8 MiB).
         for seq in 0..2048 {
             publisher.send(&publish_packet(
                 "stuck/t",

@@ -18,7 +18,6 @@ mod scram;
 mod storm;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +27,7 @@ use coremq::protocol::{
 };
 use coremq::Config;
 
-use crate::common::{RawClient, TestBroker};
+use crate::common::{RawClient, TempDir, TestBroker};
 use crate::Inbox;
 
 /// Written by Mosquitto's own `mosquitto_passwd` 2.0.11 (Debian package `mosquitto`
@@ -45,31 +44,6 @@ const BOB_PASSWORD: &str = "builder";
 /// Both Mosquitto users, one per line.
 fn mosquitto_users() -> String {
     format!("{MOSQUITTO_ALICE}\n{MOSQUITTO_BOB}\n")
-}
-
-/// A directory of its own under the system temp dir, removed when dropped.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "coremq-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        Self { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }
 
 /// A test's password and ACL files (either may be left unwritten and unconfigured).
