@@ -45,12 +45,13 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use coremq::config::{Config, LogLevel};
 use coremq::mesh::{self, home_shard, MeshMsg};
+use coremq::message::{Delivery, Message};
+use coremq::notify::Notify;
 use coremq::protocol::{
     Connect, ConnectProperties, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     RetainHandling, Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter, TopicName,
 };
-use coremq::session::{Delivery, Limits, Link, Message, Session};
-use coremq::shard::notify::Notify;
+use coremq::session::{Limits, Link, Session};
 use coremq::shard::{Client, ConnId, Outbox, Shard};
 
 const TOPIC: &str = "sensors/building-7/floor-3/temperature";

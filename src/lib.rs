@@ -25,9 +25,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod gate;
 pub mod log;
 pub mod mesh;
+pub mod message;
 pub mod net;
+pub mod notify;
 pub mod protocol;
 pub mod runtime;
 pub mod session;

@@ -19,9 +19,9 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
 
+use crate::message::Message;
+use crate::notify::Notify;
 use crate::protocol::{Connect, MqttString, TopicFilter};
-use crate::session::Message;
-use crate::shard::notify::Notify;
 
 /// A shard's index, 0..shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,7 +90,7 @@ pub struct Handoff {
     /// Enhanced authentication succeeded with this final data (it goes back in CONNACK).
     pub auth_data: Option<bytes::Bytes>,
     /// The connection's place under COREMQ_MAX_CONNECTIONS.
-    pub slot: crate::net::ConnSlot,
+    pub slot: crate::gate::ConnSlot,
     pub buf: BytesMut,
 }
 

@@ -18,8 +18,8 @@ use crate::auth::scram::ScramSha256;
 use crate::auth::security::{Security, SecurityFiles};
 use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
+use crate::gate::ConnectionGate;
 use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
-use crate::net::ConnectionGate;
 use crate::shard::{Shard, Stats};
 
 /// Messages per cross-shard channel (each message is a batch).

@@ -17,9 +17,9 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::io::{self, Writer};
-use super::ConnSlot;
 use crate::auth::security::Login;
 use crate::auth::AuthStep;
+use crate::gate::ConnSlot;
 use crate::mesh::{Handoff, MeshMsg};
 use crate::protocol::{
     connect_protocol_version, decode, Auth, AuthProperties, ConnAck, Connect, DecodeError,

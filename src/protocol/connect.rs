@@ -12,8 +12,9 @@ use super::error::DecodeError;
 use super::property::{
     decode_block, encode_block, ConnAckProperties, ConnectProperties, PropKind, WillProperties,
 };
+use super::reason::ReasonCode;
 use super::topic::TopicName;
-use super::types::{MqttString, ProtocolVersion, QoS, ReasonCode};
+use super::types::{MqttString, ProtocolVersion, QoS};
 use super::wire::{Out, Reader};
 
 /// A client's CONNECT. Lives only on the shard that reads it, until it becomes a session.

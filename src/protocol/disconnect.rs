@@ -8,7 +8,8 @@ use super::error::DecodeError;
 use super::property::{
     decode_block, encode_block, AuthProperties, DisconnectProperties, PropKind, PropertyBlock,
 };
-use super::types::{ProtocolVersion, ReasonCode};
+use super::reason::ReasonCode;
+use super::types::ProtocolVersion;
 use super::wire::{packet_type, Out, Reader};
 
 /// DISCONNECT reason codes [MQTT-3.14.2-1].

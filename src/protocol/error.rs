@@ -12,8 +12,6 @@
 
 use std::fmt;
 
-use super::types::ReasonCode;
-
 /// Why a frame was refused. Incomplete input is never an error: `decode` returns `Ok(None)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {
@@ -94,51 +92,6 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The MQTT 5 reason code to send in CONNACK or DISCONNECT for this error.
-    pub fn reason_code(&self) -> ReasonCode {
-        use DecodeError::*;
-        match self {
-            PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
-            UnsupportedProtocolVersion(_) | InvalidProtocolName => {
-                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
-            }
-            WildcardInTopicName => ReasonCode::TOPIC_NAME_INVALID,
-            EmptyTopicFilter
-            | MultiLevelWildcardMisplaced
-            | SingleLevelWildcardMisplaced
-            | InvalidSharedSubscription => ReasonCode::TOPIC_FILTER_INVALID,
-            ZeroTopicAlias => ReasonCode::TOPIC_ALIAS_INVALID,
-            EmptyTopicName
-            | DupWithQoS0
-            | SharedSubscriptionNoLocal
-            | ZeroPacketId
-            | SubscribeWithoutFilters
-            | UnsubscribeWithoutFilters
-            | InvalidRetainHandling
-            | DuplicateProperty(_)
-            | InvalidPropertyValue(_)
-            | AuthDataWithoutMethod
-            | WillFlagsWithoutWill
-            | PasswordWithoutUsername
-            | InvalidReasonCode { .. }
-            | SessionPresentOnError => ReasonCode::PROTOCOL_ERROR,
-            VarIntTooLong
-            | VarIntNotMinimal
-            | ReservedPacketType(_)
-            | InvalidHeaderFlags { .. }
-            | InvalidQoS
-            | Truncated
-            | TrailingBytes
-            | InvalidUtf8
-            | NullCharacter
-            | SubscriptionOptionsReservedBits
-            | UnknownProperty(_)
-            | PropertyNotAllowed(_)
-            | ConnectReservedFlag
-            | ConnAckReservedFlags => ReasonCode::MALFORMED_PACKET,
-        }
-    }
-
     /// The normative statement of the spec this error enforces (MQTT 5.0 numbering where the
     /// rule exists there, else MQTT 3.1.1).
     pub fn spec_id(&self) -> &'static str {

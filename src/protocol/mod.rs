@@ -41,6 +41,7 @@ mod error;
 pub mod fuzz_check;
 mod property;
 mod publish;
+mod reason;
 mod subscribe;
 mod topic;
 mod types;
@@ -60,11 +61,11 @@ pub use property::{
     WillProperties,
 };
 pub use publish::{Publish, PublishAck};
+pub use reason::ReasonCode;
 pub use subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 pub use topic::{TopicFilter, TopicName, SHARE_PREFIX};
 pub use types::{
-    MqttString, PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
-    UserProperty,
+    MqttString, PacketId, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions, UserProperty,
 };
 
 use wire::{measure, packet_type as pt, Out, Reader, MAX_VAR_INT};

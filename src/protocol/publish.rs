@@ -11,8 +11,9 @@ use bytes::Bytes;
 
 use super::error::DecodeError;
 use super::property::{decode_block, encode_block, AckProperties, PropKind, PublishProperties};
+use super::reason::ReasonCode;
 use super::topic::TopicName;
-use super::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
+use super::types::{PacketId, ProtocolVersion, QoS};
 use super::wire::{packet_type, Out, Reader};
 
 /// An application message on the wire.

@@ -9,8 +9,9 @@ use super::error::DecodeError;
 use super::property::{
     decode_block, encode_block, AckProperties, PropKind, SubscribeProperties, UnsubscribeProperties,
 };
+use super::reason::ReasonCode;
 use super::topic::TopicFilter;
-use super::types::{PacketId, ProtocolVersion, ReasonCode, SubscriptionOptions};
+use super::types::{PacketId, ProtocolVersion, SubscriptionOptions};
 use super::wire::{packet_type, Out, Reader};
 
 /// A SUBSCRIBE: one or more filters with their options.

@@ -12,13 +12,12 @@
 
 #[doc(hidden)]
 pub mod fuzz_check;
-mod message;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-pub use message::{Delivery, Message};
+pub use crate::message::{Delivery, Message};
 
 use crate::protocol::{
     MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::notify::Notify;
 use crate::mesh::AckToken;
+use crate::notify::Notify;
 
 #[derive(Default)]
 pub struct Barriers {

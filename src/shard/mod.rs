@@ -20,7 +20,6 @@
 pub mod barrier;
 mod client;
 mod flow;
-pub mod notify;
 pub mod outbox;
 mod packets;
 mod park;

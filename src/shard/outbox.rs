@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::notify::Notify;
+use crate::notify::Notify;
 use crate::protocol::{Packet, ProtocolVersion, Publish, TopicName};
 
 /// Identifies one connection on one shard (never reused while the process runs).

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::{Client, ConnId, Entry, Outbox, Shard};
-use crate::net::ConnSlot;
+use crate::gate::ConnSlot;
 
 /// What a parked connection keeps (in its session's entry).
 pub struct Parked {

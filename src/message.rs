@@ -1,7 +1,8 @@
 //! An application message as the broker routes it: what a PUBLISH carries, minus the per-delivery
-//! fields (packet id, DUP, subscription identifiers, the retain flag as a subscriber sees it).
-//! Crosses shards through the mesh; topic and payload are shared `Bytes`, so a clone is a few
-//! reference counts, never a payload copy.
+//! fields (packet id, DUP, subscription identifiers, the retain flag as a subscriber sees it),
+//! which are a `Delivery`. Crosses shards through the mesh and is kept by the retained store and
+//! session queues; topic and payload are shared `Bytes`, so a clone is a few reference counts,
+//! never a payload copy. Depends on the codec only.
 
 use std::num::NonZeroU32;
 use std::time::Instant;

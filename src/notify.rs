@@ -1,5 +1,6 @@
 //! A single-waiter wake-up flag for tasks on one shard: `notify()` sets it and wakes the waiter,
-//! `wait().await` returns once it is set and clears it. Several notifications before the waiter
+//! `wait().await` returns once it is set and clears it. Shard-local (`Cell`s, no atomics): used by
+//! the mesh's flusher, connection outboxes and barriers. Several notifications before the waiter
 //! runs collapse into one — exactly the "do the work once per tick" batching the writers and the
 //! mesh flusher want.
 
@@ -46,16 +47,17 @@ impl Notify {
     }
 
     /// Completes when notified (immediately if already notified), clearing the flag.
-    pub fn wait(&self) -> Wait<'_> {
-        Wait { notify: self }
+    pub fn wait(&self) -> Notified<'_> {
+        Notified { notify: self }
     }
 }
 
-pub struct Wait<'a> {
+/// The future of `Notify::wait`.
+pub struct Notified<'a> {
     notify: &'a Notify,
 }
 
-impl Future for Wait<'_> {
+impl Future for Notified<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.notify.poll_wait(cx)
