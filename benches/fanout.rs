@@ -52,7 +52,7 @@ use coremq::protocol::{
     RetainHandling, Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter, TopicName,
 };
 use coremq::session::{Limits, Link, Session};
-use coremq::shard::{Client, ConnId, Outbox, Shard};
+use coremq::shard::{Client, ConnId, Outbox, Shard, Terms};
 
 const TOPIC: &str = "sensors/building-7/floor-3/temperature";
 const PAYLOAD: usize = 64;
@@ -110,11 +110,18 @@ fn bench_local(c: &mut Criterion) {
             let mut sessions: Vec<Session> = (0..n)
                 .map(|i| {
                     let id = MqttString::copy_from(&format!("subscriber-{i}")).unwrap();
-                    Session::new(id, V, true, limits)
+                    Session::new(id, V, limits)
                 })
                 .collect();
+            let terms = Terms {
+                version: V,
+                keep_alive: 0,
+                problem_information: true,
+                max_packet_size: u32::MAX,
+                alias_max: 0,
+            };
             let outboxes: Vec<Outbox> = (0..n)
-                .map(|i| Outbox::new(ConnId(i as u64), V, u32::MAX, 0))
+                .map(|i| Outbox::new(ConnId(i as u64), terms))
                 .collect();
             let mut spare = BytesMut::new();
             g.throughput(Throughput::Elements(n as u64));
@@ -200,8 +207,7 @@ async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
         password: None,
         properties: ConnectProperties::default(),
     };
-    let outbox = Rc::new(Outbox::new(shard.new_conn_id(), V, u32::MAX, 0));
-    let mut client = shard.handle_connect(connect, false, None, outbox);
+    let mut client = shard.handle_connect(connect, false, None);
     if subscribe {
         let options = SubscriptionOptions {
             qos: QoS::AtMostOnce,
@@ -291,7 +297,7 @@ impl Cluster {
                                 for msg in batch {
                                     match msg {
                                         MeshMsg::Ack(t) if t >= MARKER => marked = true,
-                                        other => shard.on_mesh(other),
+                                        other => mesh::dispatch(&*shard, other),
                                     }
                                 }
                                 drain(&local.borrow(), &mut spare);
@@ -302,7 +308,7 @@ impl Cluster {
                                     } else {
                                         let ns = thread_cpu().as_nanos() as u64;
                                         board.peer_cpu_ns[mesh.id().0].store(ns, Ordering::SeqCst);
-                                        mesh.send(inb.from, MeshMsg::Ack(MARKER));
+                                        let _ = mesh.post(inb.from, MeshMsg::Ack(MARKER));
                                     }
                                 }
                                 glommio::yield_if_needed().await;
@@ -338,7 +344,7 @@ impl Cluster {
                     let sync = || async {
                         for peer in mesh.peers() {
                             marker.0.set(false);
-                            mesh.send(peer, MeshMsg::Ack(MARKER));
+                            let _ = mesh.post(peer, MeshMsg::Ack(MARKER));
                             while !marker.0.get() {
                                 marker.1.wait().await;
                             }

@@ -1,6 +1,13 @@
 //! The mesh: the only code that moves data between shards, and the only code that knows how many
 //! shards there are and which one is a client id's home.
 //!
+//! A facade in the Seastar/Redpanda manner: callers say *who* should handle a message — the home
+//! shard of a client id (`home_of`), the owner of a retained topic (`retain_owner`), a set of
+//! shards (`ShardSet`), every other shard (`broadcast`) — and `post` either queues it for that
+//! shard or, when it is this shard, hands it straight back for local handling, so a caller has
+//! one code path whether the target is local or not. Inbound batches are dispatched by
+//! `receive_loop` to one `on_*` method of a `Handler` per message kind.
+//!
 //! One bounded single-producer single-consumer channel (glommio's `shared_channel`) per ordered pair
 //! of shards. Messages are not sent one by one: `Mesh::send` appends to a per-destination batch on
 //! the sending shard, and the shard's flusher task ships each non-empty batch as one `Vec` once per
@@ -23,9 +30,73 @@ use crate::message::Message;
 use crate::notify::Notify;
 use crate::protocol::{Connect, MqttString, TopicFilter};
 
+/// Most shards a broker can have: a `ShardSet` is one 64-bit word (`COREMQ_SHARDS` is checked
+/// against this at start-up).
+pub const MAX_SHARDS: usize = 64;
+
 /// A shard's index, 0..shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardId(pub usize);
+
+/// A set of shards (bit `i` is shard `i`, up to `MAX_SHARDS`): which shards subscribe to a
+/// filter, have members of a shared group, or were tried already.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ShardSet(u64);
+
+impl ShardSet {
+    pub const EMPTY: ShardSet = ShardSet(0);
+
+    /// The set holding `shard` alone.
+    pub fn of(shard: ShardId) -> Self {
+        debug_assert!(shard.0 < MAX_SHARDS);
+        ShardSet(1 << shard.0)
+    }
+
+    pub fn contains(self, shard: ShardId) -> bool {
+        shard.0 < MAX_SHARDS && self.0 & (1 << shard.0) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The shards in `self` and not in `other`.
+    pub fn without(self, other: ShardSet) -> Self {
+        ShardSet(self.0 & !other.0)
+    }
+
+    /// The shards in either.
+    pub fn union(self, other: ShardSet) -> Self {
+        ShardSet(self.0 | other.0)
+    }
+
+    /// The `n`-th shard of the set in increasing order (`n` < `len()`).
+    pub fn nth(self, n: usize) -> Option<ShardId> {
+        self.iter().nth(n)
+    }
+
+    /// The shards, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = ShardId> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                ShardId(i)
+            })
+        })
+    }
+}
+
+impl std::fmt::Debug for ShardSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter().map(|s| s.0)).finish()
+    }
+}
 
 /// Token that a `MeshMsg::Ack` echoes back to complete a barrier on the origin shard.
 pub type AckToken = u64;
@@ -65,12 +136,12 @@ pub enum MeshMsg {
         add: bool,
         ack: Option<AckToken>,
     },
-    /// A message for one member of `group` on the receiving shard; `tried` are the shards
-    /// (bits) that could not take it.
+    /// A message for one member of `group` on the receiving shard; `tried` are the shards that
+    /// could not take it.
     SharedPublish {
         group: TopicFilter,
         message: Message,
-        tried: u64,
+        tried: ShardSet,
     },
     /// Take (`on`) or release a hold on a publisher homed on the receiving shard: a subscriber
     /// elsewhere is falling behind (see `shard::flow`).
@@ -141,7 +212,8 @@ pub struct Mesh {
     id: ShardId,
     count: usize,
     senders: Vec<Option<ConnectedSender<Vec<MeshMsg>>>>,
-    outbox: RefCell<Vec<Vec<MeshMsg>>>,
+    /// Per destination, what leaves with the next flush.
+    batches: RefCell<Vec<Vec<MeshMsg>>>,
     pending: Notify,
 }
 
@@ -193,7 +265,7 @@ impl MeshEnds {
             id: self.id,
             count: self.count,
             senders,
-            outbox: RefCell::new((0..self.count).map(|_| Vec::new()).collect()),
+            batches: RefCell::new((0..self.count).map(|_| Vec::new()).collect()),
             pending: Notify::new(),
         };
         (mesh, inbound)
@@ -224,12 +296,37 @@ impl Mesh {
         (0..self.count).map(ShardId).filter(move |s| *s != self.id)
     }
 
-    /// Queues `msg` for shard `to` (not this shard); it leaves with the next flush.
-    pub fn send(&self, to: ShardId, msg: MeshMsg) {
-        if let Some(batch) = self.outbox.borrow_mut().get_mut(to.0) {
+    /// How many other shards there are (the acks a barrier to all of them waits for).
+    pub fn peer_count(&self) -> usize {
+        self.count - 1
+    }
+
+    /// Sends `msg` to shard `to`; when `to` is this shard the message comes back (`Some`) for the
+    /// caller to handle at once. This is the owner-or-local call every cross-shard action makes.
+    #[must_use = "a message for this shard must be handled by the caller"]
+    pub fn post(&self, to: ShardId, msg: MeshMsg) -> Option<MeshMsg> {
+        if to == self.id {
+            return Some(msg);
+        }
+        if let Some(batch) = self.batches.borrow_mut().get_mut(to.0) {
             batch.push(msg);
         }
         self.pending.notify();
+        None
+    }
+
+    /// Sends a message made by `make` to every shard of `set` except this one.
+    pub fn send_to_set(&self, set: ShardSet, mut make: impl FnMut() -> MeshMsg) {
+        for to in set.without(ShardSet::of(self.id)).iter() {
+            let _ = self.post(to, make());
+        }
+    }
+
+    /// Sends a message made by `make` to every other shard.
+    pub fn broadcast(&self, mut make: impl FnMut() -> MeshMsg) {
+        for to in self.peers() {
+            let _ = self.post(to, make());
+        }
     }
 
     /// Ships queued batches until `stop` says so. Runs as one task per shard.
@@ -237,7 +334,7 @@ impl Mesh {
         loop {
             self.pending.wait().await;
             let batches: Vec<(usize, Vec<MeshMsg>)> = self
-                .outbox
+                .batches
                 .borrow_mut()
                 .iter_mut()
                 .enumerate()
@@ -261,6 +358,76 @@ impl Mesh {
     }
 }
 
+/// What a shard does with each kind of message from another shard (or from itself, through
+/// `post`): one method per `MeshMsg` variant.
+pub trait Handler {
+    /// Deliver to this shard's local subscribers.
+    fn on_publish(&self, message: Message);
+    /// Shard `from` gained or lost its local subscribers of `filter`.
+    fn on_interest(&self, filter: MqttString, from: ShardId, add: bool, ack: Option<AckToken>);
+    /// One part of a barrier this shard opened is done.
+    fn on_ack(&self, token: AckToken);
+    /// This shard owns the retained topic: order the update and apply it everywhere.
+    fn on_retain_request(&self, message: Message, from: ShardId, ack: Option<AckToken>);
+    /// Apply a retained update ordered by the topic's owner.
+    fn on_retain_apply(&self, message: Message, from: ShardId, ack: Option<AckToken>);
+    /// Shard `from` gained or lost its members of shared subscription `group`.
+    fn on_shared_interest(
+        &self,
+        group: TopicFilter,
+        from: ShardId,
+        add: bool,
+        ack: Option<AckToken>,
+    );
+    /// A message for one member of `group` here.
+    fn on_shared_publish(&self, group: TopicFilter, message: Message, tried: ShardSet);
+    /// A hold on a publisher homed here was taken or released.
+    fn on_hold(&self, publisher: MqttString, on: bool);
+    /// A connection for a client id homed here.
+    fn on_handoff(&self, handoff: Handoff);
+}
+
+/// Hands `msg` to the `Handler` method for its kind.
+pub fn dispatch(handler: &impl Handler, msg: MeshMsg) {
+    match msg {
+        MeshMsg::Publish(m) => handler.on_publish(m),
+        MeshMsg::Interest {
+            filter,
+            from,
+            add,
+            ack,
+        } => handler.on_interest(filter, from, add, ack),
+        MeshMsg::Ack(token) => handler.on_ack(token),
+        MeshMsg::RetainRequest { message, from, ack } => {
+            handler.on_retain_request(message, from, ack)
+        }
+        MeshMsg::RetainApply { message, from, ack } => handler.on_retain_apply(message, from, ack),
+        MeshMsg::SharedInterest {
+            group,
+            from,
+            add,
+            ack,
+        } => handler.on_shared_interest(group, from, add, ack),
+        MeshMsg::SharedPublish {
+            group,
+            message,
+            tried,
+        } => handler.on_shared_publish(group, message, tried),
+        MeshMsg::Hold { publisher, on } => handler.on_hold(publisher, on),
+        MeshMsg::Handoff(h) => handler.on_handoff(h),
+    }
+}
+
+/// Handles the batches from one peer shard until it closes its end (one task per peer).
+pub async fn receive_loop(handler: Rc<impl Handler>, inbound: Inbound) {
+    while let Some(batch) = inbound.recv().await {
+        for msg in batch {
+            dispatch(&*handler, msg);
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +447,34 @@ mod tests {
             counts[home_shard(format!("c{i}").as_bytes(), 4).0] += 1;
         }
         assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
+    }
+}
+
+#[cfg(test)]
+mod shard_set_tests {
+    use super::*;
+
+    #[test]
+    fn shard_sets_hold_what_is_put_in() {
+        let set = ShardSet::of(ShardId(3))
+            .union(ShardSet::of(ShardId(0)))
+            .union(ShardSet::of(ShardId(MAX_SHARDS - 1)));
+        assert_eq!(set.len(), 3);
+        assert!(set.contains(ShardId(3)) && !set.contains(ShardId(1)));
+        assert!(
+            !set.contains(ShardId(MAX_SHARDS)),
+            "out of range is never in"
+        );
+        let ids: Vec<usize> = set.iter().map(|s| s.0).collect();
+        assert_eq!(ids, [0, 3, MAX_SHARDS - 1]);
+        assert_eq!(set.nth(1), Some(ShardId(3)));
+        assert_eq!(set.nth(3), None);
+        let rest = set.without(ShardSet::of(ShardId(0)));
+        assert_eq!(
+            rest.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [3, MAX_SHARDS - 1]
+        );
+        assert!(ShardSet::EMPTY.is_empty() && !rest.is_empty());
+        assert_eq!(format!("{rest:?}"), "{3, 63}");
     }
 }

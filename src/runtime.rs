@@ -19,7 +19,7 @@ use crate::auth::security::{Security, SecurityFiles};
 use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
 use crate::gate::ConnectionGate;
-use crate::mesh::{self, Inbound, MeshEnds, MeshMsg};
+use crate::mesh::{self, Mesh, MeshEnds};
 use crate::shard::{Shard, Stats};
 
 /// Messages per cross-shard channel (each message is a batch).
@@ -98,16 +98,6 @@ impl Broker {
             listen: addr,
             ..config
         });
-        let cpus: Vec<usize> = match glommio::CpuSet::online() {
-            Ok(set) => {
-                let mut v: Vec<usize> = set.iter().map(|l| l.cpu).collect();
-                v.sort_unstable();
-                v
-            }
-            Err(_) => Vec::new(),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let gate = ConnectionGate::new(config.max_connections);
         let security = Arc::new(SecurityBoard {
             generation: AtomicU64::new(0),
             installed: (0..shards).map(|_| AtomicU64::new(0)).collect(),
@@ -115,91 +105,60 @@ impl Broker {
             mock_key: ScramSha256::random_mock_key()
                 .map_err(|e| StartError::Host(format!("no random source: {e}")))?,
         });
-        let open = Security::build(&config, &security.files());
-        if open.as_ref().is_ok_and(|s| s.allow_anonymous()) && !config.listen.ip().is_loopback() {
-            crate::log!(
-                Warn,
-                "anonymous clients may connect on {} (COREMQ_ALLOW_ANONYMOUS; set \
-                 COREMQ_PASSWORD_FILE to require credentials)",
-                config.listen
-            );
-        }
-        let board: StatsBoard = Arc::new((0..shards).map(|_| Mutex::default()).collect());
+        warn_if_open(&config, &security);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let mut handles = Vec::with_capacity(shards);
+        let shared = ShardShared {
+            config: config.clone(),
+            authenticator,
+            security: security.clone(),
+            gate: ConnectionGate::new(config.max_connections),
+            stop: Arc::new(AtomicBool::new(false)),
+            ready: ready_tx,
+            board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
+        };
+        let mut broker = Broker {
+            addr,
+            shards,
+            stop: shared.stop.clone(),
+            handles: Vec::with_capacity(shards),
+            stats: shared.board.clone(),
+            gate: shared.gate.clone(),
+            config,
+            security,
+        };
+        let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
-            let placement = match (config.pin, cpus.is_empty()) {
-                (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
-                _ => Placement::Unbound,
-            };
-            let mut builder = LocalExecutorBuilder::new(placement)
-                // Password checks run on this pool: not pinned, so a storm of logins competes
-                // with the shard only as any other process would. The second thread waits on
-                // the idle watcher's epoll set (`net::park`).
-                .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
-                .name(&format!("coremq-shard-{i}"))
-                .io_memory(IO_MEMORY)
-                .ring_depth(RING_DEPTH);
-            if !config.spin_before_park.is_zero() {
-                builder = builder.spin_before_park(config.spin_before_park);
-            }
-            let (cfg, stop_flag, ready) = (config.clone(), stop.clone(), ready_tx.clone());
-            let auth = authenticator.clone();
-            let gate = gate.clone();
-            let board = board.clone();
-            let sec = security.clone();
-            let handle = builder
-                .spawn(move || {
-                    let shared = ShardShared {
-                        config: cfg,
-                        authenticator: auth,
-                        security: sec,
-                        gate,
-                        stop: stop_flag,
-                        ready,
-                        board,
-                    };
-                    shard_main(shared, ends, i)
-                })
-                .map_err(|e| {
-                    StartError::Executor(format!("could not start shard {i}: {e}. {}", HOST_NEEDS))
-                });
-            match handle {
-                Ok(h) => handles.push(h),
+            match spawn_shard(i, ends, &cpus, &shared) {
+                Ok(h) => broker.handles.push(h),
                 Err(e) => {
-                    stop.store(true, Ordering::SeqCst);
+                    broker.stop_and_join();
                     return Err(e);
                 }
             }
         }
-        drop(ready_tx);
-        let mut broker = Broker {
-            addr,
-            shards,
-            stop,
-            handles,
-            stats: board,
-            gate,
-            config: config.clone(),
-            security,
-        };
-        for _ in 0..shards {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(msg)) => {
-                    broker.stop_and_join();
-                    return Err(StartError::Bind(msg));
-                }
-                Err(_) => {
-                    broker.stop_and_join();
-                    return Err(StartError::Executor(format!(
-                        "a shard stopped during start-up. {HOST_NEEDS}"
-                    )));
-                }
-            }
-        }
+        drop(shared);
+        broker.wait_until_listening(&ready_rx)?;
         drop(placeholder);
         Ok(broker)
+    }
+
+    /// Waits until every shard listens (or one could not).
+    fn wait_until_listening(
+        &mut self,
+        ready: &mpsc::Receiver<Result<(), String>>,
+    ) -> Result<(), StartError> {
+        for _ in 0..self.shards {
+            let failed = match ready.recv() {
+                Ok(Ok(())) => continue,
+                Ok(Err(msg)) => StartError::Bind(msg),
+                Err(_) => {
+                    StartError::Executor(format!("a shard stopped during start-up. {HOST_NEEDS}"))
+                }
+            };
+            self.stop_and_join();
+            return Err(failed);
+        }
+        Ok(())
     }
 
     /// The address every shard listens on (the real port when configured with port 0).
@@ -351,8 +310,62 @@ fn reserve_address(
     Ok((addr, Some(socket)))
 }
 
-/// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
+/// Warns when anonymous clients may connect on a non-loopback address.
+fn warn_if_open(config: &Config, security: &SecurityBoard) {
+    let open = Security::build(config, &security.files());
+    if open.as_ref().is_ok_and(|s| s.allow_anonymous()) && !config.listen.ip().is_loopback() {
+        crate::log!(
+            Warn,
+            "anonymous clients may connect on {} (COREMQ_ALLOW_ANONYMOUS; set \
+             COREMQ_PASSWORD_FILE to require credentials)",
+            config.listen
+        );
+    }
+}
+
+/// The online CPUs, in order (empty when they cannot be read: shards then float).
+fn online_cpus() -> Vec<usize> {
+    match glommio::CpuSet::online() {
+        Ok(set) => {
+            let mut v: Vec<usize> = set.iter().map(|l| l.cpu).collect();
+            v.sort_unstable();
+            v
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Starts shard `i`'s executor (pinned to its CPU when COREMQ_PIN) running `shard_main`.
+fn spawn_shard(
+    i: usize,
+    ends: MeshEnds,
+    cpus: &[usize],
+    shared: &ShardShared,
+) -> Result<ExecutorJoinHandle<()>, StartError> {
+    let config = &shared.config;
+    let placement = match (config.pin, cpus.is_empty()) {
+        (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
+        _ => Placement::Unbound,
+    };
+    let mut builder = LocalExecutorBuilder::new(placement)
+        // Password checks run on this pool: not pinned, so a storm of logins competes with the
+        // shard only as any other process would. The second thread waits on the idle watcher's
+        // epoll set (`net::idle`).
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
+        .name(&format!("coremq-shard-{i}"))
+        .io_memory(IO_MEMORY)
+        .ring_depth(RING_DEPTH);
+    if !config.spin_before_park.is_zero() {
+        builder = builder.spin_before_park(config.spin_before_park);
+    }
+    let shared = shared.clone();
+    builder
+        .spawn(move || shard_main(shared, ends, i))
+        .map_err(|e| StartError::Executor(format!("could not start shard {i}: {e}. {HOST_NEEDS}")))
+}
+
 /// What the starting thread gives each shard (besides its mesh ends).
+#[derive(Clone)]
 struct ShardShared {
     config: Arc<Config>,
     authenticator: Option<AuthenticatorFactory>,
@@ -363,82 +376,33 @@ struct ShardShared {
     board: StatsBoard,
 }
 
+/// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
 async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
-    let ShardShared {
-        config,
-        authenticator,
-        security,
-        gate,
-        stop,
-        ready,
-        board,
-    } = shared;
-    let publish_stats = |shard: &Shard| {
-        if let Ok(mut slot) = board[index].lock() {
-            *slot = shard.stats();
-        }
-    };
-    let listener = match glommio::net::TcpListener::bind(config.listen) {
+    let listener = match glommio::net::TcpListener::bind(shared.config.listen) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(format!("cannot listen on {}: {e}", config.listen)));
+            let msg = format!("cannot listen on {}: {e}", shared.config.listen);
+            let _ = shared.ready.send(Err(msg));
             return;
         }
     };
     let (mesh, inbound) = ends.connect().await;
     let mesh = Rc::new(mesh);
-    let mut shard = Shard::new(Rc::new((*config).clone()), mesh.clone());
-    shard.authenticator = authenticator.map(|make| make());
-    let mut generation = security.generation.load(Ordering::SeqCst);
-    install_security(&shard, &config, &security);
-    security.installed[index].store(generation, Ordering::SeqCst);
-    if config.password_file.is_some() {
-        shard.enable_scram(security.mock_key);
-    }
-    let shard = Rc::new(shard);
+    let shard = Rc::new(new_shard(&shared, mesh.clone(), index));
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
     let receivers: Vec<_> = inbound
         .into_iter()
-        .map(|inb| glommio::spawn_local(receive_loop(shard.clone(), inb)))
+        .map(|inb| glommio::spawn_local(mesh::receive_loop(shard.clone(), inb)))
         .collect();
+    let arrivals = glommio::spawn_local(crate::net::serve_arrivals(shard.clone()));
+    let gate = shared.gate.clone();
     let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
-    // Parked connections' sockets (COREMQ_PARK_IDLE_AFTER), watched from a blocking-pool thread.
-    let watcher = if config.park_idle_after.is_zero() {
-        None
-    } else {
-        match crate::net::park::start(shard.clone()) {
-            Ok(run) => Some(glommio::spawn_local(run)),
-            Err(e) => {
-                crate::log!(
-                    Warn,
-                    "shard {index}: connections will not park (epoll: {e})"
-                );
-                None
-            }
-        }
-    };
-    publish_stats(&shard);
-    let _ = ready.send(Ok(()));
+    let watcher = start_idle_watcher(&shard, index);
+    shared.publish_stats(index, &shard);
+    let _ = shared.ready.send(Ok(()));
 
-    let mut collected = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(STOP_POLL).await;
-        // Session expiry and delayed wills.
-        let now = Instant::now();
-        shard.tick(now);
-        if now.duration_since(collected) >= COLLECT_EVERY {
-            collected = now;
-            shard.compact();
-            return_free_memory();
-        }
-        let latest = security.generation.load(Ordering::SeqCst);
-        if latest != generation {
-            generation = latest;
-            install_security(&shard, &config, &security);
-            security.installed[index].store(generation, Ordering::SeqCst);
-        }
-        publish_stats(&shard);
-    }
+    serve_until_stopped(&shared, &shard, index).await;
+
     drop(acceptor);
     shard.begin_shutdown();
     let deadline = Instant::now() + DRAIN_LIMIT;
@@ -448,15 +412,80 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
     if let Some(w) = watcher {
         // Parked connections were woken and closed with the rest: end the watcher's wait, so
         // that its pool thread is free when the executor ends.
-        if let Some(watcher) = crate::net::park::watcher() {
+        if let Some(watcher) = crate::net::idle::watcher() {
             watcher.stop();
         }
         w.await;
     }
-    publish_stats(&shard);
+    shared.publish_stats(index, &shard);
     mesh.close();
     drop(receivers);
+    drop(arrivals);
     drop(flusher);
+}
+
+/// This shard's broker state, with the access rules as last loaded and the authenticators.
+fn new_shard(shared: &ShardShared, mesh: Rc<Mesh>, index: usize) -> Shard {
+    let config = &shared.config;
+    let mut shard = Shard::new(Rc::new((**config).clone()), mesh);
+    shard.set_authenticator(shared.authenticator.as_ref().map(|make| make()));
+    let generation = shared.security.generation.load(Ordering::SeqCst);
+    install_security(&shard, config, &shared.security);
+    shared.security.installed[index].store(generation, Ordering::SeqCst);
+    if config.password_file.is_some() {
+        shard.enable_scram(shared.security.mock_key);
+    }
+    shard
+}
+
+/// Parked connections' sockets (COREMQ_PARK_IDLE_AFTER), watched from a blocking-pool thread.
+fn start_idle_watcher(shard: &Rc<Shard>, index: usize) -> Option<glommio::Task<()>> {
+    if shard.config.park_idle_after.is_zero() {
+        return None;
+    }
+    match crate::net::idle::start(shard.clone()) {
+        Ok(run) => Some(glommio::spawn_local(run)),
+        Err(e) => {
+            crate::log!(
+                Warn,
+                "shard {index}: connections will not park (epoll: {e})"
+            );
+            None
+        }
+    }
+}
+
+/// The shard's tick until a stop is asked for: session timers, flow-control holds, memory given
+/// back once a second, reloaded access rules, and the stats `Broker::stats` reads.
+async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) {
+    let mut generation = shared.security.generation.load(Ordering::SeqCst);
+    let mut collected = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(STOP_POLL).await;
+        let now = Instant::now();
+        shard.tick(now);
+        if now.duration_since(collected) >= COLLECT_EVERY {
+            collected = now;
+            shard.compact();
+            return_free_memory();
+        }
+        let latest = shared.security.generation.load(Ordering::SeqCst);
+        if latest != generation {
+            generation = latest;
+            install_security(shard, &shared.config, &shared.security);
+            shared.security.installed[index].store(generation, Ordering::SeqCst);
+        }
+        shared.publish_stats(index, shard);
+    }
+}
+
+impl ShardShared {
+    /// Copies the shard's stats where `Broker::stats` reads them.
+    fn publish_stats(&self, index: usize, shard: &Shard) {
+        if let Ok(mut slot) = self.board[index].lock() {
+            *slot = shard.stats();
+        }
+    }
 }
 
 /// The password and ACL files as last read, shared with every shard; a new `generation` tells
@@ -481,19 +510,6 @@ fn install_security(shard: &Shard, config: &Config, board: &SecurityBoard) {
     match Security::build(config, &board.files()) {
         Ok(s) => shard.set_security(s),
         Err(e) => crate::log!(Error, "keeping the previous access rules: {e}"),
-    }
-}
-
-/// Handles batches from one peer shard.
-async fn receive_loop(shard: Rc<Shard>, inbound: Inbound) {
-    while let Some(batch) = inbound.recv().await {
-        for msg in batch {
-            match msg {
-                MeshMsg::Handoff(h) => crate::net::adopt(shard.clone(), h),
-                other => shard.on_mesh(other),
-            }
-        }
-        glommio::yield_if_needed().await;
     }
 }
 

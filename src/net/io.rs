@@ -1,4 +1,4 @@
-//! Socket buffering for connections (shard-local, never crosses cores): reading into the shard's
+//! Stream buffering for connections (shard-local, never crosses cores): reading into the shard's
 //! read arena, and writing a connection's outbox. No MQTT meaning here.
 //!
 //! Reading. An idle connection should cost no read buffer, yet a busy one should read in large
@@ -20,16 +20,15 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+use futures_lite::io::AsyncRead;
 
+use super::stream::ByteStream;
 use crate::protocol::wire;
-use crate::shard::{Client, Shard};
+use crate::shard::Outbox;
 
 /// Size of a shard's read arena.
 const ARENA: usize = 64 * 1024;
@@ -48,8 +47,8 @@ thread_local! {
 }
 
 /// Reads more bytes into `buf` (see the module docs); `Ready(Ok(0))` at end of stream.
-pub fn poll_fill(
-    stream: &mut TcpStream,
+pub fn poll_fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
@@ -87,8 +86,8 @@ pub fn poll_fill(
 }
 
 /// Reads part of a large frame (`frame` bytes in all) into a buffer of the connection's own.
-fn poll_fill_own(
-    stream: &mut TcpStream,
+fn poll_fill_own<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
     frame: usize,
@@ -106,7 +105,7 @@ fn poll_fill_own(
 }
 
 /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
-pub async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> io::Result<usize> {
     std::future::poll_fn(|cx| poll_fill(stream, cx, buf)).await
 }
 
@@ -124,15 +123,16 @@ impl Writer {
     /// Writes until the socket or the outbox has to be waited for (`Pending`, with this task's
     /// waker registered with whichever it is). `Ready` once writing is over: the outbox was
     /// closed and everything before the close was written, or the socket failed (the outbox is
-    /// then marked failed). Either way the socket is shut down, which ends the reading too.
-    pub fn poll(
+    /// then marked failed). Either way the stream is shut down, which ends the reading too.
+    /// `drained` is called when the outbox emptied after deliveries were held back for a slow
+    /// reader (what was held back can go now).
+    pub fn poll<S: ByteStream>(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &RefCell<TcpStream>,
-        client: &Client,
-        shard: &Shard,
+        stream: &RefCell<S>,
+        conn: &Outbox,
+        mut drained: impl FnMut(),
     ) -> Poll<()> {
-        let conn = &*client.conn;
         if self.done {
             return Poll::Ready(());
         }
@@ -142,7 +142,7 @@ impl Writer {
                 self.written = 0;
                 // Drained after deliveries were held back for a slow reader: they can go now.
                 if conn.pending() == 0 && conn.take_held_back() {
-                    shard.resume_held_back(&client.client_id, conn.id);
+                    drained();
                 }
                 if conn.pending() == 0 {
                     if conn.is_closing() {
@@ -188,17 +188,11 @@ impl Writer {
         self.spare.is_empty() && !self.done
     }
 
-    fn finish(&mut self, stream: &RefCell<TcpStream>) -> Poll<()> {
+    fn finish<S: ByteStream>(&mut self, stream: &RefCell<S>) -> Poll<()> {
         self.done = true;
         self.spare = BytesMut::new();
         // Wakes our own reader (end of stream) and tells the client we are done.
-        let _ = shutdown(&stream.borrow());
+        let _ = stream.borrow().shutdown_now();
         Poll::Ready(())
     }
-}
-
-/// Shuts both directions down at once (glommio's own shutdown is synchronous too, behind an
-/// `async fn`).
-fn shutdown(stream: &TcpStream) -> io::Result<()> {
-    socket2::SockRef::from(stream).shutdown(Shutdown::Both)
 }

@@ -10,17 +10,19 @@
 //! one fd hand-off per connection, paid once at CONNECT.
 
 mod connection;
+pub mod idle;
 mod io;
-pub mod park;
+mod live;
+pub mod stream;
 
 use std::rc::Rc;
 
+use std::os::fd::AsRawFd;
+
 use glommio::net::TcpListener;
 
-pub use connection::adopt;
-
 use crate::gate::ConnectionGate;
-use crate::shard::Shard;
+use crate::shard::{Arrival, Shard};
 
 /// Accepts connections until the task is dropped.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: ConnectionGate) {
@@ -33,12 +35,33 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: Connecti
                 // Over the limit the connection is still read, to answer its CONNECT with
                 // "quota exceeded" instead of a bare close.
                 let slot = gate.admit();
+                let _ = stream.set_nodelay(true);
                 glommio::spawn_local(connection::serve(shard.clone(), stream, slot)).detach();
             }
             Err(e) => {
                 crate::log!(Warn, "shard {}: accept failed: {e}", shard.id().0);
                 // Back off briefly (e.g. out of file descriptors) instead of spinning.
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Starts serving the connections that arrive on this shard other than through its listener —
+/// parked connections the shard woke, and connections other shards handed over — until dropped.
+pub async fn serve_arrivals(shard: Rc<Shard>) {
+    loop {
+        let arrivals = std::future::poll_fn(|cx| shard.poll_arrivals(cx)).await;
+        for arrival in arrivals {
+            match arrival {
+                Arrival::Woken(w) => {
+                    if let Some(watcher) = idle::watcher() {
+                        watcher.unwatch(w.fd.as_raw_fd());
+                    }
+                    let stream = connection::stream_of(w.fd);
+                    live::resume(shard.clone(), stream, w.client, w.slot, w.deadline);
+                }
+                Arrival::Handoff(h) => connection::adopt(shard.clone(), h),
             }
         }
     }

@@ -201,6 +201,16 @@ const CONNACK_CODES: &[u8] = &[
 ];
 
 impl ConnAck {
+    /// A CONNACK refusing the connection with `code` (no session, no properties)
+    /// [MQTT-3.2.2-6]: the server closes the connection after it [MQTT-3.2.2-5].
+    pub fn refusal(code: ReasonCode) -> Self {
+        Self {
+            session_present: false,
+            reason_code: code,
+            properties: ConnAckProperties::default(),
+        }
+    }
+
     /// The 3.1.1 return code for a reason code [MQTT-3.2.2.3]: 1 unacceptable protocol version,
     /// 2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized.
     pub fn return_code_v3(code: ReasonCode) -> u8 {

@@ -123,7 +123,7 @@ pub fn check(data: &[u8], start: Instant) -> Result<Summary, String> {
         queue_qos0: input.byte() & 1 == 1,
     };
     let client_id = MqttString::from_static("fuzz").map_err(|e| e.to_string())?;
-    let mut session = Session::new(client_id, ProtocolVersion::V5, false, limits);
+    let mut session = Session::new(client_id, ProtocolVersion::V5, limits);
     let mut model = Model {
         limits,
         window: limits.max_inflight,

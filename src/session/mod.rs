@@ -12,24 +12,26 @@
 
 #[doc(hidden)]
 pub mod fuzz_check;
+mod lifetime;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-pub use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message};
+pub use lifetime::{Connection, Disconnected};
 
 use crate::protocol::{
     MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
 };
 
-/// Where a sent QoS 1/2 message stands.
+/// What a sent QoS 1/2 message awaits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+enum Awaiting {
     /// QoS 1 sent, awaiting PUBACK; or QoS 2 sent, awaiting PUBREC.
-    AwaitAck,
+    Ack,
     /// QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP.
-    AwaitComp,
+    Comp,
 }
 
 #[derive(Debug)]
@@ -37,7 +39,7 @@ struct Inflight {
     id: PacketId,
     message: Message,
     delivery: Delivery,
-    stage: Stage,
+    stage: Awaiting,
 }
 
 /// What to send for a QoS 1/2 delivery that is in flight: a (re)sent PUBLISH or a PUBREL.
@@ -76,8 +78,15 @@ impl Drops {
 pub struct Session {
     pub client_id: MqttString,
     pub version: ProtocolVersion,
-    /// Clean Session 1: the session ends with the connection.
-    pub clean: bool,
+    /// The user name of its current (or last) connection, for access control.
+    pub username: Option<MqttString>,
+    /// How long the session outlives its connection: `None` never expires, zero ends with it.
+    lifetime: Option<Duration>,
+    /// While offline: when the session expires.
+    expires_at: Option<Instant>,
+    /// The will of the current connection (published if it ends abnormally), or of the last one
+    /// while its Will Delay Interval runs (`lifetime.rs`).
+    will: Option<Box<lifetime::PendingWill>>,
     /// Filter (as sent, `$share/…` included) → options and subscription identifier.
     pub subscriptions: HashMap<MqttString, (SubscriptionOptions, Option<NonZeroU32>)>,
     inflight: VecDeque<Inflight>,
@@ -124,16 +133,16 @@ pub enum Link {
 }
 
 impl Session {
-    pub fn new(
-        client_id: MqttString,
-        version: ProtocolVersion,
-        clean: bool,
-        limits: Limits,
-    ) -> Self {
+    /// A session that never expires and has no will until a connection takes it
+    /// (`connected`).
+    pub fn new(client_id: MqttString, version: ProtocolVersion, limits: Limits) -> Self {
         Self {
             client_id,
             version,
-            clean,
+            username: None,
+            lifetime: None,
+            expires_at: None,
+            will: None,
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
@@ -241,7 +250,7 @@ impl Session {
             id,
             message,
             delivery,
-            stage: Stage::AwaitAck,
+            stage: Awaiting::Ack,
         });
         publish
     }
@@ -272,7 +281,7 @@ impl Session {
     /// PUBACK from the client: the QoS 1 delivery is done. Returns whether the id was in flight
     /// at QoS 1 awaiting it.
     pub fn handle_puback(&mut self, id: PacketId) -> bool {
-        self.finish(id, QoS::AtLeastOnce, Stage::AwaitAck)
+        self.finish(id, QoS::AtLeastOnce, Awaiting::Ack)
     }
 
     /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
@@ -280,7 +289,7 @@ impl Session {
     pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
         match self.inflight.iter_mut().find(|i| i.id == id) {
             Some(i) if i.delivery.qos == QoS::ExactlyOnce => {
-                i.stage = Stage::AwaitComp;
+                i.stage = Awaiting::Comp;
                 true
             }
             _ => false,
@@ -289,10 +298,10 @@ impl Session {
 
     /// PUBCOMP from the client: the QoS 2 delivery is done.
     pub fn handle_pubcomp(&mut self, id: PacketId) -> bool {
-        self.finish(id, QoS::ExactlyOnce, Stage::AwaitComp)
+        self.finish(id, QoS::ExactlyOnce, Awaiting::Comp)
     }
 
-    fn finish(&mut self, id: PacketId, qos: QoS, stage: Stage) -> bool {
+    fn finish(&mut self, id: PacketId, qos: QoS, stage: Awaiting) -> bool {
         match self
             .inflight
             .iter()
@@ -351,10 +360,10 @@ impl Session {
             .inflight
             .iter()
             .map(|i| match i.stage {
-                Stage::AwaitAck => {
+                Awaiting::Ack => {
                     Resend::Publish(i.message.to_publish(&i.delivery, Some(i.id), true, now))
                 }
-                Stage::AwaitComp => Resend::PubRel(i.id),
+                Awaiting::Comp => Resend::PubRel(i.id),
             })
             .collect();
         out.extend(self.drain_queue(now).into_iter().map(Resend::Publish));
@@ -375,7 +384,7 @@ impl Session {
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for i in self.inflight.drain(..) {
             match (&i.delivery.group, i.stage) {
-                (Some(g), Stage::AwaitAck) => out.push((g.clone(), i.message)),
+                (Some(g), Awaiting::Ack) => out.push((g.clone(), i.message)),
                 _ => kept.push_back(i),
             }
         }

@@ -41,7 +41,6 @@ fn session_with(limits: Limits) -> Session {
     Session::new(
         MqttString::from_static("c").unwrap(),
         ProtocolVersion::V3_1_1,
-        false,
         limits,
     )
 }

@@ -18,18 +18,19 @@ use crate::notify::Notify;
 #[derive(Default)]
 pub struct Barriers {
     next: AckToken,
-    pending: HashMap<AckToken, Rc<State>>,
+    pending: HashMap<AckToken, Rc<Countdown>>,
 }
 
-struct State {
+/// Acks still expected, and the task to wake when none are.
+struct Countdown {
     remaining: Cell<usize>,
     done: Notify,
 }
 
-/// Completes when every expected ack arrived.
-pub struct Wait(Rc<State>);
+/// One barrier: completes when every expected ack arrived.
+pub struct Barrier(Rc<Countdown>);
 
-impl Wait {
+impl Barrier {
     pub async fn wait(self) {
         std::future::poll_fn(|cx| self.poll_done(cx)).await
     }
@@ -47,14 +48,14 @@ impl Wait {
 
 impl Barriers {
     /// Opens a barrier expecting `n` acks (`n` > 0).
-    pub fn open(&mut self, n: usize) -> (AckToken, Wait) {
+    pub fn open(&mut self, n: usize) -> (AckToken, Barrier) {
         self.next += 1;
-        let state = Rc::new(State {
+        let state = Rc::new(Countdown {
             remaining: Cell::new(n),
             done: Notify::new(),
         });
         self.pending.insert(self.next, state.clone());
-        (self.next, Wait(state))
+        (self.next, Barrier(state))
     }
 
     /// One ack for `token`; unknown tokens are ignored.

@@ -15,6 +15,7 @@
 //! slowly, keeps its holds: its publishers go at its pace and nothing acknowledged is lost. A
 //! publisher is never paused longer than `PAUSE_LIMIT` in one stretch, whatever its holders do.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -51,9 +52,56 @@ struct HoldState {
     slow: bool,
 }
 
-/// Pauses of publishers homed on this shard: holders and since when.
+/// This shard's side of flow control: the publishers homed here that are paused, and the
+/// sessions homed here that hold publishers (anywhere) back.
 #[derive(Debug, Default)]
-pub(super) struct Paused(HashMap<MqttString, (u32, Instant)>);
+pub(super) struct Flow {
+    /// Publishers homed here → how many holds they are under, and since when.
+    paused: RefCell<HashMap<MqttString, (u32, Instant)>>,
+    /// Sessions homed here that hold publishers back, checked every tick.
+    holding: RefCell<Vec<MqttString>>,
+}
+
+impl Flow {
+    /// A hold on a publisher homed here was taken or released.
+    pub fn set_hold(&self, publisher: MqttString, on: bool) {
+        let mut paused = self.paused.borrow_mut();
+        if on {
+            let e = paused.entry(publisher).or_insert((0, Instant::now()));
+            if e.0 == 0 {
+                e.1 = Instant::now();
+            }
+            e.0 += 1;
+        } else if let Some(e) = paused.get_mut(&publisher) {
+            e.0 = e.0.saturating_sub(1);
+            if e.0 == 0 {
+                paused.remove(&publisher);
+            }
+        }
+    }
+
+    /// Whether reading from `client_id` is paused now. `now` is only called when some publisher
+    /// is paused (this runs for every packet read).
+    pub fn is_paused(&self, client_id: &MqttString, now: impl FnOnce() -> Instant) -> bool {
+        let mut paused = self.paused.borrow_mut();
+        if paused.is_empty() {
+            return false;
+        }
+        match paused.get(client_id) {
+            Some(&(holders, since)) if holders > 0 => {
+                if now().duration_since(since) < PAUSE_LIMIT {
+                    true
+                } else {
+                    // Never longer than PAUSE_LIMIT at a stretch (a lost release, a stuck
+                    // holder): read again.
+                    paused.remove(client_id);
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
 
 impl Shard {
     /// After a delivery to `session`: hold `publisher` if the session is live but falling behind.
@@ -91,7 +139,10 @@ impl Shard {
         }
         if !h.publishers.contains(publisher) {
             if h.publishers.is_empty() {
-                self.holding.borrow_mut().push(session.client_id.clone());
+                self.flow
+                    .holding
+                    .borrow_mut()
+                    .push(session.client_id.clone());
             }
             h.publishers.push(publisher.clone());
             self.hold(publisher, true);
@@ -101,14 +152,14 @@ impl Shard {
     /// Called every tick: a holding session that made no progress for `HOLD_LIMIT` is a slow
     /// consumer even if nothing new is delivered to it (its publishers are paused, after all).
     pub(super) fn check_holds(&self, now: Instant) {
-        if self.holding.borrow().is_empty() {
+        if self.flow.holding.borrow().is_empty() {
             return;
         }
-        let ids = std::mem::take(&mut *self.holding.borrow_mut());
+        let ids = std::mem::take(&mut *self.flow.holding.borrow_mut());
         let mut still = Vec::with_capacity(ids.len());
-        let mut state = self.state.borrow_mut();
+        let mut clients = self.clients.borrow_mut();
         for id in ids {
-            let Some(entry) = state.sessions.get_mut(&id) else {
+            let Some(entry) = clients.sessions.get_mut(&id) else {
                 continue;
             };
             let Some(h) = entry.holds.0.as_deref_mut() else {
@@ -127,8 +178,8 @@ impl Shard {
             }
             still.push(id);
         }
-        drop(state);
-        self.holding.borrow_mut().extend(still);
+        drop(clients);
+        self.flow.holding.borrow_mut().extend(still);
     }
 
     /// After `session`'s queue drained: release its holds once it is back under a quarter.
@@ -164,56 +215,18 @@ impl Shard {
 
     /// Adds or removes one hold on a publisher, on its home shard.
     fn hold(&self, publisher: &MqttString, on: bool) {
-        let home = self.mesh.home_of(publisher.as_bytes());
-        if home == self.id() {
-            self.on_hold(publisher.clone(), on);
-        } else {
-            self.mesh.send(
-                home,
-                MeshMsg::Hold {
-                    publisher: publisher.clone(),
-                    on,
-                },
-            );
-        }
+        let home = self.home_of(publisher.as_bytes());
+        self.post(
+            home,
+            MeshMsg::Hold {
+                publisher: publisher.clone(),
+                on,
+            },
+        );
     }
 
-    /// A hold on a publisher homed here was taken or released.
-    pub(super) fn on_hold(&self, publisher: MqttString, on: bool) {
-        let mut paused = self.paused.borrow_mut();
-        if on {
-            let e = paused.0.entry(publisher).or_insert((0, Instant::now()));
-            if e.0 == 0 {
-                e.1 = Instant::now();
-            }
-            e.0 += 1;
-        } else if let Some(e) = paused.0.get_mut(&publisher) {
-            e.0 = e.0.saturating_sub(1);
-            if e.0 == 0 {
-                paused.0.remove(&publisher);
-            }
-        }
-    }
-
-    /// Whether reading from `client_id` is paused now. `now` is only called when some publisher
-    /// is paused (this runs for every packet read).
+    /// Whether reading from `client_id` is paused now (see `Flow::is_paused`).
     pub fn is_paused(&self, client_id: &MqttString, now: impl FnOnce() -> Instant) -> bool {
-        let mut paused = self.paused.borrow_mut();
-        if paused.0.is_empty() {
-            return false;
-        }
-        match paused.0.get(client_id) {
-            Some(&(holders, since)) if holders > 0 => {
-                if now().duration_since(since) < PAUSE_LIMIT {
-                    true
-                } else {
-                    // Never longer than PAUSE_LIMIT at a stretch (a lost release, a stuck
-                    // holder): read again.
-                    paused.0.remove(client_id);
-                    false
-                }
-            }
-            _ => false,
-        }
+        self.flow.is_paused(client_id, now)
     }
 }

@@ -31,17 +31,30 @@ use crate::protocol::{Packet, ProtocolVersion, Publish, TopicName};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);
 
+/// What a connection agreed at CONNECT, kept while it is live (in its outbox) or parked (in
+/// its session's entry), so that a woken connection goes on under the same terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub version: ProtocolVersion,
+    /// Effective keep alive in seconds (0 = none).
+    pub keep_alive: u16,
+    /// Request Problem Information: reason strings may go on acknowledgements [MQTT-3.1.2-29].
+    pub problem_information: bool,
+    /// The client's Maximum Packet Size (MQTT 5; `u32::MAX` otherwise): larger packets are not
+    /// sent to it.
+    pub max_packet_size: u32,
+    /// The client's Topic Alias Maximum (MQTT 5; 0 otherwise).
+    pub alias_max: u16,
+}
+
 pub struct Outbox {
     pub id: ConnId,
-    pub version: ProtocolVersion,
-    /// The client's Maximum Packet Size (MQTT 5); larger packets are not sent to it.
-    max_packet_size: u32,
+    terms: Terms,
     buf: RefCell<BytesMut>,
     /// Outbound topic aliases [MQTT-3.3.2-10]: topic → alias, for up to the client's Topic Alias
     /// Maximum topics, given to the first topics sent (a hot topic is sent again and again, so it
     /// is almost always among them). Aliases live as long as the connection.
     aliases: RefCell<HashMap<Bytes, NonZeroU16>>,
-    alias_max: u16,
     ready: Notify,
     closing: Cell<bool>,
     /// The socket failed while writing: the connection ended abnormally.
@@ -63,16 +76,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// `max_packet_size` and `alias_max` are the client's Maximum Packet Size and Topic Alias
-    /// Maximum (MQTT 5; `u32::MAX` and 0 otherwise).
-    pub fn new(id: ConnId, version: ProtocolVersion, max_packet_size: u32, alias_max: u16) -> Self {
+    pub fn new(id: ConnId, terms: Terms) -> Self {
         Self {
             id,
-            version,
-            max_packet_size,
+            terms,
             buf: RefCell::new(BytesMut::new()),
             aliases: RefCell::new(HashMap::new()),
-            alias_max,
             ready: Notify::new(),
             closing: Cell::new(false),
             failed: Cell::new(false),
@@ -93,13 +102,10 @@ impl Outbox {
         if self.closing.get() {
             return false;
         }
-        if self.max_packet_size != u32::MAX
-            && packet.encoded_len(self.version) > self.max_packet_size as usize
-        {
+        let (version, max) = (self.terms.version, self.terms.max_packet_size);
+        if max != u32::MAX && packet.encoded_len(version) > max as usize {
             let mut bare = packet.clone();
-            if bare.strip_diagnostics()
-                && bare.encoded_len(self.version) <= self.max_packet_size as usize
-            {
+            if bare.strip_diagnostics() && bare.encoded_len(version) <= max as usize {
                 return self.encode(&bare);
             }
             self.dropped_too_large.set(self.dropped_too_large.get() + 1);
@@ -110,7 +116,7 @@ impl Outbox {
 
     fn encode(&self, packet: &Packet) -> bool {
         let ok = packet
-            .encode(self.version, &mut self.buf.borrow_mut())
+            .encode(self.terms.version, &mut self.buf.borrow_mut())
             .is_ok();
         self.ready.notify();
         ok
@@ -120,13 +126,14 @@ impl Outbox {
     /// first send of a topic carries topic and alias, later ones only the alias.
     pub fn send_publish(&self, mut publish: Publish) -> bool {
         let mut assigned = None;
-        if self.alias_max > 0 && self.version.is_v5() {
+        let alias_max = self.terms.alias_max;
+        if alias_max > 0 && self.terms.version.is_v5() {
             let mut aliases = self.aliases.borrow_mut();
             let key = publish.topic.as_bytes();
             if let Some(&alias) = aliases.get(key) {
                 publish.topic = TopicName::default();
                 publish.properties.topic_alias = Some(alias);
-            } else if aliases.len() < self.alias_max as usize {
+            } else if aliases.len() < alias_max as usize {
                 if let Some(alias) = NonZeroU16::new(aliases.len() as u16 + 1) {
                     // A copy: the key lives as long as the connection and must not pin the
                     // publisher's read buffer.
@@ -164,18 +171,19 @@ impl Outbox {
 
     /// Whether deliveries must be held back at `now` (see the module docs): the socket has taken
     /// nothing for COREMQ_SLOW_READER_TIMEOUT (a slow reader), or more than
-    /// COREMQ_MAX_OUTBOUND_BUFFER waits to be written. When so, `held_back` is remembered for the
-    /// writer.
+    /// COREMQ_MAX_OUTBOUND_BUFFER waits to be written.
     pub fn is_congested(&self, now: Instant) -> bool {
         let slow = self
             .stalled_since
             .get()
             .is_some_and(|t| now.saturating_duration_since(t) >= self.slow_after.get());
-        let congested = slow || self.backlog() > self.max_backlog.get();
-        if congested {
-            self.held_back.set(true);
-        }
-        congested
+        slow || self.backlog() > self.max_backlog.get()
+    }
+
+    /// A delivery was held back (queued or dropped) because the client is congested: the writer
+    /// offers the session's queue again once the buffer drains.
+    pub fn note_held_back(&self) {
+        self.held_back.set(true);
     }
 
     /// The writer found the socket full: from now on (unless it already was) the client is
@@ -250,9 +258,9 @@ impl Outbox {
             && self.aliases.borrow().is_empty()
     }
 
-    /// The client's Maximum Packet Size and Topic Alias Maximum (as given to `new`).
-    pub fn client_limits(&self) -> (u32, u16) {
-        (self.max_packet_size, self.alias_max)
+    /// What the connection agreed at CONNECT.
+    pub fn terms(&self) -> Terms {
+        self.terms
     }
 
     /// Bytes waiting to be written.
@@ -270,9 +278,19 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn terms() -> Terms {
+        Terms {
+            version: ProtocolVersion::V3_1_1,
+            keep_alive: 0,
+            problem_information: true,
+            max_packet_size: u32::MAX,
+            alias_max: 0,
+        }
+    }
+
     #[test]
     fn an_idle_outbox_sheds_its_buffer_and_a_busy_one_keeps_it() {
-        let out = Outbox::new(ConnId(1), ProtocolVersion::V3_1_1, u32::MAX, 0);
+        let out = Outbox::new(ConnId(1), terms());
         assert!(out.send(&Packet::PingResp));
         // The writer swaps its (empty, allocated) spare in and takes the queued bytes.
         let mut spare = BytesMut::with_capacity(4096);
@@ -297,18 +315,16 @@ mod tests {
 
     #[test]
     fn a_client_is_slow_after_its_socket_took_nothing_for_the_timeout_or_past_the_cap() {
-        let out = Outbox::new(ConnId(1), ProtocolVersion::V3_1_1, u32::MAX, 0);
+        let out = Outbox::new(ConnId(1), terms());
         out.set_slow_reader_limits(64, Duration::from_secs(1));
         let now = Instant::now();
         // Little waiting, socket taking bytes: keeping up.
         assert!(out.send(&Packet::PingResp));
         assert!(!out.is_congested(now));
-        assert!(!out.take_held_back());
         // The socket is full: still keeping up until the timeout has passed.
         out.note_stalled();
         assert!(!out.is_congested(Instant::now()));
         assert!(out.is_congested(Instant::now() + Duration::from_secs(2)));
-        assert!(out.take_held_back(), "a held-back delivery is remembered");
         // It took bytes again: the clock starts over.
         out.note_written(0);
         assert!(!out.is_congested(Instant::now() + Duration::from_secs(2)));

@@ -4,14 +4,18 @@
 
 use std::time::Instant;
 
+use std::num::NonZeroU32;
+
+use super::barrier::Barrier;
 use super::client::{Client, Deferred, RetainedFor, Violation};
 use super::Shard;
 use crate::auth::AuthStep;
+use crate::message::{Delivery, Message};
 use crate::protocol::{
-    AckProperties, Auth, AuthProperties, Packet, Publish, PublishAck, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe, TopicFilter,
+    AckProperties, Auth, AuthProperties, Packet, PacketId, Publish, PublishAck, QoS, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, TopicFilter,
 };
-use crate::session::{Delivery, Link, Message, Session};
+use crate::session::Link;
 
 impl Shard {
     /// Handles one packet from a connected client.
@@ -21,7 +25,7 @@ impl Shard {
         packet: Packet,
     ) -> Result<Option<Deferred>, Violation> {
         let now = Instant::now();
-        let v5 = client.version.is_v5();
+        let v5 = client.terms().version.is_v5();
         match packet {
             Packet::Publish(p) => self.handle_publish(client, p, now),
             Packet::PubAck(a) => {
@@ -122,8 +126,69 @@ impl Shard {
         mut p: Publish,
         now: Instant,
     ) -> Result<Option<Deferred>, Violation> {
-        if client.version.is_v5() {
-            self.resolve_topic_alias(client, &mut p)?;
+        self.check_publish(client, &mut p)?;
+        let (qos, id) = (p.qos, p.packet_id);
+        // [ACL] a denied PUBLISH is not routed: MQTT 5 acknowledges it with 0x87, MQTT 3.1.1
+        // (which has no way to say so) acknowledges it normally and drops it, as Mosquitto does.
+        let security = self.security();
+        let allowed = !security.checks_deliveries()
+            || security.can_publish(
+                client.client_id.as_str(),
+                self.username_of(client).as_deref(),
+                p.topic.as_str(),
+            );
+        let message = Message::from_publish(p, client.client_id.clone(), now);
+        let Some(id) = id else {
+            if allowed {
+                self.publish_message(message, false, now);
+            }
+            return Ok(None);
+        };
+        let v5 = client.terms().version.is_v5();
+        let mut ack = PublishAck::new(id);
+        let wait = if !allowed && v5 {
+            ack.reason_code = ReasonCode::NOT_AUTHORIZED;
+            ack.properties.reason_string = client.diagnostic("not authorized by the ACL");
+            None
+        } else {
+            let (matched, wait) = match qos {
+                QoS::ExactlyOnce => {
+                    self.receive_qos2(client, id, allowed.then_some(message), now)?
+                }
+                _ if allowed => self.publish_message(message, true, now),
+                _ => (true, None),
+            };
+            if !matched && v5 {
+                // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same). A
+                // success code: the short form, no Reason String, as clients expect
+                // [MQTT-3.4.2.1].
+                ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+            }
+            wait
+        };
+        let packet = if qos == QoS::ExactlyOnce {
+            Packet::PubRec(ack)
+        } else {
+            Packet::PubAck(ack)
+        };
+        Ok(match wait {
+            Some(w) => Some(Deferred {
+                waits: vec![w],
+                then: vec![packet],
+                retained: Vec::new(),
+            }),
+            None => {
+                client.conn.send(&packet);
+                None
+            }
+        })
+    }
+
+    /// The checks of a client's PUBLISH before it is routed: topic alias, topic limits, no
+    /// Subscription Identifier, QoS and retain within what the server announced.
+    fn check_publish(&self, client: &mut Client, p: &mut Publish) -> Result<(), Violation> {
+        if client.terms().version.is_v5() {
+            self.resolve_topic_alias(client, p)?;
         }
         if !self.topic_within_limits(p.topic.as_str()) {
             return Err(Violation {
@@ -150,80 +215,34 @@ impl Shard {
                 what: "[MQTT-3.2.2-14] retained PUBLISH while retain is unavailable",
             });
         }
-        let qos = p.qos;
-        let id = p.packet_id;
-        // [ACL] a denied PUBLISH is not routed: MQTT 5 acknowledges it with 0x87, MQTT 3.1.1
-        // (which has no way to say so) acknowledges it normally and drops it, as Mosquitto does.
-        let allowed = self.security().can_publish(
-            client.client_id.as_str(),
-            client.username.as_deref(),
-            p.topic.as_str(),
-        );
-        let v5 = client.version.is_v5();
-        let message = Message::from_publish(p, client.client_id.clone(), now);
-        let Some(id) = id else {
-            if allowed {
-                self.publish_message(message, false, now);
-            }
-            return Ok(None);
-        };
-        if !allowed && v5 {
-            let mut ack = PublishAck::new(id);
-            ack.reason_code = ReasonCode::NOT_AUTHORIZED;
-            ack.properties.reason_string = client.diagnostic("not authorized by the ACL");
-            client.conn.send(&if qos == QoS::ExactlyOnce {
-                Packet::PubRec(ack)
-            } else {
-                Packet::PubAck(ack)
+        Ok(())
+    }
+
+    /// An inbound QoS 2 PUBLISH (`message` is `None` when the ACL denied it): routed once, however
+    /// often the client resends it before PUBREL [MQTT-4.3.3-9]; more unreleased messages than
+    /// Receive Maximum end the connection with 0x93 [MQTT-3.3.4-7].
+    fn receive_qos2(
+        &self,
+        client: &Client,
+        id: PacketId,
+        message: Option<Message>,
+        now: Instant,
+    ) -> Result<(bool, Option<Barrier>), Violation> {
+        let (unreleased, fresh) = self
+            .with_session(client, |s| {
+                let unreleased = s.incoming_unreleased();
+                (unreleased, s.handle_incoming_qos2(id))
+            })
+            .unwrap_or((0, false));
+        if fresh && unreleased >= usize::from(self.config.receive_maximum) {
+            return Err(Violation {
+                reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                what: "[MQTT-3.3.4-7] Receive Maximum exceeded",
             });
-            return Ok(None);
         }
-        let (matched, wait) = match qos {
-            QoS::ExactlyOnce => {
-                let unreleased = self
-                    .with_session(client, |s| s.incoming_unreleased())
-                    .unwrap_or(0);
-                let fresh = self
-                    .with_session(client, |s| s.handle_incoming_qos2(id))
-                    .unwrap_or(false);
-                // [MQTT-3.3.4-7] more unreleased QoS 2 messages than Receive Maximum: 0x93.
-                if fresh && unreleased >= usize::from(self.config.receive_maximum) {
-                    return Err(Violation {
-                        reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                        what: "[MQTT-3.3.4-7] Receive Maximum exceeded",
-                    });
-                }
-                // [MQTT-4.3.3-9] a resend before PUBREL is acknowledged, not delivered again.
-                if fresh && allowed {
-                    self.publish_message(message, true, now)
-                } else {
-                    (true, None)
-                }
-            }
-            _ if allowed => self.publish_message(message, true, now),
+        Ok(match message {
+            Some(m) if fresh => self.publish_message(m, true, now),
             _ => (true, None),
-        };
-        let mut ack = PublishAck::new(id);
-        if !matched && client.version.is_v5() {
-            // MQTT 5: 0x10 No matching subscribers (the message was accepted all the same). A
-            // success code: the short form, no Reason String, as clients expect [MQTT-3.4.2.1].
-            ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
-        }
-        let packet = if qos == QoS::ExactlyOnce {
-            Packet::PubRec(ack)
-        } else {
-            Packet::PubAck(ack)
-        };
-        Ok(match wait {
-            Some(w) => Some(Deferred {
-                waits: vec![w],
-                then: vec![packet],
-                retained: Vec::new(),
-            }),
-            None => {
-                client.conn.send(&packet);
-                None
-            }
         })
     }
 
@@ -283,6 +302,7 @@ impl Shard {
         } else if a.reason_code != ReasonCode::CONTINUE_AUTHENTICATION || client.reauth.is_none() {
             return Err(Violation::protocol("AUTH out of sequence"));
         }
+        let username = self.username_of(client);
         let Some(exchange) = client.reauth.as_mut() else {
             // 0x8C Bad authentication method is not a DISCONNECT reason code [MQTT-3.14.2.1].
             return Err(Violation {
@@ -296,7 +316,7 @@ impl Shard {
                 // A method that names the user must name the same one as at CONNECT.
                 let same_user = exchange
                     .authenticated_user()
-                    .is_none_or(|u| client.username.as_deref() == Some(u));
+                    .is_none_or(|u| username.as_deref() == Some(u));
                 client.reauth = None;
                 if !same_user {
                     return Err(Violation {
@@ -325,87 +345,30 @@ impl Shard {
     }
 
     fn handle_subscribe(&self, client: &mut Client, s: Subscribe) -> Option<Deferred> {
+        let v5 = client.terms().version.is_v5();
+        let username = self.username_of(client);
+        let id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
         // Why the first refused filter was refused, for the SUBACK's Reason String.
         let mut why: Option<&'static str> = None;
         let mut waits = Vec::new();
         let mut retained = Vec::new();
-        let id = s.properties.subscription_identifier;
-        let v5 = client.version.is_v5();
         for (filter, options) in &s.filters {
-            // Subscriptions live long: copy the filter out of the SUBSCRIBE's read buffer.
-            let filter =
-                &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
-            if !self.topic_within_limits(filter.filter()) {
-                why.get_or_insert(
-                    "filter beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS",
-                );
-                codes.push(if v5 {
-                    ReasonCode::TOPIC_FILTER_INVALID
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
-            let key = filter.as_mqtt_str();
-            let over_quota = self
-                .with_session(client, |sess| {
-                    sess.subscriptions.len() >= self.config.max_subscriptions
-                        && !sess.subscriptions.contains_key(key)
-                })
-                .unwrap_or(false);
-            if over_quota {
-                // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
-                why.get_or_insert("COREMQ_MAX_SUBSCRIPTIONS reached");
-                codes.push(if v5 {
-                    ReasonCode::QUOTA_EXCEEDED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
-            if !self.security().may_subscribe(
-                client.client_id.as_str(),
-                client.username.as_deref(),
-                filter.filter(),
-            ) {
-                // [ACL] 0x87 Not authorized (MQTT 5) / 0x80 failure (3.1.1) for this filter.
-                why.get_or_insert("not authorized by the ACL");
-                codes.push(if v5 {
-                    ReasonCode::NOT_AUTHORIZED
-                } else {
-                    ReasonCode::UNSPECIFIED_ERROR
-                });
-                continue;
-            }
-            let mut options = *options;
-            // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
-            options.qos = options.qos.min(max_qos(self.config.max_qos));
-            self.with_session(client, |sess| {
-                sess.subscriptions.insert(key.clone(), (options, id))
-            });
-            if filter.is_shared() {
-                // [MQTT-4.8.2] one member of the group gets each message; retained messages are
-                // not sent to shared subscriptions.
-                waits.extend(self.add_shared_member(filter, &client.client_id, options, id));
-                codes.push(ReasonCode::granted(options.qos));
-                continue;
-            }
-            let (existed, wait) = self.add_subscriber(key, &client.client_id, options, id);
-            waits.extend(wait);
-            codes.push(ReasonCode::granted(options.qos));
-            // [MQTT-3.3.1-9..11] Retain Handling: 0 always, 1 only for a new subscription, 2 never.
-            let send = match options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => !existed,
-                RetainHandling::DoNotSend => false,
-            };
-            if send {
-                retained.push(RetainedFor {
-                    filter: filter.clone(),
-                    qos: options.qos,
-                    id,
-                });
+            match self.subscribe_filter(client, filter, *options, id, username.as_deref()) {
+                Ok(granted) => {
+                    codes.push(ReasonCode::granted(granted.qos));
+                    waits.extend(granted.wait);
+                    retained.extend(granted.retained);
+                }
+                Err((code, reason)) => {
+                    why.get_or_insert(reason);
+                    // 3.1.1 has one failure code.
+                    codes.push(if v5 {
+                        code
+                    } else {
+                        ReasonCode::UNSPECIFIED_ERROR
+                    });
+                }
             }
         }
         let suback = Packet::SubAck(SubAck {
@@ -430,17 +393,88 @@ impl Shard {
         }
     }
 
+    /// One filter of a SUBSCRIBE: granted (at what QoS, with the barrier to wait for and the
+    /// retained messages it is owed), or refused with a reason code and why.
+    fn subscribe_filter(
+        &self,
+        client: &Client,
+        filter: &TopicFilter,
+        mut options: SubscriptionOptions,
+        id: Option<NonZeroU32>,
+        username: Option<&str>,
+    ) -> Result<Granted, (ReasonCode, &'static str)> {
+        // Subscriptions live long: copy the filter out of the SUBSCRIBE's read buffer.
+        let filter = &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
+        if !self.topic_within_limits(filter.filter()) {
+            return Err((
+                ReasonCode::TOPIC_FILTER_INVALID,
+                "filter beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS",
+            ));
+        }
+        let key = filter.as_mqtt_str();
+        let over_quota = self
+            .with_session(client, |sess| {
+                sess.subscriptions.len() >= self.config.max_subscriptions
+                    && !sess.subscriptions.contains_key(key)
+            })
+            .unwrap_or(false);
+        if over_quota {
+            // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
+            return Err((
+                ReasonCode::QUOTA_EXCEEDED,
+                "COREMQ_MAX_SUBSCRIPTIONS reached",
+            ));
+        }
+        let security = self.security();
+        if !security.may_subscribe(client.client_id.as_str(), username, filter.filter()) {
+            // [ACL] 0x87 Not authorized (MQTT 5) / 0x80 failure (3.1.1) for this filter.
+            return Err((ReasonCode::NOT_AUTHORIZED, "not authorized by the ACL"));
+        }
+        // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
+        options.qos = options.qos.min(max_qos(self.config.max_qos));
+        self.with_session(client, |sess| {
+            sess.subscriptions.insert(key.clone(), (options, id))
+        });
+        if filter.is_shared() {
+            // [MQTT-4.8.2] one member of the group gets each message; retained messages are not
+            // sent to shared subscriptions.
+            let wait = self.add_shared_member(filter, &client.client_id, options, id);
+            return Ok(Granted {
+                qos: options.qos,
+                wait,
+                retained: None,
+            });
+        }
+        let (existed, wait) = self.add_subscriber(key, &client.client_id, options, id);
+        // [MQTT-3.3.1-9..11] Retain Handling: 0 always, 1 only for a new subscription, 2 never.
+        let send = match options.retain_handling {
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendIfNew => !existed,
+            RetainHandling::DoNotSend => false,
+        };
+        Ok(Granted {
+            qos: options.qos,
+            wait,
+            retained: send.then(|| RetainedFor {
+                filter: filter.clone(),
+                qos: options.qos,
+                id,
+            }),
+        })
+    }
+
     /// Sends the retained messages matching each subscription, with the retain flag set
     /// [MQTT-3.3.1-6] [MQTT-3.3.1-8], after its SUBACK. They are read from the local replica at
     /// this moment, so none is older than what the barrier made visible.
     pub fn send_retained(&self, client: &Client, subs: &[RetainedFor]) {
         let now = Instant::now();
+        let security = self.security();
+        let username = self.username_of(client);
         for sub in subs {
-            let security = self.security();
             for m in self.retained_matching(sub.filter.filter(), now) {
                 if !security.can_receive(
                     client.client_id.as_str(),
-                    client.username.as_deref(),
+                    username.as_deref(),
                     m.topic.as_str(),
                 ) {
                     continue;
@@ -467,25 +501,19 @@ impl Shard {
             && topic.split('/').count() <= self.config.max_topic_levels
     }
 
-    /// Runs `f` on this client's session, if this connection still owns it (a takeover may have
-    /// moved it to a newer connection).
-    pub(super) fn with_session<T>(
-        &self,
-        client: &Client,
-        f: impl FnOnce(&mut Session) -> T,
-    ) -> Option<T> {
-        let mut state = self.state.borrow_mut();
-        let entry = state.sessions.get_mut(&client.client_id)?;
-        match &entry.conn {
-            Some(c) if c.id == client.conn.id => Some(f(&mut entry.session)),
-            _ => None,
-        }
-    }
-
     /// Sends what the session's window now allows from its queue.
     fn drain(&self, client: &Client, now: Instant) {
         self.drain_session(&client.client_id, client.conn.id, now);
     }
+}
+
+/// A filter granted by SUBSCRIBE.
+struct Granted {
+    qos: QoS,
+    /// The barrier the SUBACK waits for (other shards learning of a new filter or group).
+    wait: Option<Barrier>,
+    /// The retained messages the subscription is owed, if any.
+    retained: Option<RetainedFor>,
 }
 
 fn max_qos(level: u8) -> QoS {

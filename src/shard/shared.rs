@@ -20,19 +20,22 @@
 //! back to the group (`Session::take_shared`), so another member gets them [MQTT-4.8.2-5].
 //! Retained messages are never sent to shared subscriptions [MQTT-3.8.4-?/§4.8.2].
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-use super::barrier::Wait;
+use super::barrier::Barrier;
 use super::Shard;
 use crate::config::SharedStrategy;
-use crate::mesh::{AckToken, MeshMsg, ShardId};
+use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
+use crate::message::{Delivery, Message};
 use crate::protocol::{MqttString, SubscriptionOptions, TopicFilter};
-use crate::session::{Delivery, Link, Message};
+use crate::session::Link;
+use crate::topic::Trie;
 
 /// This shard's members of one group.
 #[derive(Debug)]
-pub(super) struct Group {
+struct Group {
     /// `$share/{group}/{filter}` as subscribed.
     filter: TopicFilter,
     members: Vec<Member>,
@@ -47,8 +50,59 @@ struct Member {
     id: Option<NonZeroU32>,
 }
 
-/// What other shards have members of a group: the group and their shard bits.
-pub(super) type RemoteGroups = Vec<(TopicFilter, u64)>;
+/// What other shards have members of a group: the group and those shards.
+type RemoteGroups = Vec<(TopicFilter, ShardSet)>;
+
+/// The shared subscription groups this shard knows.
+#[derive(Default)]
+pub(super) struct SharedGroups {
+    /// Groups with members on this shard, by filter.
+    local: Trie<Vec<Group>>,
+    /// Groups with members on other shards, by filter.
+    remote: Trie<RemoteGroups>,
+    /// Per group, the shard rotation cursor of messages published here.
+    cursor: HashMap<MqttString, usize>,
+}
+
+impl SharedGroups {
+    /// The shards known to have members of `group`, `me` included when it has some.
+    fn shards_of(&self, group: &TopicFilter, me: ShardId) -> ShardSet {
+        let mut set = ShardSet::EMPTY;
+        if let Some(groups) = self.local.get(group.filter()) {
+            if groups
+                .iter()
+                .any(|g| &g.filter == group && !g.members.is_empty())
+            {
+                set = set.union(ShardSet::of(me));
+            }
+        }
+        if let Some(remote) = self.remote.get(group.filter()) {
+            for (g, shards) in remote {
+                if g == group {
+                    set = set.union(*shards);
+                }
+            }
+        }
+        set
+    }
+
+    /// The groups whose filter matches `topic`, with the shards that have members.
+    fn matching(&self, topic: &str, me: ShardId) -> Vec<(TopicFilter, ShardSet)> {
+        let mut groups = Vec::new();
+        let own = ShardSet::of(me);
+        self.local.for_each_match(topic, |local: &Vec<Group>| {
+            for g in local {
+                merge(&mut groups, &g.filter, own);
+            }
+        });
+        self.remote.for_each_match(topic, |remote: &RemoteGroups| {
+            for (g, shards) in remote {
+                merge(&mut groups, g, *shards);
+            }
+        });
+        groups
+    }
+}
 
 impl Shard {
     /// Adds a member on this shard; tells the other shards when it is the group's first member
@@ -59,10 +113,10 @@ impl Shard {
         client_id: &MqttString,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
-    ) -> Option<Wait> {
+    ) -> Option<Barrier> {
         let first = {
-            let mut state = self.state.borrow_mut();
-            let groups = state.shared.entry(filter.filter(), Vec::new);
+            let mut shared = self.shared.borrow_mut();
+            let groups = shared.local.entry(filter.filter(), Vec::new);
             let pos = match groups.iter().position(|g| &g.filter == filter) {
                 Some(p) => p,
                 None => {
@@ -88,20 +142,20 @@ impl Shard {
             }
             group.members.len() == 1
         };
-        if !first || self.mesh.count() == 1 {
+        if !first {
             return None;
         }
-        let (token, wait) = self.barriers.borrow_mut().open(self.mesh.count() - 1);
+        let (token, barrier) = self.barrier_to_peers()?;
         self.broadcast_shared_interest(filter, true, Some(token));
-        Some(wait)
+        Some(barrier)
     }
 
     /// Removes a member; tells the other shards when the group has no member here any more.
     pub(super) fn remove_shared_member(&self, filter: &TopicFilter, client_id: &MqttString) {
         let mut emptied = false;
-        self.state
+        self.shared
             .borrow_mut()
-            .shared
+            .local
             .update_remove(filter.filter(), |groups| {
                 if let Some(g) = groups.iter_mut().find(|g| &g.filter == filter) {
                     let before = g.members.len();
@@ -121,55 +175,43 @@ impl Shard {
     /// group, and a broker that sees many short-lived groups must not keep one (nor the read
     /// buffer its key is a slice of) for each.
     fn forget_shared_cursor(&self, group: &TopicFilter) {
-        if self.group_shards(group) == 0 {
-            self.state
-                .borrow_mut()
-                .shared_cursor
-                .remove(group.as_mqtt_str());
+        let mut shared = self.shared.borrow_mut();
+        if shared.shards_of(group, self.id()).is_empty() {
+            shared.cursor.remove(group.as_mqtt_str());
         }
     }
 
     fn broadcast_shared_interest(&self, filter: &TopicFilter, add: bool, ack: Option<AckToken>) {
-        for peer in self.mesh.peers() {
-            self.mesh.send(
-                peer,
-                MeshMsg::SharedInterest {
-                    group: filter.clone(),
-                    from: self.id(),
-                    add,
-                    ack,
-                },
-            );
-        }
+        let from = self.id();
+        self.mesh.broadcast(|| MeshMsg::SharedInterest {
+            group: filter.clone(),
+            from,
+            add,
+            ack,
+        });
     }
 
     /// Another shard gained or lost its members of a group.
-    pub(super) fn on_shared_interest(
-        &self,
-        group: TopicFilter,
-        from: ShardId,
-        add: bool,
-        ack: Option<AckToken>,
-    ) {
-        let bit = 1u64 << from.0;
+    pub(super) fn set_shared_interest(&self, group: TopicFilter, from: ShardId, add: bool) {
+        let bit = ShardSet::of(from);
         {
-            let mut state = self.state.borrow_mut();
+            let mut shared = self.shared.borrow_mut();
             if add {
-                let groups = state.shared_remote.entry(group.filter(), Vec::new);
+                let groups = shared.remote.entry(group.filter(), Vec::new);
                 match groups.iter_mut().find(|(g, _)| g == &group) {
-                    Some((_, bits)) => *bits |= bit,
+                    Some((_, shards)) => *shards = shards.union(bit),
                     None => groups.push((group.clone(), bit)),
                 }
             } else {
-                state
-                    .shared_remote
+                shared
+                    .remote
                     .update_remove(group.filter(), |groups: &mut RemoteGroups| {
-                        for (g, bits) in groups.iter_mut() {
+                        for (g, shards) in groups.iter_mut() {
                             if g == &group {
-                                *bits &= !bit;
+                                *shards = shards.without(bit);
                             }
                         }
-                        groups.retain(|(_, bits)| *bits != 0);
+                        groups.retain(|(_, shards)| !shards.is_empty());
                         groups.is_empty()
                     });
             }
@@ -177,63 +219,23 @@ impl Shard {
         if !add {
             self.forget_shared_cursor(&group);
         }
-        if let Some(token) = ack {
-            self.ack_to(from, token);
-        }
     }
 
     /// Routes `message` to every shared group whose filter matches it: one member each.
-    pub(super) fn route_shared(&self, message: &Message, now: Instant) -> bool {
-        let mut groups: Vec<(TopicFilter, u64)> = Vec::new();
-        {
-            let state = self.state.borrow();
+    pub(super) fn route_shared(&self, message: &Message) -> bool {
+        let groups = {
+            let shared = self.shared.borrow();
             // Most brokers have no shared subscriptions: skip the two trie walks.
-            if state.shared.is_empty() && state.shared_remote.is_empty() {
+            if shared.local.is_empty() && shared.remote.is_empty() {
                 return false;
             }
-            let own = 1u64 << self.id().0;
-            state
-                .shared
-                .for_each_match(message.topic.as_str(), |local: &Vec<Group>| {
-                    for g in local {
-                        merge(&mut groups, &g.filter, own);
-                    }
-                });
-            state
-                .shared_remote
-                .for_each_match(message.topic.as_str(), |remote: &RemoteGroups| {
-                    for (g, bits) in remote {
-                        merge(&mut groups, g, *bits);
-                    }
-                });
-        }
+            shared.matching(message.topic.as_str(), self.id())
+        };
         let matched = !groups.is_empty();
         for (group, candidates) in groups {
-            self.dispatch_shared(group, message.clone(), candidates, 0, now);
+            self.dispatch_shared(group, message.clone(), candidates, ShardSet::EMPTY);
         }
         matched
-    }
-
-    /// The shards known to have members of `group`, this one included when it has some.
-    fn group_shards(&self, group: &TopicFilter) -> u64 {
-        let state = self.state.borrow();
-        let mut bits = 0;
-        if let Some(groups) = state.shared.get(group.filter()) {
-            if groups
-                .iter()
-                .any(|g| &g.filter == group && !g.members.is_empty())
-            {
-                bits |= 1u64 << self.id().0;
-            }
-        }
-        if let Some(remote) = state.shared_remote.get(group.filter()) {
-            for (g, b) in remote {
-                if g == group {
-                    bits |= b;
-                }
-            }
-        }
-        bits
     }
 
     /// Sends the message to one shard among `candidates` not yet `tried` (step 1 above).
@@ -241,84 +243,100 @@ impl Shard {
         &self,
         group: TopicFilter,
         message: Message,
-        candidates: u64,
-        tried: u64,
-        now: Instant,
+        candidates: ShardSet,
+        tried: ShardSet,
     ) {
-        let own = 1u64 << self.id().0;
-        let open = candidates & !tried;
-        let chosen = if open == 0 {
-            None
-        } else if open & own != 0 && self.config.shared_strategy == SharedStrategy::LocalFirst {
-            Some(self.id())
-        } else {
-            let mut state = self.state.borrow_mut();
-            let cursor = state
-                .shared_cursor
-                .entry(group.as_mqtt_str().clone())
-                .or_insert(0);
-            let shards: Vec<usize> = (0..64).filter(|i| open & (1u64 << i) != 0).collect();
-            let pick = shards[*cursor % shards.len()];
-            *cursor = cursor.wrapping_add(1);
-            Some(ShardId(pick))
-        };
-        match chosen {
-            Some(shard) if shard == self.id() => {
-                self.deliver_shared_here(group, message, candidates, tried, now)
-            }
-            Some(shard) => self.mesh.send(
-                shard,
-                MeshMsg::SharedPublish {
-                    group,
-                    message,
-                    tried,
-                },
-            ),
-            None => {
-                // Every shard with members was tried and none could take it even queued (the
-                // group emptied meanwhile): nobody is left to receive it.
-                crate::log!(Debug, "shared {:?}: no member left", group.as_str());
-            }
+        let open = candidates.without(tried);
+        if open.is_empty() {
+            // Every shard with members was tried and none could take it even queued (the group
+            // emptied meanwhile): nobody is left to receive it.
+            crate::log!(Debug, "shared {:?}: no member left", group.as_str());
+            return;
         }
+        let me = self.id();
+        let chosen =
+            if open.contains(me) && self.config.shared_strategy == SharedStrategy::LocalFirst {
+                me
+            } else {
+                let mut shared = self.shared.borrow_mut();
+                let cursor = shared
+                    .cursor
+                    .entry(group.as_mqtt_str().clone())
+                    .or_insert(0);
+                let pick = open.nth(*cursor % open.len()).unwrap_or(me);
+                *cursor = cursor.wrapping_add(1);
+                pick
+            };
+        // On this shard or another, the chosen shard's `on_shared_publish` takes it from here.
+        self.post(
+            chosen,
+            MeshMsg::SharedPublish {
+                group,
+                message,
+                tried,
+            },
+        );
     }
 
-    /// A message for `group` arrived from another shard.
-    pub(super) fn on_shared_publish(&self, group: TopicFilter, message: Message, tried: u64) {
-        let candidates = self.group_shards(&group);
-        self.deliver_shared_here(group, message, candidates, tried, Instant::now());
-    }
-
-    /// Steps 2 and 3: a member here that can take it, else another shard, else queue here.
-    fn deliver_shared_here(
+    /// A message for one member of `group` here (from this shard or another).
+    pub(super) fn deliver_shared_here(
         &self,
         group: TopicFilter,
         message: Message,
-        candidates: u64,
-        tried: u64,
+        tried: ShardSet,
         now: Instant,
     ) {
-        let tried = tried | (1u64 << self.id().0);
-        let last_resort = candidates & !tried == 0;
-        let mut guard = self.state.borrow_mut();
-        let state = &mut *guard;
-        let Some(g) = state
-            .shared
-            .get_mut(group.filter())
-            .and_then(|gs| gs.iter_mut().find(|g| g.filter == group))
-            .filter(|g| !g.members.is_empty())
-        else {
-            drop(guard);
-            return self.dispatch_shared(group, message, candidates, tried, now);
-        };
-        let n = g.members.len();
-        // [ACL] members that may not read the topic are never chosen.
+        let candidates = self.shared.borrow().shards_of(&group, self.id());
+        self.deliver_shared_among(group, message, candidates, tried, now);
+    }
+
+    /// Steps 2 and 3: a member here that can take it, else another shard, else queue here.
+    fn deliver_shared_among(
+        &self,
+        group: TopicFilter,
+        message: Message,
+        candidates: ShardSet,
+        tried: ShardSet,
+        now: Instant,
+    ) {
+        let tried = tried.union(ShardSet::of(self.id()));
+        let last_resort = candidates.without(tried).is_empty();
+        match self.pick_member(&group, &message, last_resort, now) {
+            Some((client_id, delivery)) => {
+                self.deliver_shared_to(&client_id, &message, delivery, now)
+            }
+            // No member here may read it, and every other shard was tried.
+            None if last_resort => {}
+            None => self.dispatch_shared(group, message, candidates, tried),
+        }
+    }
+
+    /// The member of `group` on this shard that gets `message`: the next in rotation that can
+    /// take it now; as a last resort (every other shard tried) one that is online, else any that
+    /// may read it, so that it queues rather than being lost. [ACL] members that may not read
+    /// the topic are never chosen.
+    fn pick_member(
+        &self,
+        group: &TopicFilter,
+        message: &Message,
+        last_resort: bool,
+        now: Instant,
+    ) -> Option<(MqttString, Delivery)> {
         let security = self.security();
+        let clients = self.clients.borrow();
+        let mut shared = self.shared.borrow_mut();
+        let g = shared
+            .local
+            .get_mut(group.filter())
+            .and_then(|gs| gs.iter_mut().find(|g| &g.filter == group))
+            .filter(|g| !g.members.is_empty())?;
+        let entry = |m: &Member| clients.sessions.get(&m.client_id);
         let readable = |m: &Member| {
             !security.checks_deliveries()
-                || state.sessions.get(&m.client_id).is_some_and(|e| {
+                || entry(m).is_some_and(|e| {
                     security.can_receive(
                         m.client_id.as_str(),
-                        e.username.as_deref(),
+                        e.session.username.as_deref(),
                         message.topic.as_str(),
                     )
                 })
@@ -326,39 +344,20 @@ impl Shard {
         let able = |m: &Member| {
             let qos = message.qos.min(m.options.qos);
             readable(m)
-                && state
-                    .sessions
-                    .get(&m.client_id)
-                    .is_some_and(|e| e.link(now) == Link::Online && e.session.has_room(qos))
+                && entry(m).is_some_and(|e| e.link(now) == Link::Online && e.session.has_room(qos))
         };
-        let online = |m: &Member| {
-            state
-                .sessions
-                .get(&m.client_id)
-                .is_some_and(|e| e.conn.is_some() || e.parked.is_some())
-        };
-        let start = g.cursor;
-        let pick = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| able(&g.members[i]))
-            .or_else(|| {
-                let order = || (0..n).map(|k| (start + k) % n);
-                last_resort
-                    .then(|| {
-                        order()
-                            .find(|&i| readable(&g.members[i]) && online(&g.members[i]))
-                            .or_else(|| order().find(|&i| readable(&g.members[i])))
-                    })
-                    .flatten()
-            });
-        let Some(i) = pick else {
-            drop(guard);
-            if last_resort {
-                // No member here may read it, and every other shard was tried.
-                return;
-            }
-            return self.dispatch_shared(group, message, candidates, tried, now);
-        };
+        let online = |m: &Member| entry(m).is_some_and(|e| e.is_online());
+        let n = g.members.len();
+        let order = || (0..n).map(|k| (g.cursor + k) % n);
+        let i = order().find(|&i| able(&g.members[i])).or_else(|| {
+            last_resort
+                .then(|| {
+                    order()
+                        .find(|&i| readable(&g.members[i]) && online(&g.members[i]))
+                        .or_else(|| order().find(|&i| readable(&g.members[i])))
+                })
+                .flatten()
+        })?;
         g.cursor = i + 1;
         let m = &g.members[i];
         let delivery = Delivery {
@@ -367,34 +366,45 @@ impl Shard {
             subscription_ids: m.id.into_iter().collect(),
             group: Some(group.clone()),
         };
-        if let Some(entry) = state.sessions.get_mut(&m.client_id) {
-            if let Some(p) = entry
-                .session
-                .deliver(&message, delivery, entry.link(now), now)
-            {
-                if entry.parked.is_some() {
-                    self.unpark(entry, &mut state.parking, &mut state.conns);
-                }
-                if let Some(conn) = &entry.conn {
-                    conn.send_publish(p);
-                }
+        Some((m.client_id.clone(), delivery))
+    }
+
+    /// Delivers a shared message to the member chosen for it.
+    fn deliver_shared_to(
+        &self,
+        client_id: &MqttString,
+        message: &Message,
+        delivery: Delivery,
+        now: Instant,
+    ) {
+        let mut guard = self.clients.borrow_mut();
+        let clients = &mut *guard;
+        let Some(entry) = clients.sessions.get_mut(client_id) else {
+            return;
+        };
+        let link = entry.link(now);
+        if let Some(p) = entry.session.deliver(message, delivery, link, now) {
+            if entry.parked.is_some() {
+                self.unpark(entry, &mut clients.parking, &mut clients.conns);
+            }
+            if let Some(conn) = &entry.conn {
+                conn.send_publish(p);
             }
         }
     }
 
     /// Gives the shared messages an ending session still held back to their groups.
     pub(super) fn reroute_shared(&self, pending: Vec<(TopicFilter, Message)>) {
-        let now = Instant::now();
         for (group, message) in pending {
-            let candidates = self.group_shards(&group);
-            self.dispatch_shared(group, message, candidates, 0, now);
+            let candidates = self.shared.borrow().shards_of(&group, self.id());
+            self.dispatch_shared(group, message, candidates, ShardSet::EMPTY);
         }
     }
 }
 
-fn merge(groups: &mut Vec<(TopicFilter, u64)>, group: &TopicFilter, bits: u64) {
+fn merge(groups: &mut Vec<(TopicFilter, ShardSet)>, group: &TopicFilter, shards: ShardSet) {
     match groups.iter_mut().find(|(g, _)| g == group) {
-        Some((_, b)) => *b |= bits,
-        None => groups.push((group.clone(), bits)),
+        Some((_, s)) => *s = s.union(shards),
+        None => groups.push((group.clone(), shards)),
     }
 }

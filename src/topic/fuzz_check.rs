@@ -15,15 +15,25 @@
 //! - a valid filter is its share prefix, share name and filter put back together;
 //! - every valid filter (without its share prefix) goes into one `Trie`. For every topic — the
 //!   parts that are valid names, and for each filter a topic made by filling in its wildcards —
-//!   the trie reports exactly the filters `matches` accepts, and both agree with a recursive
-//!   reference matcher (which also applies [MQTT-4.7.2-1] to `$` topics);
+//!   the trie reports exactly the filters the `TopicIndex` (the retained store's matcher, searched
+//!   from the other side) finds the topic with, and both agree with a recursive reference matcher
+//!   (which also applies [MQTT-4.7.2-1] to `$` topics);
 //! - a filter matches the topic made from it;
 //! - removing every filter empties the trie.
 
 use bytes::Bytes;
 
-use super::{matches, Trie};
+use super::{TopicIndex, Trie};
 use crate::protocol::{MqttString, TopicFilter, TopicName, SHARE_PREFIX};
+
+/// Whether `filter` finds `topic` in a `TopicIndex` holding that topic alone.
+fn matches(filter: &str, topic: &str) -> bool {
+    let mut index = TopicIndex::default();
+    index.insert(topic, ());
+    let mut hit = false;
+    index.for_each_match(filter, |_| hit = true);
+    hit
+}
 
 /// Strings taken from one input (more would only slow the fuzzer down: the check is quadratic).
 pub const MAX_PARTS: usize = 48;

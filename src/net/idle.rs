@@ -1,17 +1,16 @@
 //! The shard's idle watcher: the sockets of parked connections (`shard::park`) wait in one
 //! epoll set per shard instead of each holding a glommio source and a task. One thread of the
 //! shard's blocking pool waits on the set; when sockets become readable their sessions' slots
-//! come back to the shard, which wakes those connections, and `serve_woken` starts their tasks
-//! again. Each registration is one-shot and removed when the connection wakes, whatever woke it.
+//! come back to the shard, which wakes those connections, and `serve_arrivals` (in `net`) starts
+//! their tasks again. Each registration is one-shot and removed when the connection wakes,
+//! whatever woke it.
 //!
 //! Lives on its shard's thread (`WATCHER`); only the epoll set's fd crosses to the pool thread.
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-
-use glommio::net::TcpStream;
 
 use crate::shard::Shard;
 
@@ -65,7 +64,7 @@ impl Watcher {
     }
 
     /// Stops watching a socket (a woken connection's).
-    fn unwatch(&self, fd: RawFd) {
+    pub fn unwatch(&self, fd: RawFd) {
         let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
     }
 
@@ -106,7 +105,6 @@ pub fn start(shard: Rc<Shard>) -> io::Result<impl std::future::Future<Output = (
     let watcher = Rc::new(Watcher::new()?);
     WATCHER.with(|w| *w.borrow_mut() = Some(watcher.clone()));
     Ok(async move {
-        let serve = glommio::spawn_local(serve_woken(shard.clone(), watcher.clone()));
         let epoll = watcher.epoll.as_raw_fd();
         loop {
             let keys = glommio::executor()
@@ -119,20 +117,6 @@ pub fn start(shard: Rc<Shard>) -> io::Result<impl std::future::Future<Output = (
                 shard.wake_key(key as u32);
             }
         }
-        drop(serve);
         WATCHER.with(|w| w.borrow_mut().take());
     })
-}
-
-/// Serves the connections the shard wakes (whatever woke them) until dropped.
-async fn serve_woken(shard: Rc<Shard>, watcher: Rc<Watcher>) {
-    loop {
-        let woken = std::future::poll_fn(|cx| shard.poll_woken(cx)).await;
-        for w in woken {
-            watcher.unwatch(w.fd.as_raw_fd());
-            // SAFETY: the fd is a connected TCP socket the parked connection owned alone.
-            let stream = unsafe { TcpStream::from_raw_fd(w.fd.into_raw_fd()) };
-            super::connection::resume(shard.clone(), stream, w.client, w.slot, w.deadline);
-        }
-    }
 }

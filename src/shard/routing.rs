@@ -1,0 +1,264 @@
+//! Routing a message (`route`): match this shard's trie and deliver to local sessions; match the
+//! interest table (filter → the other shards with subscribers) and send the message once to each
+//! interested shard, which matches its own trie. The payload `Bytes` is shared by every delivery.
+//!
+//! Interest table: when a shard's trie gains its first subscriber for a filter it tells every
+//! other shard (`MeshMsg::Interest`, with a barrier so SUBACK waits until all know); when it loses
+//! the last one it tells them again.
+
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+use super::barrier::Barrier;
+use super::Shard;
+use crate::auth::security::Security;
+use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
+use crate::message::{Delivery, Message};
+use crate::protocol::{MqttString, SubscriptionOptions};
+use crate::session::Link;
+use crate::topic::Trie;
+
+/// A local subscriber of one filter.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    client_id: MqttString,
+    /// Granted QoS and the MQTT 5 options (No Local, Retain As Published).
+    options: SubscriptionOptions,
+    /// The Subscription Identifier given with the SUBSCRIBE, if any.
+    id: Option<NonZeroU32>,
+}
+
+/// Who subscribes to what: this shard's subscribers and the other shards' interest.
+#[derive(Default)]
+pub(super) struct Routing {
+    /// Filter (without share prefix) → this shard's subscribers.
+    subs: Trie<Vec<Subscriber>>,
+    /// Filter → the *other* shards with subscribers to it.
+    interest: Trie<ShardSet>,
+}
+
+impl Routing {
+    pub fn local_filters(&self) -> usize {
+        self.subs.len()
+    }
+
+    pub fn remote_filters(&self) -> usize {
+        self.interest.len()
+    }
+
+    /// Shard `from` gained (`add`) or lost its subscribers of `filter`.
+    pub fn set_interest(&mut self, filter: &MqttString, from: ShardId, add: bool) {
+        let bit = ShardSet::of(from);
+        if add {
+            let set = self.interest.entry(filter.as_str(), || ShardSet::EMPTY);
+            *set = set.union(bit);
+        } else {
+            self.interest.update_remove(filter.as_str(), |set| {
+                *set = set.without(bit);
+                set.is_empty()
+            });
+        }
+    }
+
+    /// The other shards with subscribers matching `topic`.
+    fn interested(&self, topic: &str) -> ShardSet {
+        let mut shards = ShardSet::EMPTY;
+        self.interest
+            .for_each_match(topic, |set| shards = shards.union(*set));
+        shards
+    }
+}
+
+impl Shard {
+    /// Delivers `message` to every matching subscriber, here and on other shards. `message.retain`
+    /// is the publisher's flag; each subscriber sees it only with Retain As Published. Returns
+    /// whether any subscription (here, or possibly on another shard) matched.
+    pub fn route(&self, message: &Message, now: Instant) -> bool {
+        let local = self.deliver_local(message, now);
+        let shards = self.routing.borrow().interested(message.topic.as_str());
+        self.mesh
+            .send_to_set(shards, || MeshMsg::Publish(message.clone()));
+        let shared = self.route_shared(message);
+        local > 0 || !shards.is_empty() || shared
+    }
+
+    /// Delivers to this shard's subscribers: once per session, at the highest QoS of its
+    /// matching subscriptions, with the identifiers of all of them [MQTT-3.3.4-2]
+    /// [MQTT-3.3.4-3]; never back to a No Local subscriber's own messages [MQTT-3.8.3-3].
+    /// Returns the number of sessions it went to.
+    pub(super) fn deliver_local(&self, message: &Message, now: Instant) -> usize {
+        let routing = self.routing.borrow();
+        let mut matches: Vec<&Subscriber> = Vec::new();
+        routing
+            .subs
+            .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
+                matches.extend(
+                    subs.iter()
+                        .filter(|s| !(s.options.no_local && s.client_id == message.publisher)),
+                );
+            });
+        if matches.len() > 1 {
+            matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        }
+        let security = self.security();
+        let mut delivered = 0;
+        let mut rest = &matches[..];
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|s| s.client_id == first.client_id)
+                .count();
+            let (same, tail) = rest.split_at(n);
+            rest = tail;
+            let mut delivery = Delivery::default();
+            for s in same {
+                delivery.qos = delivery.qos.max(message.qos.min(s.options.qos));
+                // [MQTT-3.3.1-12] Retain As Published keeps the publisher's flag.
+                delivery.retain |= s.options.retain_as_published && message.retain;
+                delivery.subscription_ids.extend(s.id);
+            }
+            if self.deliver_to(&security, &first.client_id, message, delivery, now) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Delivers `message` to one local session as `delivery` says, unless the ACL forbids the
+    /// client to read the topic. Returns whether it went to the session (sent, queued or dropped
+    /// by its limits).
+    fn deliver_to(
+        &self,
+        security: &Security,
+        client_id: &MqttString,
+        message: &Message,
+        delivery: Delivery,
+        now: Instant,
+    ) -> bool {
+        let mut guard = self.clients.borrow_mut();
+        let clients = &mut *guard;
+        let Some(entry) = clients.sessions.get_mut(client_id) else {
+            return false;
+        };
+        if security.checks_deliveries()
+            && !security.can_receive(
+                client_id.as_str(),
+                entry.session.username.as_deref(),
+                message.topic.as_str(),
+            )
+        {
+            return false; // [ACL] this subscriber may not read this topic
+        }
+        let before = entry.session.drops;
+        let link = entry.link(now);
+        if link == Link::Congested {
+            if let Some(conn) = &entry.conn {
+                conn.note_held_back();
+            }
+        }
+        let qos = delivery.qos;
+        entry.session.set_stretch(Self::stretching(&entry.holds));
+        if let Some(publish) = entry.session.deliver(message, delivery, link, now) {
+            if entry.parked.is_some() {
+                self.unpark(entry, &mut clients.parking, &mut clients.conns);
+            }
+            if let Some(conn) = &entry.conn {
+                conn.send_publish(publish);
+            }
+        }
+        self.note_pressure(
+            &mut entry.holds,
+            &entry.session,
+            link,
+            qos,
+            &message.publisher,
+            now,
+        );
+        if entry.session.drops != before {
+            self.note_drop(client_id, &entry.session.drops, &before, now);
+        }
+        true
+    }
+
+    /// Publishes a message from a client or a will: updates the retained store when the retain
+    /// flag is set [MQTT-3.3.1-5], then routes it. Returns whether any subscription matched, and
+    /// with `wait` the retained barrier that QoS 1/2 acknowledgements wait for.
+    pub(super) fn publish_message(
+        &self,
+        message: Message,
+        wait: bool,
+        now: Instant,
+    ) -> (bool, Option<Barrier>) {
+        let barrier = if message.retain {
+            self.update_retained(message.detached(), wait)
+        } else {
+            None
+        };
+        (self.route(&message, now), barrier)
+    }
+
+    /// Adds (or updates) a local subscriber; tells other shards when the filter is new here.
+    /// Returns whether the subscription existed already (for Retain Handling 1) and the barrier
+    /// to wait for before acknowledging.
+    pub(super) fn add_subscriber(
+        &self,
+        filter: &MqttString,
+        client_id: &MqttString,
+        options: SubscriptionOptions,
+        id: Option<NonZeroU32>,
+    ) -> (bool, Option<Barrier>) {
+        let (existed, first) = {
+            let mut routing = self.routing.borrow_mut();
+            let subs = routing.subs.entry(filter.as_str(), Vec::new);
+            match subs.iter_mut().find(|s| &s.client_id == client_id) {
+                Some(s) => {
+                    // [MQTT-3.8.4-3] a repeated subscription replaces the old one.
+                    s.options = options;
+                    s.id = id;
+                    (true, false)
+                }
+                None => {
+                    subs.push(Subscriber {
+                        client_id: client_id.clone(),
+                        options,
+                        id,
+                    });
+                    (false, subs.len() == 1)
+                }
+            }
+        };
+        if !first {
+            return (existed, None);
+        }
+        let Some((token, barrier)) = self.barrier_to_peers() else {
+            return (existed, None);
+        };
+        self.broadcast_interest(filter, true, Some(token));
+        (existed, Some(barrier))
+    }
+
+    /// Removes a local subscriber; tells other shards when it was the filter's last one here.
+    pub(super) fn remove_subscriber(&self, filter: &MqttString, client_id: &MqttString) {
+        let emptied = self
+            .routing
+            .borrow_mut()
+            .subs
+            .update_remove(filter.as_str(), |subs| {
+                subs.retain(|s| &s.client_id != client_id);
+                subs.is_empty()
+            });
+        if emptied {
+            self.broadcast_interest(filter, false, None);
+        }
+    }
+
+    fn broadcast_interest(&self, filter: &MqttString, add: bool, ack: Option<AckToken>) {
+        let from = self.id();
+        self.mesh.broadcast(|| MeshMsg::Interest {
+            filter: filter.clone(),
+            from,
+            add,
+            ack,
+        });
+    }
+}
