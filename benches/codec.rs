@@ -72,7 +72,7 @@ fn connect_v5() -> Packet {
         protocol: ProtocolVersion::V5,
         clean_start: true,
         keep_alive: 60,
-        client_id: s("bench-client-0001"),
+        client_id: s("bench-client-0001").into(),
         will: Some(LastWill {
             topic: TopicName::from_static("clients/bench-client-0001/status").unwrap(),
             payload: Bytes::from_static(b"offline"),

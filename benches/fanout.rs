@@ -48,7 +48,7 @@ use coremq::mesh::{self, home_shard, MeshMsg};
 use coremq::message::{Delivery, Message};
 use coremq::notify::Notify;
 use coremq::protocol::{
-    Connect, ConnectProperties, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
+    ClientId, Connect, ConnectProperties, Packet, PacketId, ProtocolVersion, Publish, QoS,
     RetainHandling, Subscribe, SubscribeProperties, SubscriptionOptions, TopicFilter, TopicName,
 };
 use coremq::session::{Limits, Link, Session};
@@ -103,13 +103,13 @@ fn bench_local(c: &mut Criterion) {
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
         let message = Message::from_publish(
             publish(qos),
-            MqttString::from_static("publisher").unwrap(),
+            ClientId::from_static("publisher").unwrap(),
             Instant::now(),
         );
         for n in COUNTS {
             let mut sessions: Vec<Session> = (0..n)
                 .map(|i| {
-                    let id = MqttString::copy_from(&format!("subscriber-{i}")).unwrap();
+                    let id = ClientId::copy_from(&format!("subscriber-{i}")).unwrap();
                     Session::new(id, V, limits)
                 })
                 .collect();
@@ -201,7 +201,7 @@ async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
         protocol: V,
         clean_start: true,
         keep_alive: 0,
-        client_id: MqttString::copy_from(id).unwrap(),
+        client_id: ClientId::copy_from(id).unwrap(),
         will: None,
         username: None,
         password: None,

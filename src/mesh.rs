@@ -28,7 +28,7 @@ use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender
 
 use crate::message::Message;
 use crate::notify::Notify;
-use crate::protocol::{Connect, MqttString, TopicFilter};
+use crate::protocol::{ClientId, Connect, MqttString, TopicFilter};
 
 /// Most shards a broker can have: a `ShardSet` is one 64-bit word (`COREMQ_SHARDS` is checked
 /// against this at start-up).
@@ -145,7 +145,7 @@ pub enum MeshMsg {
     },
     /// Take (`on`) or release a hold on a publisher homed on the receiving shard: a subscriber
     /// elsewhere is falling behind (see `shard::flow`).
-    Hold { publisher: MqttString, on: bool },
+    Hold { publisher: ClientId, on: bool },
     /// A connection whose CONNECT named a client id homed on the receiving shard.
     Handoff(Handoff),
 }
@@ -382,7 +382,7 @@ pub trait Handler {
     /// A message for one member of `group` here.
     fn on_shared_publish(&self, group: TopicFilter, message: Message, tried: ShardSet);
     /// A hold on a publisher homed here was taken or released.
-    fn on_hold(&self, publisher: MqttString, on: bool);
+    fn on_hold(&self, publisher: ClientId, on: bool);
     /// A connection for a client id homed here.
     fn on_handoff(&self, handoff: Handoff);
 }

@@ -10,8 +10,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::protocol::{
-    MessageProperties, MqttString, PacketId, Publish, PublishProperties, QoS, TopicFilter,
-    TopicName,
+    ClientId, MessageProperties, MqttString, PacketId, Publish, PublishProperties, QoS,
+    TopicFilter, TopicName,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub struct Message {
     /// which is recomputed from `expires_at` at each delivery [MQTT-3.3.2-6].
     pub properties: MessageProperties,
     /// The publishing client's id (empty for messages the broker makes), for No Local.
-    pub publisher: MqttString,
+    pub publisher: ClientId,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
 }
@@ -47,7 +47,7 @@ pub struct Delivery {
 
 impl Message {
     /// The message a received PUBLISH carries (topic alias already resolved by the caller).
-    pub fn from_publish(p: Publish, publisher: MqttString, now: Instant) -> Self {
+    pub fn from_publish(p: Publish, publisher: ClientId, now: Instant) -> Self {
         let expires_at = p
             .properties
             .message
@@ -108,7 +108,7 @@ impl Message {
         Self {
             topic: TopicName::copy_from(self.topic.as_str()).unwrap_or_else(|_| self.topic.clone()),
             payload: Bytes::copy_from_slice(&self.payload),
-            publisher: text(&self.publisher),
+            publisher: self.publisher.detached(),
             properties: MessageProperties {
                 payload_format_indicator: p.payload_format_indicator,
                 message_expiry_interval: p.message_expiry_interval,

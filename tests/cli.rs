@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use coremq::config::FLAGS;
 use coremq::protocol::{
-    Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions, TopicFilter, TopicName,
+    ClientId, Connect, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions, TopicFilter, TopicName,
 };
 
 use common::{id_on, RawClient, TempDir, PATIENCE};
@@ -146,7 +146,7 @@ fn try_connect(
         protocol: version,
         clean_start: true,
         keep_alive: 60,
-        client_id: MqttString::copy_from(id).unwrap(),
+        client_id: ClientId::copy_from(id).unwrap(),
         will: None,
         username: credentials.map(|(u, _)| MqttString::copy_from(u).unwrap()),
         password: credentials.map(|(_, p)| Bytes::copy_from_slice(p.as_bytes())),

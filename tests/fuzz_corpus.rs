@@ -146,7 +146,7 @@ fn packets(v: ProtocolVersion) -> Vec<(&'static str, Packet)> {
         protocol: v,
         clean_start: true,
         keep_alive: 60,
-        client_id: s("client-1"),
+        client_id: s("client-1").into(),
         will: Some(LastWill {
             topic: topic("will/topic"),
             payload: Bytes::from_static(b"gone"),

@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
 use coremq::protocol::{
-    decode, Connect, ConnectProperties, Disconnect, MqttString, Packet, PacketId, ProtocolVersion,
-    Publish, PublishAck, PublishProperties, QoS, ReasonCode, Subscribe, SubscribeProperties,
-    SubscriptionOptions, TopicFilter, TopicName,
+    decode, ClientId, Connect, ConnectProperties, Disconnect, MqttString, Packet, PacketId,
+    ProtocolVersion, Publish, PublishAck, PublishProperties, QoS, ReasonCode, Subscribe,
+    SubscribeProperties, SubscriptionOptions, TopicFilter, TopicName,
 };
 use mio::net::TcpStream;
 
@@ -132,7 +132,7 @@ impl Conn {
             protocol: version,
             clean_start: true,
             keep_alive: login.keep_alive,
-            client_id: MqttString::copy_from(login.client_id)
+            client_id: ClientId::copy_from(login.client_id)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?,
             will: None,
             username: login.username.cloned(),

@@ -14,7 +14,7 @@ use super::property::{
 };
 use super::reason::ReasonCode;
 use super::topic::TopicName;
-use super::types::{MqttString, ProtocolVersion, QoS};
+use super::types::{ClientId, MqttString, ProtocolVersion, QoS};
 use super::wire::{Out, Reader};
 
 /// A client's CONNECT. Lives only on the shard that reads it, until it becomes a session.
@@ -27,7 +27,7 @@ pub struct Connect {
     /// Seconds; 0 disables keep alive.
     pub keep_alive: u16,
     /// May be empty: the server assigns one (3.1.1 only with clean session).
-    pub client_id: MqttString,
+    pub client_id: ClientId,
     pub will: Option<LastWill>,
     pub username: Option<MqttString>,
     pub password: Option<Bytes>,
@@ -109,7 +109,7 @@ impl Connect {
             ConnectProperties::default()
         };
         // [MQTT-3.1.3-3] the client identifier comes first in the payload.
-        let client_id = r.string()?;
+        let client_id = ClientId::from(r.string()?);
         let will = if will_flag {
             let properties = if protocol.is_v5() {
                 decode_block(r, PropKind::Will)?
@@ -166,7 +166,7 @@ impl Connect {
         if v.is_v5() {
             encode_block(&self.properties, o);
         }
-        o.write_str(&self.client_id);
+        o.write_str(self.client_id.as_mqtt_str());
         if let Some(w) = &self.will {
             if v.is_v5() {
                 encode_block(&w.properties, o);

@@ -65,7 +65,8 @@ pub use reason::ReasonCode;
 pub use subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 pub use topic::{TopicFilter, TopicName, SHARE_PREFIX};
 pub use types::{
-    MqttString, PacketId, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions, UserProperty,
+    ClientId, MqttString, PacketId, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions,
+    UserProperty,
 };
 
 use wire::{measure, packet_type as pt, Out, Reader, MAX_VAR_INT};

@@ -176,6 +176,63 @@ impl std::ops::Deref for MqttString {
     }
 }
 
+/// A client identifier: the UTF-8 string a CONNECT names its session by [MQTT-3.1.3-2]. Empty
+/// in a CONNECT that asks the server to assign one [MQTT-3.1.3-6]; the broker's messages carry
+/// the empty id as their publisher.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ClientId(MqttString);
+
+impl ClientId {
+    /// A client id in its own allocation (one that lives as long as a session must not keep the
+    /// CONNECT's read buffer alive).
+    pub fn copy_from(s: &str) -> Result<Self, DecodeError> {
+        MqttString::copy_from(s).map(Self)
+    }
+
+    pub fn from_static(s: &'static str) -> Result<Self, DecodeError> {
+        MqttString::from_static(s).map(Self)
+    }
+
+    /// This id in its own allocation (see `copy_from`).
+    pub fn detached(&self) -> Self {
+        Self::copy_from(self.as_str()).unwrap_or_else(|_| self.clone())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    pub fn as_mqtt_str(&self) -> &MqttString {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<MqttString> for ClientId {
+    fn from(s: MqttString) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A User Property: a name/value pair of UTF-8 strings. Order and duplicates are kept.
 pub type UserProperty = (MqttString, MqttString);
 

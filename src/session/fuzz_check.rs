@@ -33,7 +33,7 @@ use bytes::Bytes;
 
 use super::{Delivery, Drops, Limits, Link, Message, Resend, Session};
 use crate::protocol::{
-    MessageProperties, MqttString, PacketId, ProtocolVersion, Publish, QoS, TopicFilter, TopicName,
+    ClientId, MessageProperties, PacketId, ProtocolVersion, Publish, QoS, TopicFilter, TopicName,
 };
 
 /// Operations taken from one input.
@@ -122,7 +122,7 @@ pub fn check(data: &[u8], start: Instant) -> Result<Summary, String> {
         max_queued_bytes: 64 + 8 * usize::from(input.byte()),
         queue_qos0: input.byte() & 1 == 1,
     };
-    let client_id = MqttString::from_static("fuzz").map_err(|e| e.to_string())?;
+    let client_id = ClientId::from_static("fuzz").map_err(|e| e.to_string())?;
     let mut session = Session::new(client_id, ProtocolVersion::V5, limits);
     let mut model = Model {
         limits,
@@ -136,78 +136,110 @@ pub fn check(data: &[u8], start: Instant) -> Result<Summary, String> {
         dropped_qos12: 0,
         delivered_qos12: 0,
     };
-    let mut now = start;
-    let mut summary = Summary::default();
-    let mut seq = 0u32;
-    while !input.data.is_empty() && summary.operations < MAX_OPS {
-        summary.operations += 1;
+    let mut run = Run {
+        now: start,
+        seq: 0,
+        summary: Summary::default(),
+    };
+    while !input.data.is_empty() && run.summary.operations < MAX_OPS {
+        run.summary.operations += 1;
         let op = input.byte();
-        let step = match op % 11 {
-            0..=2 => {
-                seq += 1;
-                deliver(&mut session, &mut model, &mut input, seq, now)
-            }
-            3 => {
-                let id = pick_id(&model, &mut input);
-                let want = model.finish(id, QoS::AtLeastOnce, Stage::AwaitAck);
-                expect_ack("handle_puback", id, session.handle_puback(id), want)
-            }
-            4 => {
-                let id = pick_id(&model, &mut input);
-                let want = match model.inflight.iter_mut().find(|f| f.id == id) {
-                    Some(f) if f.qos == QoS::ExactlyOnce => {
-                        f.stage = Stage::AwaitComp;
-                        true
-                    }
-                    _ => false,
-                };
-                expect_ack("handle_pubrec", id, session.handle_pubrec(id), want)
-            }
-            5 => {
-                let id = pick_id(&model, &mut input);
-                let want = model.finish(id, QoS::ExactlyOnce, Stage::AwaitComp);
-                expect_ack("handle_pubcomp", id, session.handle_pubcomp(id), want)
-            }
-            6 => {
-                let out = session.drain_queue(now);
-                model.drain(out, now, "drain_queue")
-            }
-            7 => resume(&mut session, &mut model, now, &mut summary),
-            8 => {
-                now += Duration::from_secs(u64::from(input.byte() % 4));
-                Ok(())
-            }
-            9 => {
-                let n = usize::from(input.byte() % 10);
-                session.set_max_inflight(n);
-                model.window = n.max(1);
-                Ok(())
-            }
-            _ => match input.byte() % 3 {
-                0 => {
-                    let got = session.take_shared().len();
-                    model.take_shared(got)
-                }
-                1 => {
-                    let id = PacketId::new(1 + input.byte() as u16 % 8).ok_or("id 0")?;
-                    let want = model.incoming.insert(id);
-                    let got = session.handle_incoming_qos2(id);
-                    expect_ack("handle_incoming_qos2", id, got, want)
-                }
-                _ => {
-                    let id = PacketId::new(1 + input.byte() as u16 % 8).ok_or("id 0")?;
-                    let want = model.incoming.remove(&id);
-                    expect_ack("handle_pubrel", id, session.handle_pubrel(id), want)
-                }
-            },
-        };
-        step.and_then(|()| model.compare(&session))
-            .map_err(|e| format!("operation {} (byte {op:#04x}): {e}", summary.operations))?;
+        operation(op, &mut session, &mut model, &mut input, &mut run)
+            .and_then(|()| model.compare(&session))
+            .map_err(|e| format!("operation {} (byte {op:#04x}): {e}", run.summary.operations))?;
     }
+    let mut summary = run.summary;
     summary.delivered = model.delivered_qos12;
     summary.completed = model.completed;
     summary.dropped = session.drops.total();
     Ok(summary)
+}
+
+/// What carries over from one operation to the next.
+struct Run {
+    now: Instant,
+    /// The last message's sequence number.
+    seq: u32,
+    summary: Summary,
+}
+
+/// One operation, chosen by `op`, on the session and the model alike.
+fn operation(
+    op: u8,
+    session: &mut Session,
+    model: &mut Model,
+    input: &mut Input,
+    run: &mut Run,
+) -> Result<(), String> {
+    let now = run.now;
+    match op % 11 {
+        0..=2 => {
+            run.seq += 1;
+            deliver(session, model, input, run.seq, now)
+        }
+        3 => {
+            let id = pick_id(model, input);
+            let want = model.finish(id, QoS::AtLeastOnce, Stage::AwaitAck);
+            expect_ack("handle_puback", id, session.handle_puback(id), want)
+        }
+        4 => {
+            let id = pick_id(model, input);
+            let want = match model.inflight.iter_mut().find(|f| f.id == id) {
+                Some(f) if f.qos == QoS::ExactlyOnce => {
+                    f.stage = Stage::AwaitComp;
+                    true
+                }
+                _ => false,
+            };
+            expect_ack("handle_pubrec", id, session.handle_pubrec(id), want)
+        }
+        5 => {
+            let id = pick_id(model, input);
+            let want = model.finish(id, QoS::ExactlyOnce, Stage::AwaitComp);
+            expect_ack("handle_pubcomp", id, session.handle_pubcomp(id), want)
+        }
+        6 => {
+            let out = session.drain_queue(now);
+            model.drain(out, now, "drain_queue")
+        }
+        7 => resume(session, model, now, &mut run.summary),
+        8 => {
+            run.now += Duration::from_secs(u64::from(input.byte() % 4));
+            Ok(())
+        }
+        9 => {
+            let n = usize::from(input.byte() % 10);
+            session.set_max_inflight(n);
+            model.window = n.max(1);
+            Ok(())
+        }
+        _ => shared_or_inbound(session, model, input),
+    }
+}
+
+/// `take_shared`, or one step of the inbound QoS 2 ids (a PUBLISH or a PUBREL).
+fn shared_or_inbound(
+    session: &mut Session,
+    model: &mut Model,
+    input: &mut Input,
+) -> Result<(), String> {
+    match input.byte() % 3 {
+        0 => {
+            let got = session.take_shared().len();
+            model.take_shared(got)
+        }
+        1 => {
+            let id = PacketId::new(1 + input.byte() as u16 % 8).ok_or("id 0")?;
+            let want = model.incoming.insert(id);
+            let got = session.handle_incoming_qos2(id);
+            expect_ack("handle_incoming_qos2", id, got, want)
+        }
+        _ => {
+            let id = PacketId::new(1 + input.byte() as u16 % 8).ok_or("id 0")?;
+            let want = model.incoming.remove(&id);
+            expect_ack("handle_pubrel", id, session.handle_pubrel(id), want)
+        }
+    }
 }
 
 fn expect_ack(what: &str, id: PacketId, got: bool, want: bool) -> Result<(), String> {
@@ -226,13 +258,13 @@ fn pick_id(model: &Model, input: &mut Input) -> PacketId {
     PacketId::new(input.u16()).unwrap_or(PacketId(std::num::NonZeroU16::MIN))
 }
 
-fn deliver(
-    session: &mut Session,
-    model: &mut Model,
+/// A message with sequence number `seq` as the input describes it (QoS, expiry, a shared
+/// group), and the link state of the delivery.
+fn random_delivery(
     input: &mut Input,
     seq: u32,
     now: Instant,
-) -> Result<(), String> {
+) -> Result<(Message, Delivery, Link), String> {
     let flags = input.byte();
     let qos = match flags % 3 {
         0 => QoS::AtMostOnce,
@@ -262,7 +294,7 @@ fn deliver(
             message_expiry_interval: expiry,
             ..MessageProperties::default()
         },
-        publisher: MqttString::default(),
+        publisher: ClientId::default(),
         expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
     };
     let delivery = Delivery {
@@ -274,11 +306,26 @@ fn deliver(
             .transpose()
             .map_err(|e| e.to_string())?,
     };
+    Ok((message, delivery, link))
+}
+
+/// Delivers a message to the session and checks it did what the model says, in the order
+/// `Session::deliver` documents: expired → dropped; QoS 0 → sent, or dropped (congested,
+/// offline) unless queued for an offline client; QoS 1/2 → sent while the window is open and
+/// nothing waits, else queued within the limits, else dropped.
+fn deliver(
+    session: &mut Session,
+    model: &mut Model,
+    input: &mut Input,
+    seq: u32,
+    now: Instant,
+) -> Result<(), String> {
+    let (message, delivery, link) = random_delivery(input, seq, now)?;
+    let (qos, shared) = (delivery.qos, delivery.group.is_some());
     let size = message.topic.as_bytes().len() + message.payload.len();
     let got = session.deliver(&message, delivery, link, now);
     let qos12 = qos != QoS::AtMostOnce;
     model.delivered_qos12 += usize::from(qos12);
-    // What the session must do with it, in the order `Session::deliver` documents.
     if message.is_expired(now) {
         model.drops.expired += 1;
         model.dropped_qos12 += usize::from(qos12);

@@ -170,7 +170,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::QoS;
+    use crate::protocol::{ClientId, QoS};
     use crate::session::Limits;
     use bytes::Bytes;
 
@@ -182,7 +182,7 @@ mod tests {
             queue_qos0: false,
         };
         Session::new(
-            MqttString::from_static("c").unwrap(),
+            ClientId::from_static("c").unwrap(),
             ProtocolVersion::V5,
             limits,
         )
@@ -195,7 +195,7 @@ mod tests {
             qos: QoS::AtMostOnce,
             retain: false,
             properties: Default::default(),
-            publisher: MqttString::default(),
+            publisher: ClientId::default(),
             expires_at: None,
         }
     }

@@ -22,7 +22,7 @@ use crate::message::{Delivery, Message};
 pub use lifetime::{Connection, Disconnected};
 
 use crate::protocol::{
-    MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
+    ClientId, MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
 };
 
 /// What a sent QoS 1/2 message awaits.
@@ -76,7 +76,7 @@ impl Drops {
 /// One client's session. Home shard only.
 #[derive(Debug)]
 pub struct Session {
-    pub client_id: MqttString,
+    pub client_id: ClientId,
     pub version: ProtocolVersion,
     /// The user name of its current (or last) connection, for access control.
     pub username: Option<MqttString>,
@@ -135,7 +135,7 @@ pub enum Link {
 impl Session {
     /// A session that never expires and has no will until a connection takes it
     /// (`connected`).
-    pub fn new(client_id: MqttString, version: ProtocolVersion, limits: Limits) -> Self {
+    pub fn new(client_id: ClientId, version: ProtocolVersion, limits: Limits) -> Self {
         Self {
             client_id,
             version,

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::protocol::TopicName;
+use crate::protocol::{ClientId, TopicName};
 
 fn at(qos: QoS) -> Delivery {
     Delivery {
@@ -28,7 +28,7 @@ fn msg(payload: &'static str, qos: QoS) -> Message {
         qos,
         retain: false,
         properties: Default::default(),
-        publisher: MqttString::default(),
+        publisher: ClientId::default(),
         expires_at: None,
     }
 }
@@ -39,7 +39,7 @@ fn session(window: usize, queue: usize) -> Session {
 
 fn session_with(limits: Limits) -> Session {
     Session::new(
-        MqttString::from_static("c").unwrap(),
+        ClientId::from_static("c").unwrap(),
         ProtocolVersion::V3_1_1,
         limits,
     )

@@ -18,7 +18,7 @@ use super::{Outbox, Shard, Terms};
 use crate::auth::AuthExchange;
 use crate::message::Message;
 use crate::protocol::{
-    ConnAck, ConnAckProperties, Connect, Disconnect, MqttString, Packet, PublishAck, QoS,
+    ClientId, ConnAck, ConnAckProperties, Connect, Disconnect, MqttString, Packet, PublishAck, QoS,
     ReasonCode, TopicFilter, TopicName,
 };
 use crate::session::{Connection, Resend, Session};
@@ -27,7 +27,7 @@ use crate::session::{Connection, Resend, Session};
 /// shard. (Its session is the shard's; what the connection agreed at CONNECT is in its outbox's
 /// `Terms`.)
 pub struct Client {
-    pub client_id: MqttString,
+    pub client_id: ClientId,
     pub conn: Rc<Outbox>,
     /// Inbound topic aliases (MQTT 5), index = alias - 1, up to `COREMQ_TOPIC_ALIAS_MAXIMUM`.
     pub(super) aliases: Vec<Option<TopicName>>,
@@ -39,7 +39,7 @@ pub struct Client {
 
 impl Client {
     pub(super) fn new(
-        client_id: MqttString,
+        client_id: ClientId,
         conn: Rc<Outbox>,
         auth_method: Option<MqttString>,
     ) -> Self {
@@ -175,7 +175,7 @@ impl Shard {
         let will = self.will_of(&connect, username.as_ref());
         // Client id and user name live as long as the session: copies, so they do not pin the
         // CONNECT's read buffer.
-        let client_id = own(connect.client_id.clone());
+        let client_id = connect.client_id.detached();
         let mut guard = self.clients.borrow_mut();
         let clients = &mut *guard;
         clients.conns.insert(conn.id, conn.clone());
@@ -262,7 +262,7 @@ impl Shard {
     fn take_over(
         &self,
         clients: &mut Clients,
-        client_id: &MqttString,
+        client_id: &ClientId,
         clean_start: bool,
         now: Instant,
     ) -> Takeover {
@@ -322,7 +322,7 @@ impl Shard {
         let mut p = ConnAckProperties::default();
         if v.is_v5() {
             if assigned {
-                p.assigned_client_identifier = Some(connect.client_id.clone());
+                p.assigned_client_identifier = Some(connect.client_id.as_mqtt_str().clone());
             }
             // [MQTT-4.12.0-5]: a successful enhanced authentication ends with CONNACK carrying the
             // method (and the last data, if any).

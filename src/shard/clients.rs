@@ -17,7 +17,7 @@ use super::outbox::{ConnId, Outbox};
 use super::park::{Parked, Parking};
 use super::table::SessionTable;
 use super::Shard;
-use crate::protocol::MqttString;
+use crate::protocol::ClientId;
 use crate::session::{Link, Session};
 
 /// A session and where its connection is.
@@ -72,7 +72,7 @@ pub(super) struct Clients {
     /// Parked connections (they are in `sessions`, not in `conns`) and arriving ones.
     pub parking: Parking,
     /// Session expiries and delayed wills, earliest first; stale entries are skipped.
-    pub timers: BinaryHeap<Reverse<(Instant, MqttString)>>,
+    pub timers: BinaryHeap<Reverse<(Instant, ClientId)>>,
 }
 
 impl Clients {
@@ -98,13 +98,13 @@ impl Clients {
 impl Shard {
     /// A connection's outbound buffer drained after deliveries were held back: offer its
     /// session's queue again.
-    pub fn resume_held_back(&self, client_id: &MqttString, conn: ConnId) {
+    pub fn resume_held_back(&self, client_id: &ClientId, conn: ConnId) {
         self.drain_session(client_id, conn, Instant::now());
     }
 
     /// After a client's queue drained (acknowledgements freed its window): send what the window
     /// allows and release the publishers it held once it is back under the low watermark.
-    pub(super) fn drain_session(&self, client_id: &MqttString, conn: ConnId, now: Instant) {
+    pub(super) fn drain_session(&self, client_id: &ClientId, conn: ConnId, now: Instant) {
         let mut clients = self.clients.borrow_mut();
         let Some(entry) = clients.sessions.get_mut(client_id) else {
             return;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::Shard;
 use crate::mesh::MeshMsg;
-use crate::protocol::{MqttString, QoS};
+use crate::protocol::{ClientId, QoS};
 use crate::session::{Link, Session};
 
 /// How long a session may hold publishers before it counts as a slow consumer.
@@ -43,7 +43,7 @@ impl Holds {
 
 #[derive(Debug, Default)]
 struct HoldState {
-    publishers: Vec<MqttString>,
+    publishers: Vec<ClientId>,
     /// When the session last made progress (acknowledged a delivery) while holding.
     since: Option<Instant>,
     /// `Session::completed()` at `since`.
@@ -57,14 +57,14 @@ struct HoldState {
 #[derive(Debug, Default)]
 pub(super) struct Flow {
     /// Publishers homed here → how many holds they are under, and since when.
-    paused: RefCell<HashMap<MqttString, (u32, Instant)>>,
+    paused: RefCell<HashMap<ClientId, (u32, Instant)>>,
     /// Sessions homed here that hold publishers back, checked every tick.
-    holding: RefCell<Vec<MqttString>>,
+    holding: RefCell<Vec<ClientId>>,
 }
 
 impl Flow {
     /// A hold on a publisher homed here was taken or released.
-    pub fn set_hold(&self, publisher: MqttString, on: bool) {
+    pub fn set_hold(&self, publisher: ClientId, on: bool) {
         let mut paused = self.paused.borrow_mut();
         if on {
             let e = paused.entry(publisher).or_insert((0, Instant::now()));
@@ -82,7 +82,7 @@ impl Flow {
 
     /// Whether reading from `client_id` is paused now. `now` is only called when some publisher
     /// is paused (this runs for every packet read).
-    pub fn is_paused(&self, client_id: &MqttString, now: impl FnOnce() -> Instant) -> bool {
+    pub fn is_paused(&self, client_id: &ClientId, now: impl FnOnce() -> Instant) -> bool {
         let mut paused = self.paused.borrow_mut();
         if paused.is_empty() {
             return false;
@@ -111,7 +111,7 @@ impl Shard {
         session: &Session,
         link: Link,
         qos: QoS,
-        publisher: &MqttString,
+        publisher: &ClientId,
         now: Instant,
     ) {
         if !self.config.flow_control
@@ -214,7 +214,7 @@ impl Shard {
     }
 
     /// Adds or removes one hold on a publisher, on its home shard.
-    fn hold(&self, publisher: &MqttString, on: bool) {
+    fn hold(&self, publisher: &ClientId, on: bool) {
         let home = self.home_of(publisher.as_bytes());
         self.post(
             home,
@@ -226,7 +226,7 @@ impl Shard {
     }
 
     /// Whether reading from `client_id` is paused now (see `Flow::is_paused`).
-    pub fn is_paused(&self, client_id: &MqttString, now: impl FnOnce() -> Instant) -> bool {
+    pub fn is_paused(&self, client_id: &ClientId, now: impl FnOnce() -> Instant) -> bool {
         self.flow.is_paused(client_id, now)
     }
 }

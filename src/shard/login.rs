@@ -21,8 +21,8 @@ use crate::auth::security::{Login, Security};
 use crate::auth::{AuthExchange, AuthStep};
 use crate::mesh::ShardId;
 use crate::protocol::{
-    Auth, AuthProperties, ConnAck, Connect, DecodeError, MqttString, Packet, ProtocolVersion,
-    ReasonCode,
+    Auth, AuthProperties, ClientId, ConnAck, Connect, DecodeError, MqttString, Packet,
+    ProtocolVersion, ReasonCode,
 };
 
 /// What the connection does next during admission.
@@ -131,7 +131,7 @@ impl Shard {
         if !may_assign {
             return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
-        connect.client_id = MqttString::copy_from(&self.assign_client_id())
+        connect.client_id = ClientId::copy_from(&self.assign_client_id())
             .map_err(|_| ReasonCode::SERVER_UNAVAILABLE)?;
         Ok(true)
     }

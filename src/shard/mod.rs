@@ -42,7 +42,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::mesh::{self, AckToken, Handoff, Mesh, MeshMsg, ShardId, ShardSet};
 use crate::message::Message;
-use crate::protocol::{MqttString, Packet, TopicFilter};
+use crate::protocol::{ClientId, MqttString, Packet, TopicFilter};
 use crate::session::{Drops, Limits};
 use barrier::Barriers;
 use clients::Clients;
@@ -265,7 +265,7 @@ impl Shard {
 
     /// Counts the deliveries a session dropped since its counters were `before`, and logs them at
     /// most once per second per shard, with the client id and the session's counters by reason.
-    fn note_drop(&self, client_id: &MqttString, after: &Drops, before: &Drops, now: Instant) {
+    fn note_drop(&self, client_id: &ClientId, after: &Drops, before: &Drops, now: Instant) {
         let mut drops = self.counters.drops.get();
         drops.add_since(after, before);
         self.counters.drops.set(drops);
@@ -363,7 +363,7 @@ impl mesh::Handler for Shard {
         self.deliver_shared_here(group, message, tried, Instant::now());
     }
 
-    fn on_hold(&self, publisher: MqttString, on: bool) {
+    fn on_hold(&self, publisher: ClientId, on: bool) {
         self.flow.set_hold(publisher, on);
     }
 

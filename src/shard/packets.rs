@@ -12,8 +12,8 @@ use super::Shard;
 use crate::auth::AuthStep;
 use crate::message::{Delivery, Message};
 use crate::protocol::{
-    AckProperties, Auth, AuthProperties, Packet, PacketId, Publish, PublishAck, QoS, ReasonCode,
-    RetainHandling, SubAck, Subscribe, SubscriptionOptions, TopicFilter,
+    AckProperties, Auth, AuthProperties, Disconnect, Packet, PacketId, Publish, PublishAck, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
 use crate::session::Link;
 
@@ -25,99 +25,115 @@ impl Shard {
         packet: Packet,
     ) -> Result<Option<Deferred>, Violation> {
         let now = Instant::now();
-        let v5 = client.terms().version.is_v5();
         match packet {
-            Packet::Publish(p) => self.handle_publish(client, p, now),
+            Packet::Publish(p) => return self.handle_publish(client, p, now),
             Packet::PubAck(a) => {
                 self.with_session(client, |s| s.handle_puback(a.packet_id));
                 self.drain(client, now);
-                Ok(None)
             }
-            Packet::PubRec(a) => {
-                let known = self
-                    .with_session(client, |s| s.handle_pubrec(a.packet_id))
-                    .unwrap_or(false);
-                if a.reason_code.is_error() {
-                    // An error PUBREC ends the QoS 2 flow: no PUBREL follows (MQTT 5 §4.3.3).
-                    self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
-                    self.drain(client, now);
-                } else {
-                    let mut rel = PublishAck::new(a.packet_id);
-                    if !known && v5 {
-                        rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                    }
-                    client.conn.send(&Packet::PubRel(rel));
-                }
-                Ok(None)
-            }
-            Packet::PubRel(a) => {
-                let known = self
-                    .with_session(client, |s| s.handle_pubrel(a.packet_id))
-                    .unwrap_or(false);
-                let mut comp = PublishAck::new(a.packet_id);
-                if !known && v5 {
-                    comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                }
-                client.conn.send(&Packet::PubComp(comp));
-                Ok(None)
-            }
+            Packet::PubRec(a) => self.handle_pubrec(client, a, now),
+            Packet::PubRel(a) => self.handle_pubrel(client, a),
             Packet::PubComp(a) => {
                 self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
                 self.drain(client, now);
-                Ok(None)
             }
-            Packet::Subscribe(s) => Ok(self.handle_subscribe(client, s)),
-            Packet::Unsubscribe(u) => {
-                let mut codes = Vec::with_capacity(u.filters.len());
-                for filter in &u.filters {
-                    let existed = self
-                        .with_session(client, |s| {
-                            s.subscriptions.remove(filter.as_mqtt_str()).is_some()
-                        })
-                        .unwrap_or(false);
-                    if existed {
-                        if filter.is_shared() {
-                            self.remove_shared_member(filter, &client.client_id);
-                        } else {
-                            self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
-                        }
-                        codes.push(ReasonCode::SUCCESS);
-                    } else {
-                        // [MQTT-3.11.3-1] one code per filter; 0x11 when there was none.
-                        codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
-                    }
-                }
-                client.conn.send(&Packet::UnsubAck(SubAck {
-                    packet_id: u.packet_id,
-                    properties: AckProperties::default(),
-                    reason_codes: if v5 { codes } else { Vec::new() },
-                }));
-                Ok(None)
-            }
+            Packet::Subscribe(s) => return Ok(self.handle_subscribe(client, s)),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(client, u),
             Packet::PingReq => {
                 client.conn.send(&Packet::PingResp);
-                Ok(None)
             }
-            Packet::Disconnect(d) => {
-                if let Some(secs) = d.properties.session_expiry_interval {
-                    self.set_session_expiry(client, secs)?;
-                }
-                // [MQTT-3.14.4-3] a DISCONNECT discards the will — except MQTT 5's reason 0x04.
-                let will = self.take_will(client);
-                if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
-                    if let Some(w) = will {
-                        self.publish_message(w, false, now);
-                    }
-                }
-                client.conn.close();
-                Ok(None)
+            Packet::Disconnect(d) => self.handle_disconnect(client, d, now)?,
+            Packet::Connect(_) => {
+                return Err(Violation::protocol("[MQTT-3.1.0-2] a second CONNECT"))
             }
-            Packet::Connect(_) => Err(Violation::protocol("[MQTT-3.1.0-2] a second CONNECT")),
-            Packet::Auth(a) => self.handle_reauth(client, a),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
-                Violation::protocol("a server-to-client packet from a client"),
-            ),
+            Packet::Auth(a) => return self.handle_reauth(client, a),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(Violation::protocol(
+                    "a server-to-client packet from a client",
+                ))
+            }
         }
+        Ok(None)
+    }
+
+    /// PUBREC of a QoS 2 delivery: PUBREL (0x92 for an id not in flight, MQTT 5); an error
+    /// PUBREC ends the flow instead, with no PUBREL (MQTT 5 §4.3.3).
+    fn handle_pubrec(&self, client: &Client, a: PublishAck, now: Instant) {
+        let known = self
+            .with_session(client, |s| s.handle_pubrec(a.packet_id))
+            .unwrap_or(false);
+        if a.reason_code.is_error() {
+            self.with_session(client, |s| s.handle_pubcomp(a.packet_id));
+            self.drain(client, now);
+            return;
+        }
+        let mut rel = PublishAck::new(a.packet_id);
+        if !known && client.terms().version.is_v5() {
+            rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        client.conn.send(&Packet::PubRel(rel));
+    }
+
+    /// PUBREL of an inbound QoS 2 message: PUBCOMP (0x92 for an unknown id, MQTT 5).
+    fn handle_pubrel(&self, client: &Client, a: PublishAck) {
+        let known = self
+            .with_session(client, |s| s.handle_pubrel(a.packet_id))
+            .unwrap_or(false);
+        let mut comp = PublishAck::new(a.packet_id);
+        if !known && client.terms().version.is_v5() {
+            comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        client.conn.send(&Packet::PubComp(comp));
+    }
+
+    /// UNSUBSCRIBE: one code per filter [MQTT-3.11.3-1], 0x11 when there was no subscription
+    /// (MQTT 5; 3.1.1's UNSUBACK has no codes).
+    fn handle_unsubscribe(&self, client: &Client, u: Unsubscribe) {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let existed = self
+                .with_session(client, |s| {
+                    s.subscriptions.remove(filter.as_mqtt_str()).is_some()
+                })
+                .unwrap_or(false);
+            if !existed {
+                codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+                continue;
+            }
+            if filter.is_shared() {
+                self.remove_shared_member(filter, &client.client_id);
+            } else {
+                self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
+            }
+            codes.push(ReasonCode::SUCCESS);
+        }
+        let v5 = client.terms().version.is_v5();
+        client.conn.send(&Packet::UnsubAck(SubAck {
+            packet_id: u.packet_id,
+            properties: AckProperties::default(),
+            reason_codes: if v5 { codes } else { Vec::new() },
+        }));
+    }
+
+    /// DISCONNECT: may change the Session Expiry Interval; discards the will [MQTT-3.14.4-3] —
+    /// except MQTT 5's reason 0x04, which publishes it.
+    fn handle_disconnect(
+        &self,
+        client: &Client,
+        d: Disconnect,
+        now: Instant,
+    ) -> Result<(), Violation> {
+        if let Some(secs) = d.properties.session_expiry_interval {
+            self.set_session_expiry(client, secs)?;
+        }
+        let will = self.take_will(client);
+        if d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE {
+            if let Some(w) = will {
+                self.publish_message(w, false, now);
+            }
+        }
+        client.conn.close();
+        Ok(())
     }
 
     fn handle_publish(

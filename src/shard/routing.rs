@@ -14,14 +14,14 @@ use super::Shard;
 use crate::auth::security::Security;
 use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
 use crate::message::{Delivery, Message};
-use crate::protocol::{MqttString, SubscriptionOptions};
+use crate::protocol::{ClientId, MqttString, SubscriptionOptions};
 use crate::session::Link;
 use crate::topic::Trie;
 
 /// A local subscriber of one filter.
 #[derive(Debug, Clone)]
 struct Subscriber {
-    client_id: MqttString,
+    client_id: ClientId,
     /// Granted QoS and the MQTT 5 options (No Local, Retain As Published).
     options: SubscriptionOptions,
     /// The Subscription Identifier given with the SUBSCRIBE, if any.
@@ -130,7 +130,7 @@ impl Shard {
     fn deliver_to(
         &self,
         security: &Security,
-        client_id: &MqttString,
+        client_id: &ClientId,
         message: &Message,
         delivery: Delivery,
         now: Instant,
@@ -203,7 +203,7 @@ impl Shard {
     pub(super) fn add_subscriber(
         &self,
         filter: &MqttString,
-        client_id: &MqttString,
+        client_id: &ClientId,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
     ) -> (bool, Option<Barrier>) {
@@ -238,7 +238,7 @@ impl Shard {
     }
 
     /// Removes a local subscriber; tells other shards when it was the filter's last one here.
-    pub(super) fn remove_subscriber(&self, filter: &MqttString, client_id: &MqttString) {
+    pub(super) fn remove_subscriber(&self, filter: &MqttString, client_id: &ClientId) {
         let emptied = self
             .routing
             .borrow_mut()

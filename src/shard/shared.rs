@@ -29,7 +29,7 @@ use super::Shard;
 use crate::config::SharedStrategy;
 use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
 use crate::message::{Delivery, Message};
-use crate::protocol::{MqttString, SubscriptionOptions, TopicFilter};
+use crate::protocol::{ClientId, MqttString, SubscriptionOptions, TopicFilter};
 use crate::session::Link;
 use crate::topic::Trie;
 
@@ -45,7 +45,7 @@ struct Group {
 
 #[derive(Debug)]
 struct Member {
-    client_id: MqttString,
+    client_id: ClientId,
     options: SubscriptionOptions,
     id: Option<NonZeroU32>,
 }
@@ -110,7 +110,7 @@ impl Shard {
     pub(super) fn add_shared_member(
         &self,
         filter: &TopicFilter,
-        client_id: &MqttString,
+        client_id: &ClientId,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
     ) -> Option<Barrier> {
@@ -151,7 +151,7 @@ impl Shard {
     }
 
     /// Removes a member; tells the other shards when the group has no member here any more.
-    pub(super) fn remove_shared_member(&self, filter: &TopicFilter, client_id: &MqttString) {
+    pub(super) fn remove_shared_member(&self, filter: &TopicFilter, client_id: &ClientId) {
         let mut emptied = false;
         self.shared
             .borrow_mut()
@@ -321,7 +321,7 @@ impl Shard {
         message: &Message,
         last_resort: bool,
         now: Instant,
-    ) -> Option<(MqttString, Delivery)> {
+    ) -> Option<(ClientId, Delivery)> {
         let security = self.security();
         let clients = self.clients.borrow();
         let mut shared = self.shared.borrow_mut();
@@ -372,7 +372,7 @@ impl Shard {
     /// Delivers a shared message to the member chosen for it.
     fn deliver_shared_to(
         &self,
-        client_id: &MqttString,
+        client_id: &ClientId,
         message: &Message,
         delivery: Delivery,
         now: Instant,

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::protocol::MqttString;
+use crate::protocol::ClientId;
 
 /// Bytes per chunk: a size the allocator serves with next to no rounding.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -23,7 +23,7 @@ pub(super) struct SessionTable<T> {
     used: usize,
     /// Free slots, reused last-freed first.
     free: Vec<u32>,
-    index: HashMap<MqttString, u32>,
+    index: HashMap<ClientId, u32>,
 }
 
 impl<T> Default for SessionTable<T> {
@@ -53,16 +53,16 @@ impl<T> SessionTable<T> {
     }
 
     /// The slot of a session.
-    pub fn key_of(&self, client_id: &MqttString) -> Option<u32> {
+    pub fn key_of(&self, client_id: &ClientId) -> Option<u32> {
         self.index.get(client_id).copied()
     }
 
-    pub fn get(&self, client_id: &MqttString) -> Option<&T> {
+    pub fn get(&self, client_id: &ClientId) -> Option<&T> {
         let k = self.key_of(client_id)? as usize;
         self.chunks.get(k / Self::CHUNK)?[k % Self::CHUNK].as_ref()
     }
 
-    pub fn get_mut(&mut self, client_id: &MqttString) -> Option<&mut T> {
+    pub fn get_mut(&mut self, client_id: &ClientId) -> Option<&mut T> {
         let k = self.key_of(client_id)?;
         self.by_key_mut(k)
     }
@@ -79,7 +79,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Adds (or replaces) the session of `client_id`; returns its slot.
-    pub fn insert(&mut self, client_id: MqttString, entry: T) -> u32 {
+    pub fn insert(&mut self, client_id: ClientId, entry: T) -> u32 {
         if let Some(&k) = self.index.get(&client_id) {
             *self.slot(k) = Some(entry);
             return k;
@@ -99,7 +99,7 @@ impl<T> SessionTable<T> {
         k
     }
 
-    pub fn remove(&mut self, client_id: &MqttString) -> Option<T> {
+    pub fn remove(&mut self, client_id: &ClientId) -> Option<T> {
         let k = self.index.remove(client_id)?;
         self.free.push(k);
         self.slot(k).take()
@@ -114,8 +114,8 @@ impl<T> SessionTable<T> {
 mod tests {
     use super::*;
 
-    fn id(s: &str) -> MqttString {
-        MqttString::copy_from(s).unwrap()
+    fn id(s: &str) -> ClientId {
+        ClientId::copy_from(s).unwrap()
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use coremq::protocol::{
-    decode, Connect, ConnectProperties, Disconnect, MqttString, Packet, PacketId, ProtocolVersion,
+    decode, ClientId, Connect, ConnectProperties, Disconnect, Packet, PacketId, ProtocolVersion,
     Publish, PublishAck, QoS, ReasonCode,
 };
 use coremq::{Broker, Config};
@@ -27,7 +27,7 @@ pub fn connect_packet(v: ProtocolVersion, client_id: &str, clean: bool) -> Conne
         protocol: v,
         clean_start: clean,
         keep_alive: 0,
-        client_id: MqttString::copy_from(client_id).unwrap(),
+        client_id: ClientId::copy_from(client_id).unwrap(),
         will: None,
         username: None,
         password: None,

@@ -110,7 +110,7 @@ pub fn connect_packet(
         protocol: version,
         clean_start: true,
         keep_alive: 60,
-        client_id: s(id),
+        client_id: s(id).into(),
         will: None,
         username: user.map(s),
         password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),

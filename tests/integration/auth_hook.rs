@@ -67,7 +67,7 @@ fn connect(broker: &TestBroker, id: &str, method: &str, data: &'static [u8]) -> 
         protocol: ProtocolVersion::V5,
         clean_start: true,
         keep_alive: 60,
-        client_id: s(id),
+        client_id: s(id).into(),
         will: None,
         username: None,
         password: None,

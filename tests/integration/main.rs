@@ -18,9 +18,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use coremq::protocol::{
-    Connect, ConnectProperties, MqttString, Packet, ProtocolVersion, ReasonCode,
-};
+use coremq::protocol::{ClientId, Connect, ConnectProperties, Packet, ProtocolVersion, ReasonCode};
 
 use common::{RawClient, TestBroker, PATIENCE};
 
@@ -36,7 +34,7 @@ pub fn raw_connect_with(
         protocol: version,
         clean_start: true,
         keep_alive: 60,
-        client_id: MqttString::copy_from(id).expect("a valid client id"),
+        client_id: ClientId::copy_from(id).expect("a valid client id"),
         will: None,
         username: None,
         password: None,

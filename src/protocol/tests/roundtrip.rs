@@ -378,7 +378,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     protocol: v,
                     clean_start,
                     keep_alive,
-                    client_id,
+                    client_id: client_id.into(),
                     will,
                     username,
                     password,
