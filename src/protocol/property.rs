@@ -268,46 +268,204 @@ pub fn encode_block<P: PropertyBlock, O: Out>(p: &P, o: &mut O) {
     p.write(o);
 }
 
-// Small writers used by every block.
-fn put_u8_prop<O: Out>(o: &mut O, id: u8, v: Option<u8>) {
-    if let Some(v) = v {
-        o.write_u8(id);
-        o.write_u8(v);
+/// How a property is put on the wire: its identifier, then its value in this form. Absent
+/// (`None`) and empty fields write nothing; a `Vec` writes one property per element.
+trait Wire<F> {
+    fn put<O: Out>(o: &mut O, id: u8, field: &F);
+}
+
+/// One byte (Maximum QoS).
+struct Byte;
+/// One byte, 0 or 1.
+struct Flag;
+/// Two bytes.
+struct U16;
+/// Four bytes.
+struct U32;
+/// A variable byte integer (Subscription Identifier).
+struct VarInt;
+/// A UTF-8 string.
+struct Str;
+/// Binary data.
+struct Bin;
+/// A UTF-8 string pair (User Property).
+struct Pair;
+
+impl Wire<Option<QoS>> for Byte {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<QoS>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_u8(*v as u8);
+        }
     }
 }
-fn put_bool_prop<O: Out>(o: &mut O, id: u8, v: Option<bool>) {
-    put_u8_prop(o, id, v.map(u8::from));
-}
-fn put_u16_prop<O: Out>(o: &mut O, id: u8, v: Option<u16>) {
-    if let Some(v) = v {
-        o.write_u8(id);
-        o.write_u16(v);
+
+impl Wire<Option<bool>> for Flag {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<bool>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_u8(u8::from(*v));
+        }
     }
 }
-fn put_u32_prop<O: Out>(o: &mut O, id: u8, v: Option<u32>) {
-    if let Some(v) = v {
-        o.write_u8(id);
-        o.write_u32(v);
+
+impl Wire<Option<u16>> for U16 {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<u16>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_u16(*v);
+        }
     }
 }
-fn put_str_prop<O: Out>(o: &mut O, id: u8, v: Option<&MqttString>) {
-    if let Some(v) = v {
-        o.write_u8(id);
-        o.write_str(v);
+
+impl Wire<Option<NonZeroU16>> for U16 {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<NonZeroU16>) {
+        <U16 as Wire<Option<u16>>>::put(o, id, &f.map(|v| v.get()));
     }
 }
-fn put_bin_prop<O: Out>(o: &mut O, id: u8, v: Option<&Bytes>) {
-    if let Some(v) = v {
-        o.write_u8(id);
-        o.write_binary(v);
+
+impl Wire<Option<u32>> for U32 {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<u32>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_u32(*v);
+        }
     }
 }
-fn put_user_props<O: Out>(o: &mut O, v: &[UserProperty]) {
-    for (k, val) in v {
-        o.write_u8(id::USER_PROPERTY);
-        o.write_str(k);
-        o.write_str(val);
+
+impl Wire<Option<NonZeroU32>> for U32 {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<NonZeroU32>) {
+        <U32 as Wire<Option<u32>>>::put(o, id, &f.map(|v| v.get()));
     }
+}
+
+impl Wire<Option<NonZeroU32>> for VarInt {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<NonZeroU32>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_var_int(v.get() as usize);
+        }
+    }
+}
+
+impl Wire<Vec<NonZeroU32>> for VarInt {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Vec<NonZeroU32>) {
+        for v in f {
+            <VarInt as Wire<Option<NonZeroU32>>>::put(o, id, &Some(*v));
+        }
+    }
+}
+
+impl Wire<Option<MqttString>> for Str {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<MqttString>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_str(v);
+        }
+    }
+}
+
+impl Wire<Option<TopicName>> for Str {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<TopicName>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_str(v.as_mqtt_str());
+        }
+    }
+}
+
+impl Wire<Option<Bytes>> for Bin {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Option<Bytes>) {
+        if let Some(v) = f {
+            o.write_u8(id);
+            o.write_binary(v);
+        }
+    }
+}
+
+impl Wire<Vec<UserProperty>> for Pair {
+    fn put<O: Out>(o: &mut O, id: u8, f: &Vec<UserProperty>) {
+        for (k, v) in f {
+            o.write_u8(id);
+            o.write_str(k);
+            o.write_str(v);
+        }
+    }
+}
+
+/// A struct field that holds one value (`Option`: a repeat would replace it, but `decode_block`
+/// refuses repeats first) or many (`Vec`).
+trait Slot<V> {
+    fn set(&mut self, v: V);
+}
+
+impl<V> Slot<V> for Option<V> {
+    fn set(&mut self, v: V) {
+        *self = Some(v);
+    }
+}
+
+impl<V> Slot<V> for Vec<V> {
+    fn set(&mut self, v: V) {
+        self.push(v);
+    }
+}
+
+/// Gives a property struct `take` (store a decoded property it holds, or hand it back) and
+/// `put` (write the present ones) from one list, in wire order, of
+/// `field: Variant as WireForm = IDENTIFIER`: decoding and encoding come from the same table and
+/// cannot disagree.
+macro_rules! property_fields {
+    ($ty:ty { $($field:ident: $variant:ident as $wire:ident = $id:ident),* $(,)? }) => {
+        impl $ty {
+            /// Stores `p` if it is one of this struct's properties; gives it back otherwise.
+            fn take(&mut self, p: Property) -> Result<(), Property> {
+                match p {
+                    $(Property::$variant(v) => Slot::set(&mut self.$field, v),)*
+                    other => return Err(other),
+                }
+                Ok(())
+            }
+
+            /// Writes the present properties, in the table's order.
+            fn put<O: Out>(&self, o: &mut O) {
+                $(<$wire as Wire<_>>::put(o, id::$id, &self.$field);)*
+            }
+        }
+    };
+}
+
+/// `property_fields` plus the `PropertyBlock` of a packet's whole block; `checks authentication`
+/// adds [MQTT-3.1.2.11.10]'s rule (Authentication Data needs a method) as its `validate`.
+macro_rules! property_block {
+    ($ty:ty { $($fields:tt)* }) => {
+        property_fields!($ty { $($fields)* });
+        impl PropertyBlock for $ty {
+            fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
+                self.take(p).map_err(|p| not_allowed(&p))
+            }
+
+            fn write<O: Out>(&self, o: &mut O) {
+                self.put(o)
+            }
+        }
+    };
+    ($ty:ty { $($fields:tt)* } checks authentication) => {
+        property_fields!($ty { $($fields)* });
+        impl PropertyBlock for $ty {
+            fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
+                self.take(p).map_err(|p| not_allowed(&p))
+            }
+
+            fn write<O: Out>(&self, o: &mut O) {
+                self.put(o)
+            }
+
+            fn validate(&self) -> Result<(), DecodeError> {
+                check_auth(&self.authentication_method, &self.authentication_data)
+            }
+        }
+    };
 }
 
 /// `apply` arm for a property the struct does not hold. `decode_block` never passes one (the
@@ -373,64 +531,17 @@ pub struct ConnectProperties {
     pub authentication_data: Option<Bytes>,
 }
 
-impl PropertyBlock for ConnectProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        use Property as P;
-        match p {
-            P::SessionExpiryInterval(v) => self.session_expiry_interval = Some(v),
-            P::ReceiveMaximum(v) => self.receive_maximum = Some(v),
-            P::MaximumPacketSize(v) => self.maximum_packet_size = Some(v),
-            P::TopicAliasMaximum(v) => self.topic_alias_maximum = Some(v),
-            P::RequestResponseInformation(v) => self.request_response_information = Some(v),
-            P::RequestProblemInformation(v) => self.request_problem_information = Some(v),
-            P::UserProperty(v) => self.user_properties.push(v),
-            P::AuthenticationMethod(v) => self.authentication_method = Some(v),
-            P::AuthenticationData(v) => self.authentication_data = Some(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_u32_prop(o, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        put_u16_prop(
-            o,
-            id::RECEIVE_MAXIMUM,
-            self.receive_maximum.map(|v| v.get()),
-        );
-        put_u32_prop(
-            o,
-            id::MAXIMUM_PACKET_SIZE,
-            self.maximum_packet_size.map(|v| v.get()),
-        );
-        put_u16_prop(o, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        put_bool_prop(
-            o,
-            id::REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
-        put_bool_prop(
-            o,
-            id::REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
-        put_user_props(o, &self.user_properties);
-        put_str_prop(
-            o,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            o,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_ref(),
-        );
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        check_auth(&self.authentication_method, &self.authentication_data)
-    }
-}
+property_block!(ConnectProperties {
+    session_expiry_interval: SessionExpiryInterval as U32 = SESSION_EXPIRY_INTERVAL,
+    receive_maximum: ReceiveMaximum as U16 = RECEIVE_MAXIMUM,
+    maximum_packet_size: MaximumPacketSize as U32 = MAXIMUM_PACKET_SIZE,
+    topic_alias_maximum: TopicAliasMaximum as U16 = TOPIC_ALIAS_MAXIMUM,
+    request_response_information: RequestResponseInformation as Flag = REQUEST_RESPONSE_INFORMATION,
+    request_problem_information: RequestProblemInformation as Flag = REQUEST_PROBLEM_INFORMATION,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+    authentication_method: AuthenticationMethod as Str = AUTHENTICATION_METHOD,
+    authentication_data: AuthenticationData as Bin = AUTHENTICATION_DATA,
+} checks authentication);
 
 /// Properties a will message and a PUBLISH share (MQTT 5 §3.1.3.2, §3.3.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -443,38 +554,14 @@ pub struct MessageProperties {
     pub user_properties: Vec<UserProperty>,
 }
 
-impl MessageProperties {
-    fn apply(&mut self, p: Property) -> Result<(), Property> {
-        use Property as P;
-        match p {
-            P::PayloadFormatIndicator(v) => self.payload_format_indicator = Some(v),
-            P::MessageExpiryInterval(v) => self.message_expiry_interval = Some(v),
-            P::ContentType(v) => self.content_type = Some(v),
-            P::ResponseTopic(v) => self.response_topic = Some(v),
-            P::CorrelationData(v) => self.correlation_data = Some(v),
-            P::UserProperty(v) => self.user_properties.push(v),
-            other => return Err(other),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_bool_prop(
-            o,
-            id::PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
-        );
-        put_u32_prop(o, id::MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
-        put_str_prop(o, id::CONTENT_TYPE, self.content_type.as_ref());
-        put_str_prop(
-            o,
-            id::RESPONSE_TOPIC,
-            self.response_topic.as_ref().map(|t| t.as_mqtt_str()),
-        );
-        put_bin_prop(o, id::CORRELATION_DATA, self.correlation_data.as_ref());
-        put_user_props(o, &self.user_properties);
-    }
-}
+property_fields!(MessageProperties {
+    payload_format_indicator: PayloadFormatIndicator as Flag = PAYLOAD_FORMAT_INDICATOR,
+    message_expiry_interval: MessageExpiryInterval as U32 = MESSAGE_EXPIRY_INTERVAL,
+    content_type: ContentType as Str = CONTENT_TYPE,
+    response_topic: ResponseTopic as Str = RESPONSE_TOPIC,
+    correlation_data: CorrelationData as Bin = CORRELATION_DATA,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+});
 
 /// Will properties (MQTT 5 §3.1.3.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -483,18 +570,19 @@ pub struct WillProperties {
     pub message: MessageProperties,
 }
 
+/// The will's own property first, then the message's.
 impl PropertyBlock for WillProperties {
     fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
         match p {
             Property::WillDelayInterval(v) => self.will_delay_interval = Some(v),
-            other => self.message.apply(other).map_err(|p| not_allowed(&p))?,
+            other => self.message.take(other).map_err(|p| not_allowed(&p))?,
         }
         Ok(())
     }
 
     fn write<O: Out>(&self, o: &mut O) {
-        put_u32_prop(o, id::WILL_DELAY_INTERVAL, self.will_delay_interval);
-        self.message.write(o);
+        <U32 as Wire<_>>::put(o, id::WILL_DELAY_INTERVAL, &self.will_delay_interval);
+        self.message.put(o);
     }
 }
 
@@ -507,23 +595,23 @@ pub struct PublishProperties {
     pub message: MessageProperties,
 }
 
+property_fields!(PublishProperties {
+    topic_alias: TopicAlias as U16 = TOPIC_ALIAS,
+    subscription_identifiers: SubscriptionIdentifier as VarInt = SUBSCRIPTION_IDENTIFIER,
+});
+
+/// The message's properties first, then PUBLISH's own.
 impl PropertyBlock for PublishProperties {
     fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        match p {
-            Property::TopicAlias(v) => self.topic_alias = Some(v),
-            Property::SubscriptionIdentifier(v) => self.subscription_identifiers.push(v),
-            other => self.message.apply(other).map_err(|p| not_allowed(&p))?,
+        match self.take(p) {
+            Ok(()) => Ok(()),
+            Err(other) => self.message.take(other).map_err(|p| not_allowed(&p)),
         }
-        Ok(())
     }
 
     fn write<O: Out>(&self, o: &mut O) {
-        self.message.write(o);
-        put_u16_prop(o, id::TOPIC_ALIAS, self.topic_alias.map(|v| v.get()));
-        for sid in &self.subscription_identifiers {
-            o.write_u8(id::SUBSCRIPTION_IDENTIFIER);
-            o.write_var_int(sid.get() as usize);
-        }
+        self.message.put(o);
+        self.put(o);
     }
 }
 
@@ -550,94 +638,28 @@ pub struct ConnAckProperties {
     pub authentication_data: Option<Bytes>,
 }
 
-impl PropertyBlock for ConnAckProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        use Property as P;
-        match p {
-            P::SessionExpiryInterval(v) => self.session_expiry_interval = Some(v),
-            P::ReceiveMaximum(v) => self.receive_maximum = Some(v),
-            P::MaximumQoS(v) => self.maximum_qos = Some(v),
-            P::RetainAvailable(v) => self.retain_available = Some(v),
-            P::MaximumPacketSize(v) => self.maximum_packet_size = Some(v),
-            P::AssignedClientIdentifier(v) => self.assigned_client_identifier = Some(v),
-            P::TopicAliasMaximum(v) => self.topic_alias_maximum = Some(v),
-            P::ReasonString(v) => self.reason_string = Some(v),
-            P::UserProperty(v) => self.user_properties.push(v),
-            P::WildcardSubscriptionAvailable(v) => self.wildcard_subscription_available = Some(v),
-            P::SubscriptionIdentifierAvailable(v) => {
-                self.subscription_identifiers_available = Some(v)
-            }
-            P::SharedSubscriptionAvailable(v) => self.shared_subscription_available = Some(v),
-            P::ServerKeepAlive(v) => self.server_keep_alive = Some(v),
-            P::ResponseInformation(v) => self.response_information = Some(v),
-            P::ServerReference(v) => self.server_reference = Some(v),
-            P::AuthenticationMethod(v) => self.authentication_method = Some(v),
-            P::AuthenticationData(v) => self.authentication_data = Some(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_u32_prop(o, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        put_u16_prop(
-            o,
-            id::RECEIVE_MAXIMUM,
-            self.receive_maximum.map(|v| v.get()),
-        );
-        put_u8_prop(o, id::MAXIMUM_QOS, self.maximum_qos.map(|q| q as u8));
-        put_bool_prop(o, id::RETAIN_AVAILABLE, self.retain_available);
-        put_u32_prop(
-            o,
-            id::MAXIMUM_PACKET_SIZE,
-            self.maximum_packet_size.map(|v| v.get()),
-        );
-        put_str_prop(
-            o,
-            id::ASSIGNED_CLIENT_IDENTIFIER,
-            self.assigned_client_identifier.as_ref(),
-        );
-        put_u16_prop(o, id::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        put_str_prop(o, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_props(o, &self.user_properties);
-        put_bool_prop(
-            o,
-            id::WILDCARD_SUBSCRIPTION_AVAILABLE,
-            self.wildcard_subscription_available,
-        );
-        put_bool_prop(
-            o,
-            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            self.subscription_identifiers_available,
-        );
-        put_bool_prop(
-            o,
-            id::SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
-        put_u16_prop(o, id::SERVER_KEEP_ALIVE, self.server_keep_alive);
-        put_str_prop(
-            o,
-            id::RESPONSE_INFORMATION,
-            self.response_information.as_ref(),
-        );
-        put_str_prop(o, id::SERVER_REFERENCE, self.server_reference.as_ref());
-        put_str_prop(
-            o,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            o,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_ref(),
-        );
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        check_auth(&self.authentication_method, &self.authentication_data)
-    }
-}
+property_block!(ConnAckProperties {
+    session_expiry_interval: SessionExpiryInterval as U32 = SESSION_EXPIRY_INTERVAL,
+    receive_maximum: ReceiveMaximum as U16 = RECEIVE_MAXIMUM,
+    maximum_qos: MaximumQoS as Byte = MAXIMUM_QOS,
+    retain_available: RetainAvailable as Flag = RETAIN_AVAILABLE,
+    maximum_packet_size: MaximumPacketSize as U32 = MAXIMUM_PACKET_SIZE,
+    assigned_client_identifier: AssignedClientIdentifier as Str = ASSIGNED_CLIENT_IDENTIFIER,
+    topic_alias_maximum: TopicAliasMaximum as U16 = TOPIC_ALIAS_MAXIMUM,
+    reason_string: ReasonString as Str = REASON_STRING,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+    wildcard_subscription_available: WildcardSubscriptionAvailable as Flag
+        = WILDCARD_SUBSCRIPTION_AVAILABLE,
+    subscription_identifiers_available: SubscriptionIdentifierAvailable as Flag
+        = SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+    shared_subscription_available: SharedSubscriptionAvailable as Flag
+        = SHARED_SUBSCRIPTION_AVAILABLE,
+    server_keep_alive: ServerKeepAlive as U16 = SERVER_KEEP_ALIVE,
+    response_information: ResponseInformation as Str = RESPONSE_INFORMATION,
+    server_reference: ServerReference as Str = SERVER_REFERENCE,
+    authentication_method: AuthenticationMethod as Str = AUTHENTICATION_METHOD,
+    authentication_data: AuthenticationData as Bin = AUTHENTICATION_DATA,
+} checks authentication);
 
 /// Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK: a reason string and user
 /// properties (MQTT 5 §3.4.2.2 and siblings).
@@ -653,21 +675,10 @@ impl AckProperties {
     }
 }
 
-impl PropertyBlock for AckProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        match p {
-            Property::ReasonString(v) => self.reason_string = Some(v),
-            Property::UserProperty(v) => self.user_properties.push(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_str_prop(o, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_props(o, &self.user_properties);
-    }
-}
+property_block!(AckProperties {
+    reason_string: ReasonString as Str = REASON_STRING,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+});
 
 /// SUBSCRIBE properties (MQTT 5 §3.8.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -676,24 +687,10 @@ pub struct SubscribeProperties {
     pub user_properties: Vec<UserProperty>,
 }
 
-impl PropertyBlock for SubscribeProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        match p {
-            Property::SubscriptionIdentifier(v) => self.subscription_identifier = Some(v),
-            Property::UserProperty(v) => self.user_properties.push(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        if let Some(sid) = self.subscription_identifier {
-            o.write_u8(id::SUBSCRIPTION_IDENTIFIER);
-            o.write_var_int(sid.get() as usize);
-        }
-        put_user_props(o, &self.user_properties);
-    }
-}
+property_block!(SubscribeProperties {
+    subscription_identifier: SubscriptionIdentifier as VarInt = SUBSCRIPTION_IDENTIFIER,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+});
 
 /// UNSUBSCRIBE properties (MQTT 5 §3.10.2.1): user properties only.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -701,19 +698,9 @@ pub struct UnsubscribeProperties {
     pub user_properties: Vec<UserProperty>,
 }
 
-impl PropertyBlock for UnsubscribeProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        match p {
-            Property::UserProperty(v) => self.user_properties.push(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_user_props(o, &self.user_properties);
-    }
-}
+property_block!(UnsubscribeProperties {
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+});
 
 /// DISCONNECT properties (MQTT 5 §3.14.2.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -730,26 +717,12 @@ impl DisconnectProperties {
     }
 }
 
-impl PropertyBlock for DisconnectProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        use Property as P;
-        match p {
-            P::SessionExpiryInterval(v) => self.session_expiry_interval = Some(v),
-            P::ReasonString(v) => self.reason_string = Some(v),
-            P::UserProperty(v) => self.user_properties.push(v),
-            P::ServerReference(v) => self.server_reference = Some(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_u32_prop(o, id::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        put_str_prop(o, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_props(o, &self.user_properties);
-        put_str_prop(o, id::SERVER_REFERENCE, self.server_reference.as_ref());
-    }
-}
+property_block!(DisconnectProperties {
+    session_expiry_interval: SessionExpiryInterval as U32 = SESSION_EXPIRY_INTERVAL,
+    reason_string: ReasonString as Str = REASON_STRING,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+    server_reference: ServerReference as Str = SERVER_REFERENCE,
+});
 
 /// AUTH properties (MQTT 5 §3.15.2.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -766,35 +739,9 @@ impl AuthProperties {
     }
 }
 
-impl PropertyBlock for AuthProperties {
-    fn apply(&mut self, p: Property) -> Result<(), DecodeError> {
-        use Property as P;
-        match p {
-            P::AuthenticationMethod(v) => self.authentication_method = Some(v),
-            P::AuthenticationData(v) => self.authentication_data = Some(v),
-            P::ReasonString(v) => self.reason_string = Some(v),
-            P::UserProperty(v) => self.user_properties.push(v),
-            other => return Err(not_allowed(&other)),
-        }
-        Ok(())
-    }
-
-    fn write<O: Out>(&self, o: &mut O) {
-        put_str_prop(
-            o,
-            id::AUTHENTICATION_METHOD,
-            self.authentication_method.as_ref(),
-        );
-        put_bin_prop(
-            o,
-            id::AUTHENTICATION_DATA,
-            self.authentication_data.as_ref(),
-        );
-        put_str_prop(o, id::REASON_STRING, self.reason_string.as_ref());
-        put_user_props(o, &self.user_properties);
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        check_auth(&self.authentication_method, &self.authentication_data)
-    }
-}
+property_block!(AuthProperties {
+    authentication_method: AuthenticationMethod as Str = AUTHENTICATION_METHOD,
+    authentication_data: AuthenticationData as Bin = AUTHENTICATION_DATA,
+    reason_string: ReasonString as Str = REASON_STRING,
+    user_properties: UserProperty as Pair = USER_PROPERTY,
+} checks authentication);
