@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use coremq::protocol::{
-    decode, ClientId, Connect, ConnectProperties, Disconnect, Packet, PacketId, ProtocolVersion,
-    Publish, PublishAck, QoS, ReasonCode,
+    decode, ClientId, ConnAck, Connect, ConnectProperties, Disconnect, LastWill, Packet, PacketId,
+    ProtocolVersion, Publish, PublishAck, QoS, ReasonCode, Subscribe, SubscriptionOptions,
+    TopicFilter, TopicName, WillProperties,
 };
 use coremq::{Broker, Config};
 
@@ -345,4 +346,113 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Packets and exchanges shared by the raw-byte suites (conformance, faults).
+// ------------------------------------------------------------------------------------------------
+
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName::copy_from(s).unwrap()
+}
+
+pub fn packet_id(id: u16) -> PacketId {
+    PacketId(std::num::NonZeroU16::new(id).unwrap())
+}
+
+/// A will on `topic` with `payload`.
+pub fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> LastWill {
+    LastWill {
+        topic: topic_name(topic),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos,
+        retain,
+        properties: WillProperties::default(),
+    }
+}
+
+/// Sends `connect` on `client` and returns the broker's CONNACK, which must accept the
+/// connection.
+pub fn handshake(client: &mut RawClient, connect: Connect) -> Box<ConnAck> {
+    client.send(&Packet::Connect(Box::new(connect)));
+    match client.expect_packet() {
+        Packet::ConnAck(ack) => {
+            assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "CONNACK refused");
+            ack
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Opens a connection and sends `connect`; returns the client and the broker's CONNACK, which
+/// must accept the connection.
+pub fn connect_with(broker: &TestBroker, connect: Connect) -> (RawClient, Box<ConnAck>) {
+    let mut client = RawClient::connect(broker.addr, connect.protocol);
+    let ack = handshake(&mut client, connect);
+    (client, ack)
+}
+
+/// `connect_with` the default CONNECT of `connect_packet`.
+pub fn connect(broker: &TestBroker, v: ProtocolVersion, client_id: &str, clean: bool) -> RawClient {
+    connect_with(broker, connect_packet(v, client_id, clean)).0
+}
+
+/// Subscribes to `filters` (with packet id 1) and returns the SUBACK's codes.
+pub fn subscribe_codes(client: &mut RawClient, filters: &[(&str, QoS)]) -> Vec<ReasonCode> {
+    client.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Default::default(),
+        filters: filters
+            .iter()
+            .map(|(f, qos)| {
+                (
+                    TopicFilter::copy_from(f).unwrap(),
+                    SubscriptionOptions::with_qos(*qos),
+                )
+            })
+            .collect(),
+    }));
+    match client.expect_packet() {
+        Packet::SubAck(ack) if ack.packet_id == packet_id(1) => ack.reason_codes,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+/// Subscribes to one filter at `qos`, which must be granted.
+pub fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
+    assert_eq!(
+        subscribe_codes(client, &[(filter, qos)]),
+        vec![ReasonCode::granted(qos)]
+    );
+}
+
+/// A PUBLISH of `payload` to `topic` (packet id `id` unless QoS 0).
+pub fn publish_packet(topic: &str, payload: impl AsRef<[u8]>, qos: QoS, id: u16) -> Packet {
+    Packet::Publish(Publish {
+        qos,
+        packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(id)),
+        ..Publish::new(topic_name(topic), Bytes::copy_from_slice(payload.as_ref()))
+    })
+}
+
+/// Publishes `payload` to `topic` and completes the sender's side of the QoS flow (PUBACK, or
+/// PUBREC / PUBREL / PUBCOMP), so the broker has routed the message when this returns. The
+/// client must not be subscribed to `topic` (the next packet must be the acknowledgement).
+pub fn publish(client: &mut RawClient, topic: &str, payload: impl AsRef<[u8]>, qos: QoS) {
+    client.send(&publish_packet(topic, payload, qos, 1));
+    client.finish_publish(packet_id(1), qos);
+}
+
+/// The next packet must be a PUBLISH of `payload` to `topic`; returns it for further checks.
+pub fn expect_message(client: &mut RawClient, topic: &str, payload: impl AsRef<[u8]>) -> Publish {
+    let p = client.expect_publish();
+    assert_eq!(p.topic.as_str(), topic);
+    assert_eq!(&p.payload[..], payload.as_ref(), "payload on {topic}");
+    p
+}
+
+/// PINGREQ, and the PINGRESP that shows the broker still serves this connection.
+pub fn ping(client: &mut RawClient) {
+    client.send(&Packet::PingReq);
+    assert_eq!(client.expect_packet(), Packet::PingResp);
 }

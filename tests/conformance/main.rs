@@ -7,19 +7,18 @@
 //! the bytes on the wire are exactly the ones the case names. Clients are placed on shards on
 //! purpose (`TestBroker::id_on`): publisher and subscriber, or a will's sender and its receiver,
 //! live on different shards. Cases assert behaviour, never timings; waits are generous.
+//!
+//! Modules are named `s<chapter>_<section>_<topic>`: `s3_01_*` CONNECT (connect, session, session
+//! expiry, will), `s3_02_connack`, `s3_03_*` PUBLISH (topic alias, message expiry, receive
+//! maximum), `s3_04_acks` (every acknowledgement byte for byte), `s3_08_subscription_options`,
+//! `s3_12_keepalive`; `malformed/` holds the raw-byte violation tables, one module per section,
+//! and the runner that checks each closes only its own connection. Packet helpers shared with
+//! the fault tests live in `tests/common`; MQTT 5 helpers in `v5`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::num::NonZeroU16;
-
-use bytes::Bytes;
-use coremq::protocol::{
-    ConnAck, Connect, LastWill, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
-    Subscribe, SubscriptionOptions, TopicFilter, TopicName, WillProperties,
-};
-
-use common::{RawClient, TestBroker};
+use coremq::protocol::{Packet, ProtocolVersion};
 
 /// Turns each `case(version)` function into a module of two tests, `case::v3_1_1` and `case::v5`.
 macro_rules! each_version {
@@ -38,122 +37,24 @@ macro_rules! each_version {
     )*};
 }
 
-mod s2_malformed;
-mod s2_malformed_connect;
+mod malformed;
 mod s3_01_connect;
 mod s3_01_session;
-mod s3_03_will;
+mod s3_01_session_expiry;
+mod s3_01_will;
+mod s3_02_connack;
+mod s3_03_message_expiry;
+mod s3_03_receive_maximum;
+mod s3_03_topic_alias;
 mod s3_04_acks;
+mod s3_08_subscription_options;
 mod s3_12_keepalive;
-mod s3_mqtt5;
+mod v5;
 
-use common::connect_packet;
-
-/// A will on `topic` with `payload`.
-fn will(topic: &str, payload: &str, qos: QoS, retain: bool) -> LastWill {
-    LastWill {
-        topic: topic_name(topic),
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        qos,
-        retain,
-        properties: WillProperties::default(),
-    }
-}
-
-/// Opens a connection and sends `connect`; returns the client and the broker's CONNACK, which
-/// must accept the connection.
-fn connect_with(broker: &TestBroker, connect: Connect) -> (RawClient, Box<ConnAck>) {
-    let mut client = RawClient::connect(broker.addr, connect.protocol);
-    client.send(&Packet::Connect(Box::new(connect)));
-    match client.expect_packet() {
-        Packet::ConnAck(ack) => {
-            assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "CONNACK refused");
-            (client, ack)
-        }
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
-}
-
-/// `connect_with` the default CONNECT of `connect_packet`.
-fn connect(broker: &TestBroker, v: ProtocolVersion, client_id: &str, clean: bool) -> RawClient {
-    connect_with(broker, connect_packet(v, client_id, clean)).0
-}
-
-fn topic_name(s: &str) -> TopicName {
-    TopicName::copy_from(s).unwrap()
-}
-
-fn packet_id(id: u16) -> PacketId {
-    PacketId(NonZeroU16::new(id).unwrap())
-}
-
-/// Subscribes to `filter` at `qos` and waits for the SUBACK granting it.
-fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
-        properties: Default::default(),
-        filters: vec![(
-            TopicFilter::copy_from(filter).unwrap(),
-            SubscriptionOptions::with_qos(qos),
-        )],
-    }));
-    match client.expect_packet() {
-        Packet::SubAck(ack) => {
-            assert_eq!(ack.packet_id, packet_id(1));
-            assert_eq!(ack.reason_codes, vec![ReasonCode::granted(qos)]);
-        }
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-/// Publishes `payload` to `topic` and completes the sender's side of the QoS flow (PUBACK, or
-/// PUBREC / PUBREL / PUBCOMP), so the broker has routed the message when this returns.
-fn publish(client: &mut RawClient, topic: &str, payload: &str, qos: QoS) {
-    let id = packet_id(1);
-    client.send(&Packet::Publish(Publish {
-        qos,
-        packet_id: (qos != QoS::AtMostOnce).then_some(id),
-        ..Publish::new(
-            topic_name(topic),
-            Bytes::copy_from_slice(payload.as_bytes()),
-        )
-    }));
-    client.finish_publish(id, qos);
-}
-
-/// The next packet, which must be a PUBLISH.
-fn expect_publish(client: &mut RawClient) -> Publish {
-    client.expect_publish()
-}
-
-/// The next packet must be a PUBLISH of `payload` to `topic`; returns it for further checks.
-fn expect_message(client: &mut RawClient, topic: &str, payload: &str) -> Publish {
-    let p = expect_publish(client);
-    assert_eq!(p.topic.as_str(), topic);
-    assert_eq!(&p.payload[..], payload.as_bytes(), "payload on {topic}");
-    p
-}
-
-/// Completes the receiver's side of a delivery's QoS flow.
-fn acknowledge(client: &mut RawClient, p: &Publish) {
-    client.acknowledge(p)
-}
-
-/// Sends DISCONNECT and waits until the broker closes the connection.
-fn disconnect(client: RawClient) {
-    client.disconnect()
-}
-
-/// See `RawClient::expect_disconnect`.
-fn expect_disconnect(client: &mut RawClient, reason: ReasonCode) {
-    client.expect_disconnect(reason)
-}
-
-/// PINGREQ, and the PINGRESP that shows the broker still serves this connection.
-fn ping(client: &mut RawClient) {
-    client.send(&Packet::PingReq);
-    assert_eq!(client.expect_packet(), Packet::PingResp);
-}
+use common::{
+    connect, connect_packet, connect_with, expect_message, packet_id, ping, publish, subscribe,
+    topic_name, will,
+};
 
 /// A frame of type-and-flags byte `first`: the fixed header (remaining length as a variable byte
 /// integer) and `body`.

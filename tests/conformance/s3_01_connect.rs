@@ -8,8 +8,7 @@ use coremq::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::{hex, RawClient, TestBroker};
 use crate::{
-    connect, connect_packet, connect_with, expect_disconnect, expect_message, frame, ping, publish,
-    subscribe, wire,
+    connect, connect_packet, connect_with, expect_message, frame, ping, publish, subscribe, wire,
 };
 
 each_version!(
@@ -79,10 +78,10 @@ fn mqtt_3_1_3_6_empty_client_id_with_clean_session_is_assigned_one(v: ProtocolVe
     subscribe(&mut first, "assigned/1", QoS::AtLeastOnce);
     subscribe(&mut second, "assigned/2", QoS::AtLeastOnce);
     for (shard, p) in publishers.iter_mut().enumerate() {
-        publish(p, "assigned/1", &format!("from {shard}"), QoS::AtMostOnce);
-        publish(p, "assigned/2", &format!("from {shard}"), QoS::AtMostOnce);
-        expect_message(&mut first, "assigned/1", &format!("from {shard}"));
-        expect_message(&mut second, "assigned/2", &format!("from {shard}"));
+        publish(p, "assigned/1", format!("from {shard}"), QoS::AtMostOnce);
+        publish(p, "assigned/2", format!("from {shard}"), QoS::AtMostOnce);
+        expect_message(&mut first, "assigned/1", format!("from {shard}"));
+        expect_message(&mut second, "assigned/2", format!("from {shard}"));
     }
 }
 
@@ -127,7 +126,7 @@ fn mqtt_3_1_protocol_name_mqisdp_level_3_is_accepted() {
     publish(&mut publisher, "mqisdp/t", "hello 3.1", QoS::AtLeastOnce);
     let p = expect_message(&mut client, "mqisdp/t", "hello 3.1");
     assert_eq!(p.qos, QoS::AtLeastOnce);
-    crate::acknowledge(&mut client, &p);
+    client.acknowledge(&p);
     ping(&mut client);
 }
 
@@ -154,7 +153,7 @@ fn mqtt_3_1_0_2_second_connect_closes_the_connection(v: ProtocolVersion) {
     let id = broker.id_on(1, "twice");
     let mut client = connect(&broker, v, &id, true);
     client.send(&Packet::Connect(Box::new(connect_packet(v, &id, true))));
-    expect_disconnect(&mut client, ReasonCode::PROTOCOL_ERROR);
+    client.expect_disconnect(ReasonCode::PROTOCOL_ERROR);
 }
 
 fn mqtt_3_1_2_3_reserved_connect_flag_closes_the_connection(v: ProtocolVersion) {
@@ -327,7 +326,7 @@ fn mqtt_3_1_4_2_takeover_disconnects_the_old_connection(v: ProtocolVersion) {
         // home shard, where it must find and end the previous one.
         for _ in 0..4 {
             let mut next = connect(&broker, v, &id, true);
-            expect_disconnect(&mut current, ReasonCode::SESSION_TAKEN_OVER);
+            current.expect_disconnect(ReasonCode::SESSION_TAKEN_OVER);
             ping(&mut next);
             current = next;
         }
@@ -346,12 +345,12 @@ fn mqtt_3_1_4_2_takeover_resumes_a_persistent_session(v: ProtocolVersion) {
 
     let (mut new, ack) = connect_with(&broker, connect_packet(v, &id, false));
     assert!(ack.session_present, "[MQTT-3.2.2-2]");
-    expect_disconnect(&mut old, ReasonCode::SESSION_TAKEN_OVER);
+    old.expect_disconnect(ReasonCode::SESSION_TAKEN_OVER);
     // The delivery the old connection left unacknowledged goes out again [MQTT-4.4.0-1].
     let again = expect_message(&mut new, "resumed/t", "before");
     assert!(again.dup);
     assert_eq!(again.packet_id, unacked.packet_id);
-    crate::acknowledge(&mut new, &again);
+    new.acknowledge(&again);
     publish(
         &mut publisher,
         "resumed/t",
@@ -359,7 +358,7 @@ fn mqtt_3_1_4_2_takeover_resumes_a_persistent_session(v: ProtocolVersion) {
         QoS::AtLeastOnce,
     );
     let p = expect_message(&mut new, "resumed/t", "after takeover");
-    crate::acknowledge(&mut new, &p);
+    new.acknowledge(&p);
 }
 
 /// Clients whose ids are homed on each shard all work, wherever the kernel accepted them.
@@ -385,7 +384,7 @@ fn home_shard_handoff_serves_clients_homed_on_every_shard(v: ProtocolVersion) {
         }
         for (id, c) in &mut clients {
             let p = expect_message(c, &format!("handoff/{id}"), id);
-            crate::acknowledge(c, &p);
+            c.acknowledge(&p);
         }
     }
 }

@@ -12,8 +12,8 @@ use coremq::protocol::{Packet, ProtocolVersion, Publish, PublishAck, QoS};
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, connect, connect_packet, connect_with, disconnect, expect_message, expect_publish,
-    packet_id, publish, subscribe, topic_name,
+    connect, connect_packet, connect_with, expect_message, packet_id, publish, subscribe,
+    topic_name,
 };
 
 each_version!(
@@ -40,19 +40,19 @@ fn mqtt_3_2_2_2_session_present_is_set_only_when_a_stored_session_resumes(v: Pro
         let id = broker.id_on(shard, "present");
         let (c, present) = reconnect(&broker, v, &id, false);
         assert!(!present, "[MQTT-3.2.2-3] no session stored yet");
-        disconnect(c);
+        c.disconnect();
         let (c, present) = reconnect(&broker, v, &id, false);
         assert!(present, "[MQTT-3.2.2-2] the stored session resumes");
-        disconnect(c);
+        c.disconnect();
         let (c, present) = reconnect(&broker, v, &id, true);
         assert!(!present, "[MQTT-3.2.2-1] a clean session is never present");
-        disconnect(c);
+        c.disconnect();
         let (c, present) = reconnect(&broker, v, &id, false);
         assert!(
             !present,
             "[MQTT-3.1.2-6] the clean session ended with its connection"
         );
-        disconnect(c);
+        c.disconnect();
     }
 }
 
@@ -62,7 +62,7 @@ fn mqtt_3_1_2_4_subscriptions_survive_a_reconnect(v: ProtocolVersion) {
     let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
     let mut sub = connect(&broker, v, &id, false);
     subscribe(&mut sub, "kept/+", QoS::AtLeastOnce);
-    disconnect(sub);
+    sub.disconnect();
 
     let (mut sub, present) = reconnect(&broker, v, &id, false);
     assert!(present);
@@ -74,7 +74,7 @@ fn mqtt_3_1_2_4_subscriptions_survive_a_reconnect(v: ProtocolVersion) {
     );
     let p = expect_message(&mut sub, "kept/a", "still subscribed");
     assert_eq!(p.qos, QoS::AtLeastOnce);
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 fn mqtt_3_1_2_5_qos_1_and_2_messages_published_while_offline_are_delivered_on_reconnect(
@@ -85,7 +85,7 @@ fn mqtt_3_1_2_5_qos_1_and_2_messages_published_while_offline_are_delivered_on_re
     let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
     let mut sub = connect(&broker, v, &id, false);
     subscribe(&mut sub, "offline/#", QoS::ExactlyOnce);
-    disconnect(sub);
+    sub.disconnect();
 
     publish(&mut publisher, "offline/1", "one", QoS::AtLeastOnce);
     publish(&mut publisher, "offline/2", "two", QoS::ExactlyOnce);
@@ -95,10 +95,10 @@ fn mqtt_3_1_2_5_qos_1_and_2_messages_published_while_offline_are_delivered_on_re
     let p = expect_message(&mut sub, "offline/1", "one");
     assert_eq!(p.qos, QoS::AtLeastOnce);
     assert!(!p.dup);
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
     let p = expect_message(&mut sub, "offline/2", "two");
     assert_eq!(p.qos, QoS::ExactlyOnce);
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 /// Subscribes a persistent session at QoS 1, publishes a QoS 0 message and then a QoS 1 marker
@@ -108,7 +108,7 @@ fn offline_qos0_then_marker(broker: &TestBroker, v: ProtocolVersion) -> RawClien
     let mut publisher = connect(broker, v, &broker.id_on(1, "pub"), true);
     let mut sub = connect(broker, v, &id, false);
     subscribe(&mut sub, "qos0/+", QoS::AtLeastOnce);
-    disconnect(sub);
+    sub.disconnect();
     // A live subscriber on the same shard: once it has both messages, the offline session has
     // been offered them too (the publisher's PUBACK only says they left shard 1).
     let mut witness = connect(broker, v, &broker.id_on(0, "witness"), true);
@@ -117,7 +117,7 @@ fn offline_qos0_then_marker(broker: &TestBroker, v: ProtocolVersion) -> RawClien
     publish(&mut publisher, "qos0/marker", "marker", QoS::AtLeastOnce);
     expect_message(&mut witness, "qos0/a", "at most once");
     let p = expect_message(&mut witness, "qos0/marker", "marker");
-    acknowledge(&mut witness, &p);
+    witness.acknowledge(&p);
     let (sub, present) = reconnect(broker, v, &id, false);
     assert!(present);
     sub
@@ -130,7 +130,7 @@ fn mqtt_3_1_2_5_qos_0_messages_published_while_offline_are_not_queued_by_default
     let mut sub = offline_qos0_then_marker(&broker, v);
     // The QoS 0 message was dropped: the marker comes first.
     let p = expect_message(&mut sub, "qos0/marker", "marker");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 fn mqtt_3_1_2_5_qos_0_messages_published_while_offline_are_queued_with_queue_qos0(
@@ -141,7 +141,7 @@ fn mqtt_3_1_2_5_qos_0_messages_published_while_offline_are_queued_with_queue_qos
     let p = expect_message(&mut sub, "qos0/a", "at most once");
     assert_eq!(p.qos, QoS::AtMostOnce);
     let p = expect_message(&mut sub, "qos0/marker", "marker");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 fn mqtt_4_4_0_1_unacknowledged_qos_1_publish_is_resent_with_dup_on_reconnect(v: ProtocolVersion) {
@@ -162,15 +162,15 @@ fn mqtt_4_4_0_1_unacknowledged_qos_1_publish_is_resent_with_dup_on_reconnect(v: 
     assert!(again.dup, "[MQTT-4.4.0-1] a resent PUBLISH has DUP set");
     assert_eq!(again.packet_id, first.packet_id, "same packet identifier");
     assert_eq!(again.qos, QoS::AtLeastOnce);
-    acknowledge(&mut sub, &again);
-    disconnect(sub);
+    sub.acknowledge(&again);
+    sub.disconnect();
 
     // Acknowledged now: the next connection gets only what comes next.
     let (mut sub, _) = reconnect(&broker, v, &id, false);
     publish(&mut publisher, "resend/marker", "marker", QoS::AtLeastOnce);
     let p = expect_message(&mut sub, "resend/marker", "marker");
     assert!(!p.dup);
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 fn mqtt_4_4_0_1_unacknowledged_pubrel_is_resent_on_reconnect(v: ProtocolVersion) {
@@ -199,9 +199,9 @@ fn mqtt_4_4_0_1_unacknowledged_pubrel_is_resent_on_reconnect(v: ProtocolVersion)
     );
     sub.send(&Packet::PubComp(PublishAck::new(id_sent)));
     publish(&mut publisher, "pubrel/marker", "marker", QoS::AtLeastOnce);
-    let p = expect_publish(&mut sub);
+    let p = sub.expect_publish();
     assert_eq!(p.topic.as_str(), "pubrel/marker");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 /// The inbound side: a QoS 2 PUBLISH the broker acknowledged with PUBREC is part of the
@@ -242,9 +242,9 @@ fn mqtt_4_3_3_2_qos_2_publish_resent_after_reconnect_is_delivered_once(v: Protoc
     publish(&mut publisher, "once/marker", "marker", QoS::AtLeastOnce);
 
     let p = expect_message(&mut sub, "once/a", "exactly once");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
     let p = expect_message(&mut sub, "once/marker", "marker");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }
 
 fn mqtt_3_1_2_6_clean_session_discards_the_stored_session(v: ProtocolVersion) {
@@ -253,7 +253,7 @@ fn mqtt_3_1_2_6_clean_session_discards_the_stored_session(v: ProtocolVersion) {
     let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
     let mut sub = connect(&broker, v, &id, false);
     subscribe(&mut sub, "discard/old", QoS::AtLeastOnce);
-    disconnect(sub);
+    sub.disconnect();
     publish(&mut publisher, "discard/old", "queued", QoS::AtLeastOnce);
 
     let (mut sub, present) = reconnect(&broker, v, &id, true);
@@ -263,5 +263,5 @@ fn mqtt_3_1_2_6_clean_session_discards_the_stored_session(v: ProtocolVersion) {
     publish(&mut publisher, "discard/marker", "marker", QoS::AtLeastOnce);
     // Neither the queued message nor the old subscription survived.
     let p = expect_message(&mut sub, "discard/marker", "marker");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 }

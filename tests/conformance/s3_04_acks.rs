@@ -19,7 +19,10 @@ use coremq::protocol::{
 };
 
 use crate::common::{hex, RawClient, TempDir, TestBroker};
-use crate::{connect, connect_packet, connect_with, packet_id, topic_name};
+use crate::v5::*;
+use crate::{
+    connect, connect_packet, connect_with, expect_message, packet_id, subscribe, topic_name,
+};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -216,4 +219,24 @@ fn mqtt_3_4_2_2_a_reason_string_that_would_exceed_the_maximum_packet_size_is_lef
     client.send(&Packet::Connect(Box::new(connect_v5(&id, None, Some(32)))));
     assert_eq!(client.expect_frame(), hex("e0 02 82 00"));
     assert_eq!(client.expect_close(), Vec::new());
+}
+
+// §3.4.2.1 / §3.5.2.1 PUBACK and PUBREC reason codes.
+
+#[test]
+fn mqtt_3_4_2_1_puback_and_pubrec_say_no_matching_subscribers() {
+    let broker = TestBroker::start(2);
+    let mut publisher = connect(&broker, V5, &broker.id_on(1, "pub"), true);
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let code = send_publish(&mut publisher, message("nobody/a", "unheard", qos));
+        assert_eq!(code, ReasonCode::NO_MATCHING_SUBSCRIBERS, "{qos:?}");
+    }
+    // A subscriber on the other shard: the message is accepted and matched.
+    let mut sub = connect(&broker, V5, &broker.id_on(0, "sub"), true);
+    subscribe(&mut sub, "nobody/+", QoS::AtMostOnce);
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let code = send_publish(&mut publisher, message("nobody/a", "heard", qos));
+        assert_eq!(code, ReasonCode::SUCCESS, "{qos:?}");
+        expect_message(&mut sub, "nobody/a", "heard");
+    }
 }

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use coremq::protocol::{Connect, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::{RawClient, TestBroker};
-use crate::{
-    connect, connect_packet, connect_with, expect_disconnect, expect_message, ping, subscribe, will,
-};
+use crate::{connect, connect_packet, connect_with, expect_message, ping, subscribe, will};
 
 each_version!(
     mqtt_3_1_2_24_silent_client_is_disconnected_after_one_and_a_half_keep_alives,
@@ -48,7 +46,7 @@ fn mqtt_3_1_2_24_silent_client_is_disconnected_after_one_and_a_half_keep_alives(
     // Within the keep-alive period the connection stays open...
     client.expect_silence(Duration::from_millis(500));
     // ...and after one and a half of them without a packet it is closed.
-    expect_disconnect(&mut client, ReasonCode::KEEP_ALIVE_TIMEOUT);
+    client.expect_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
     assert!(
         start.elapsed() < Duration::from_secs(4),
         "closed only after {:?}",
@@ -82,6 +80,6 @@ fn mqtt_3_1_2_8_will_is_published_on_keep_alive_timeout(v: ProtocolVersion) {
     subscribe(&mut watcher, "will/#", QoS::AtLeastOnce);
     let last_will = will("will/silent", "timed out", QoS::AtMostOnce, false);
     let mut client = connect_keep_alive_1(&broker, v, 1, Some(last_will));
-    expect_disconnect(&mut client, ReasonCode::KEEP_ALIVE_TIMEOUT);
+    client.expect_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
     expect_message(&mut watcher, "will/silent", "timed out");
 }

@@ -7,7 +7,7 @@ use std::thread;
 use coremq::protocol::{ProtocolVersion, QoS};
 
 use crate::common::TestBroker;
-use crate::{acknowledge, beside, connect, expect_publish, numbered, publish, seq_of, subscribe};
+use crate::{beside, connect, numbered, publish, seq_of, subscribe};
 
 /// A publisher (its own thread, waiting for each PUBACK) sends `total` QoS 1 messages to a
 /// subscriber on the other shard with a 2-message window and a 50-message queue, which reads
@@ -25,17 +25,17 @@ fn run(flow_control: bool, total: u32) -> (Vec<u32>, u64) {
     let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
     let sender = thread::spawn(move || {
         for seq in 0..total {
-            publish(&mut publisher, "flow", &numbered(seq, 16), QoS::AtLeastOnce);
+            publish(&mut publisher, "flow", numbered(seq, 16), QoS::AtLeastOnce);
         }
         publisher
     });
     let mut got = Vec::new();
     let mut read_one = |got: &mut Vec<u32>| {
-        let p = expect_publish(&mut sub);
+        let p = sub.expect_publish();
         // A consumer slower than the publisher, but consuming: it acknowledges everything,
         // taking a millisecond over each.
         thread::sleep(std::time::Duration::from_millis(1));
-        acknowledge(&mut sub, &p);
+        sub.acknowledge(&p);
         got.push(seq_of(&p));
     };
     while !sender.is_finished() {

@@ -12,9 +12,8 @@ use coremq::protocol::{Packet, ProtocolVersion, PublishAck, QoS};
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, beside, connect, connect_packet, connect_with, disconnect, eventually,
-    expect_message, expect_publish, handshake, kill, numbered, packet_id, publish, publish_packet,
-    seq_of, stats_when, subscribe, will,
+    beside, connect, connect_packet, connect_with, eventually, expect_message, handshake, kill,
+    numbered, packet_id, publish, publish_packet, seq_of, stats_when, subscribe, will,
 };
 
 each_version!(
@@ -44,8 +43,8 @@ fn publisher_killed_between_pubrec_and_pubrel_keeps_its_qos2_state(v: ProtocolVe
     subscribe(&mut watcher, "kill/#", QoS::ExactlyOnce);
     let id = broker.id_on(1, "publisher");
     let mut c = connect_packet(v, &id, false);
-    c.will = Some(will("kill/will", "publisher gone"));
-    let mut publisher = connect_with(&broker, c);
+    c.will = Some(will("kill/will", "publisher gone", QoS::AtMostOnce, false));
+    let mut publisher = connect_with(&broker, c).0;
     publisher.send(&publish_packet(
         "kill/data",
         b"exactly once",
@@ -57,7 +56,7 @@ fn publisher_killed_between_pubrec_and_pubrel_keeps_its_qos2_state(v: ProtocolVe
         Packet::PubRec(PublishAck::new(packet_id(7)))
     );
     let p = expect_message(&mut watcher, "kill/data", b"exactly once");
-    acknowledge(&mut watcher, &p);
+    watcher.acknowledge(&p);
 
     kill(publisher);
     expect_message(&mut watcher, "kill/will", b"publisher gone");
@@ -66,14 +65,14 @@ fn publisher_killed_between_pubrec_and_pubrel_keeps_its_qos2_state(v: ProtocolVe
     // The session remembers packet id 7 awaiting PUBREL [MQTT-4.3.3-9]: the PUBREL completes the
     // exchange, and the message is not delivered again.
     let mut publisher = RawClient::connect(broker.addr, v);
-    assert!(handshake(&mut publisher, connect_packet(v, &id, false)));
+    assert!(handshake(&mut publisher, connect_packet(v, &id, false)).session_present);
     publisher.send(&Packet::PubRel(PublishAck::new(packet_id(7))));
     assert_eq!(
         publisher.expect_packet(),
         Packet::PubComp(PublishAck::new(packet_id(7)))
     );
     watcher.expect_silence(Duration::from_millis(200));
-    disconnect(publisher);
+    publisher.disconnect();
     released(&broker, 1, 2);
 }
 
@@ -97,7 +96,7 @@ fn subscriber_killed_between_pubrel_and_pubcomp_gets_its_flows_resumed(v: Protoc
     publish(&mut publisher, "kill/q", b"m3", QoS::AtLeastOnce);
 
     let mut sub = RawClient::connect(broker.addr, v);
-    assert!(handshake(&mut sub, connect_packet(v, &id, false)));
+    assert!(handshake(&mut sub, connect_packet(v, &id, false)).session_present);
     // In their original order: the PUBREL of m1, m2 again with DUP, then the queued m3.
     assert_eq!(sub.expect_packet(), Packet::PubRel(PublishAck::new(id1)));
     let again = expect_message(&mut sub, "kill/q", b"m2");
@@ -105,10 +104,10 @@ fn subscriber_killed_between_pubrel_and_pubcomp_gets_its_flows_resumed(v: Protoc
     let m3 = expect_message(&mut sub, "kill/q", b"m3");
     assert_eq!(m3.qos, QoS::AtLeastOnce);
     sub.send(&Packet::PubComp(PublishAck::new(id1)));
-    acknowledge(&mut sub, &again);
-    acknowledge(&mut sub, &m3);
+    sub.acknowledge(&again);
+    sub.acknowledge(&m3);
     sub.expect_silence(Duration::from_millis(200));
-    disconnect(sub);
+    sub.disconnect();
 }
 
 fn client_killed_while_writing_a_large_packet_is_released(v: ProtocolVersion) {
@@ -118,13 +117,18 @@ fn client_killed_while_writing_a_large_packet_is_released(v: ProtocolVersion) {
     subscribe(&mut watcher, "kill/#", QoS::AtMostOnce);
     released(&broker, 1, 1);
     let mut frame = bytes::BytesMut::new();
-    publish_packet("kill/big", &vec![b'b'; 512 * 1024], QoS::AtMostOnce, 1)
+    publish_packet("kill/big", vec![b'b'; 512 * 1024], QoS::AtMostOnce, 1)
         .encode(v, &mut frame)
         .unwrap();
     for shard in 0..2 {
         let mut c = connect_packet(v, &broker.id_on(shard, "writer"), true);
-        c.will = Some(will(&format!("kill/will/{shard}"), "writer gone"));
-        let mut writer = connect_with(&broker, c);
+        c.will = Some(will(
+            &format!("kill/will/{shard}"),
+            "writer gone",
+            QoS::AtMostOnce,
+            false,
+        ));
+        let mut writer = connect_with(&broker, c).0;
         // The fixed header and half of the body.
         writer.send_bytes(&frame[..frame.len() / 2]);
         if shard == 0 {
@@ -145,8 +149,13 @@ fn subscriber_killed_while_the_broker_writes_to_it_keeps_its_messages(v: Protoco
     subscribe(&mut watcher, "kill/will/#", QoS::AtMostOnce);
     let id = broker.id_on(0, "subscriber");
     let mut c = connect_packet(v, &id, false);
-    c.will = Some(will("kill/will/subscriber", "subscriber gone"));
-    let mut sub = connect_with(&broker, c);
+    c.will = Some(will(
+        "kill/will/subscriber",
+        "subscriber gone",
+        QoS::AtMostOnce,
+        false,
+    ));
+    let mut sub = connect_with(&broker, c).0;
     subscribe(&mut sub, "kill/big", QoS::AtLeastOnce);
     let mut publisher = connect(&broker, v, &broker.id_on(1, "publisher"), true);
     // 8 × 256 KiB: more than the socket buffers take at once.
@@ -154,7 +163,7 @@ fn subscriber_killed_while_the_broker_writes_to_it_keeps_its_messages(v: Protoco
         publish(
             &mut publisher,
             "kill/big",
-            &numbered(seq, 256 * 1024),
+            numbered(seq, 256 * 1024),
             QoS::AtLeastOnce,
         );
     }
@@ -168,18 +177,18 @@ fn subscriber_killed_while_the_broker_writes_to_it_keeps_its_messages(v: Protoco
     // [MQTT-3.3.1-1] — at least the one it was reading — then those that were still queued
     // (COREMQ_MAX_OUTBOUND_BUFFER held them back) for the first time, without.
     let mut sub = RawClient::connect(broker.addr, v);
-    assert!(handshake(&mut sub, connect_packet(v, &id, false)));
+    assert!(handshake(&mut sub, connect_packet(v, &id, false)).session_present);
     let mut dups = Vec::new();
     for seq in 0..8 {
-        let p = expect_publish(&mut sub);
+        let p = sub.expect_publish();
         assert_eq!(seq_of(&p), seq);
         dups.push(p.dup);
-        acknowledge(&mut sub, &p);
+        sub.acknowledge(&p);
     }
     assert!(dups[0], "{dups:?}");
     assert!(dups.windows(2).all(|w| w[0] || !w[1]), "{dups:?}");
     sub.expect_silence(Duration::from_millis(200));
-    disconnect(sub);
+    sub.disconnect();
     released(&broker, 2, 3);
 }
 
@@ -190,8 +199,13 @@ fn half_open_connection_is_released_and_its_will_published(v: ProtocolVersion) {
     subscribe(&mut watcher, "kill/will/#", QoS::AtMostOnce);
     for shard in 0..2 {
         let mut c = connect_packet(v, &broker.id_on(shard, "half"), true);
-        c.will = Some(will(&format!("kill/will/{shard}"), "half open"));
-        let mut client = connect_with(&broker, c);
+        c.will = Some(will(
+            &format!("kill/will/{shard}"),
+            "half open",
+            QoS::AtMostOnce,
+            false,
+        ));
+        let mut client = connect_with(&broker, c).0;
         subscribe(&mut client, "kill/half", QoS::AtMostOnce);
         client.stream.shutdown(Shutdown::Write).unwrap();
         // The broker sees the end of the stream without DISCONNECT: it closes its side too

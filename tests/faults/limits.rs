@@ -9,9 +9,8 @@ use coremq::protocol::{ConnAck, Packet, ProtocolVersion, Publish, QoS, ReasonCod
 
 use crate::common::{hex, RawClient, TestBroker};
 use crate::{
-    acknowledge, beside, connect, connect_packet, disconnect, eventually, expect_disconnect,
-    expect_message, expect_publish, numbered, ping, publish, seq_of, stats_when, subscribe,
-    subscribe_codes, will,
+    beside, connect, connect_packet, eventually, expect_message, numbered, ping, publish, seq_of,
+    stats_when, subscribe, subscribe_codes, will,
 };
 
 each_version!(
@@ -77,11 +76,11 @@ fn max_connections_refuses_with_quota_exceeded_and_serves_the_others(v: Protocol
         QoS::AtLeastOnce,
     );
     let p = expect_message(&mut sub, "limits/connections", b"served");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
 
     // A freed place goes to the next client.
     for client in idle {
-        disconnect(client);
+        client.disconnect();
     }
     eventually(
         "places freed",
@@ -121,18 +120,23 @@ fn max_packet_size_is_checked_on_the_fixed_header(v: ProtocolVersion) {
     publisher.send(&at_limit);
     assert_eq!(sub.expect_packet(), at_limit);
     publisher.send(&sized(MAX + 1));
-    expect_disconnect(&mut publisher, ReasonCode::PACKET_TOO_LARGE);
+    publisher.expect_disconnect(ReasonCode::PACKET_TOO_LARGE);
 
     for shard in 0..2 {
         let mut huge = connect(&broker, v, &broker.id_on(shard, "huge"), true);
         // PUBLISH, remaining length 268,435,455: the largest MQTT allows.
         huge.send_bytes(&hex("30 ff ff ff 7f"));
-        expect_disconnect(&mut huge, ReasonCode::PACKET_TOO_LARGE);
+        huge.expect_disconnect(ReasonCode::PACKET_TOO_LARGE);
     }
 
     // In the CONNECT phase: a will too large for the limit.
     let mut big_connect = connect_packet(v, &broker.id_on(1, "big-connect"), true);
-    big_connect.will = Some(will("size/will", &"w".repeat(2 * MAX)));
+    big_connect.will = Some(will(
+        "size/will",
+        &"w".repeat(2 * MAX),
+        QoS::AtMostOnce,
+        false,
+    ));
     let mut client = RawClient::connect(broker.addr, v);
     client.send(&Packet::Connect(Box::new(big_connect)));
     let expected = if v.is_v5() {
@@ -168,11 +172,11 @@ fn max_inflight_holds_the_rest_in_the_queue_and_drops_beyond_it(v: ProtocolVersi
         publish(
             &mut publisher,
             "inflight",
-            &numbered(seq, 8),
+            numbered(seq, 8),
             QoS::AtLeastOnce,
         );
     }
-    let window: Vec<Publish> = (0..3).map(|_| expect_publish(&mut sub)).collect();
+    let window: Vec<Publish> = (0..3).map(|_| sub.expect_publish()).collect();
     assert_eq!(window.iter().map(seq_of).collect::<Vec<_>>(), [0, 1, 2]);
     sub.expect_silence(Duration::from_millis(200));
     let stats = stats_when(&broker, "4 dropped", |s| s.drops.queue_full == 4);
@@ -182,21 +186,21 @@ fn max_inflight_holds_the_rest_in_the_queue_and_drops_beyond_it(v: ProtocolVersi
     let mut pending = window;
     for expected in 3..8 {
         let done = pending.remove(0);
-        acknowledge(&mut sub, &done);
-        let next = expect_publish(&mut sub);
+        sub.acknowledge(&done);
+        let next = sub.expect_publish();
         assert_eq!(seq_of(&next), expected);
         pending.push(next);
     }
     for p in &pending {
-        acknowledge(&mut sub, p);
+        sub.acknowledge(p);
     }
     publish(
         &mut publisher,
         "inflight",
-        &numbered(100, 8),
+        numbered(100, 8),
         QoS::AtLeastOnce,
     );
-    assert_eq!(seq_of(&expect_publish(&mut sub)), 100);
+    assert_eq!(seq_of(&sub.expect_publish()), 100);
 }
 
 /// COREMQ_MAX_QUEUED_MESSAGES for a persistent session while offline: the first messages are
@@ -207,27 +211,22 @@ fn max_queued_messages_drops_beyond_it_for_an_offline_session(v: ProtocolVersion
     let id = broker.id_on(0, "offline");
     let mut sub = connect(&broker, v, &id, false);
     subscribe(&mut sub, "queued", QoS::AtLeastOnce);
-    disconnect(sub);
+    sub.disconnect();
     let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
     for seq in 0..10 {
-        publish(
-            &mut publisher,
-            "queued",
-            &numbered(seq, 8),
-            QoS::AtLeastOnce,
-        );
+        publish(&mut publisher, "queued", numbered(seq, 8), QoS::AtLeastOnce);
     }
     stats_when(&broker, "6 dropped", |s| s.drops.queue_full == 6);
 
     let mut sub = connect(&broker, v, &id, false);
     for seq in 0..4 {
-        let p = expect_publish(&mut sub);
+        let p = sub.expect_publish();
         assert_eq!(seq_of(&p), seq);
-        acknowledge(&mut sub, &p);
+        sub.acknowledge(&p);
     }
     sub.expect_silence(Duration::from_millis(200));
-    publish(&mut publisher, "queued", &numbered(10, 8), QoS::AtLeastOnce);
-    assert_eq!(seq_of(&expect_publish(&mut sub)), 10);
+    publish(&mut publisher, "queued", numbered(10, 8), QoS::AtLeastOnce);
+    assert_eq!(seq_of(&sub.expect_publish()), 10);
 }
 
 /// COREMQ_MAX_QUEUED_BYTES (topic + payload) for a persistent session while offline: messages
@@ -239,13 +238,13 @@ fn max_queued_bytes_drops_beyond_it_for_an_offline_session(v: ProtocolVersion) {
     let mut sub = connect(&broker, v, &id, false);
     // 12 bytes of topic + 300 of payload: three fit in 1 KiB (936 bytes), a fourth does not.
     subscribe(&mut sub, "queued/bytes", QoS::AtLeastOnce);
-    disconnect(sub);
+    sub.disconnect();
     let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
     for seq in 0..10 {
         publish(
             &mut publisher,
             "queued/bytes",
-            &numbered(seq, 300),
+            numbered(seq, 300),
             QoS::AtLeastOnce,
         );
     }
@@ -253,19 +252,19 @@ fn max_queued_bytes_drops_beyond_it_for_an_offline_session(v: ProtocolVersion) {
 
     let mut sub = connect(&broker, v, &id, false);
     for seq in 0..3 {
-        let p = expect_publish(&mut sub);
+        let p = sub.expect_publish();
         assert_eq!(seq_of(&p), seq);
-        acknowledge(&mut sub, &p);
+        sub.acknowledge(&p);
     }
     sub.expect_silence(Duration::from_millis(200));
     // Small messages still fit once the queue emptied.
     publish(
         &mut publisher,
         "queued/bytes",
-        &numbered(10, 8),
+        numbered(10, 8),
         QoS::AtLeastOnce,
     );
-    assert_eq!(seq_of(&expect_publish(&mut sub)), 10);
+    assert_eq!(seq_of(&sub.expect_publish()), 10);
 }
 
 /// COREMQ_MAX_OUTBOUND_BUFFER: a QoS 1 subscriber that stops reading fills its socket and then
@@ -294,7 +293,7 @@ fn max_outbound_buffer_queues_qos1_for_a_slow_reader_until_it_reads(v: ProtocolV
         publish(
             &mut publisher,
             "outbound",
-            &numbered(qos1, 4096),
+            numbered(qos1, 4096),
             QoS::AtLeastOnce,
         );
         qos1 += 1;
@@ -302,7 +301,7 @@ fn max_outbound_buffer_queues_qos1_for_a_slow_reader_until_it_reads(v: ProtocolV
             publish(
                 &mut publisher,
                 "outbound",
-                &numbered(qos0, 8),
+                numbered(qos0, 8),
                 QoS::AtMostOnce,
             );
             qos0 += 1;
@@ -313,20 +312,20 @@ fn max_outbound_buffer_queues_qos1_for_a_slow_reader_until_it_reads(v: ProtocolV
     publish(
         &mut publisher,
         "outbound",
-        &numbered(qos1, 8),
+        numbered(qos1, 8),
         QoS::AtLeastOnce,
     );
     qos1 += 1;
     let (mut got1, mut got0) = (0u32, 0u32);
     while got1 < qos1 {
-        let p = expect_publish(&mut slow);
+        let p = slow.expect_publish();
         if p.qos == QoS::AtMostOnce {
             got0 += 1;
             continue;
         }
         assert_eq!(seq_of(&p), got1, "QoS 1 in order");
         got1 += 1;
-        acknowledge(&mut slow, &p);
+        slow.acknowledge(&p);
     }
     ping(&mut slow);
     // Every QoS 0 message arrived or was counted as dropped; no QoS 1 message was dropped.
@@ -416,10 +415,10 @@ fn max_topic_length_and_levels_refuse_longer_topics_and_filters(v: ProtocolVersi
     for topic in ["abcdefghijklmnopq", "a/b/c/d/e"] {
         let mut offender = connect(&broker, v, &broker.id_on(1, "long"), true);
         offender.send(&crate::publish_packet(topic, b"x", QoS::AtMostOnce, 1));
-        expect_disconnect(&mut offender, ReasonCode::TOPIC_NAME_INVALID);
+        offender.expect_disconnect(ReasonCode::TOPIC_NAME_INVALID);
     }
     let mut long_will = connect_packet(v, &broker.id_on(0, "will"), true);
-    long_will.will = Some(will("a/b/c/d/e", "too deep"));
+    long_will.will = Some(will("a/b/c/d/e", "too deep", QoS::AtMostOnce, false));
     let mut client = RawClient::connect(broker.addr, v);
     client.send(&Packet::Connect(Box::new(long_will)));
     assert_eq!(

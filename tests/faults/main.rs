@@ -48,15 +48,10 @@ mod slow_consumer;
 mod storm;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::num::NonZeroU16;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use coremq::protocol::{
-    Connect, LastWill, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode, Subscribe,
-    SubscriptionOptions, TopicFilter, TopicName, WillProperties,
-};
+use coremq::protocol::Publish;
 use coremq::shard::Stats;
 
 use common::{RawClient, TestBroker};
@@ -125,38 +120,10 @@ fn stats_when(broker: &TestBroker, what: &str, check: impl Fn(&Stats) -> bool) -
     eventually(what, || broker.broker.stats(), check)
 }
 
-use common::connect_packet;
-
-/// A QoS 0 will on `topic`.
-fn will(topic: &str, payload: &str) -> LastWill {
-    LastWill {
-        topic: TopicName::copy_from(topic).unwrap(),
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        qos: QoS::AtMostOnce,
-        retain: false,
-        properties: WillProperties::default(),
-    }
-}
-
-/// Sends `connect` on `client` and returns the CONNACK's Session Present; the CONNACK must
-/// accept the connection.
-fn handshake(client: &mut RawClient, connect: Connect) -> bool {
-    client.send(&Packet::Connect(Box::new(connect)));
-    match client.expect_packet() {
-        Packet::ConnAck(ack) if ack.reason_code == ReasonCode::SUCCESS => ack.session_present,
-        other => panic!("expected CONNACK 0, got {other:?}"),
-    }
-}
-
-fn connect_with(broker: &TestBroker, connect: Connect) -> RawClient {
-    let mut client = RawClient::connect(broker.addr, connect.protocol);
-    handshake(&mut client, connect);
-    client
-}
-
-fn connect(broker: &TestBroker, v: ProtocolVersion, client_id: &str, clean: bool) -> RawClient {
-    connect_with(broker, connect_packet(v, client_id, clean))
-}
+use common::{
+    connect, connect_packet, connect_with, expect_message, handshake, packet_id, ping, publish,
+    publish_packet, subscribe, subscribe_codes, will,
+};
 
 /// A TCP connection to `addr` from source address 127.0.0.`n % 250 + 2`, so that many short
 /// connections do not run out of ephemeral ports to TIME_WAIT.
@@ -168,94 +135,6 @@ fn tcp_from(addr: SocketAddr, n: usize) -> TcpStream {
         .unwrap();
     socket.connect(&addr.into()).unwrap();
     socket.into()
-}
-
-fn packet_id(id: u16) -> PacketId {
-    PacketId(NonZeroU16::new(id).unwrap())
-}
-
-/// Subscribes to `filters` (with packet id 1) and returns the SUBACK's codes.
-fn subscribe_codes(client: &mut RawClient, filters: &[(&str, QoS)]) -> Vec<ReasonCode> {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
-        properties: Default::default(),
-        filters: filters
-            .iter()
-            .map(|(f, qos)| {
-                (
-                    TopicFilter::copy_from(f).unwrap(),
-                    SubscriptionOptions::with_qos(*qos),
-                )
-            })
-            .collect(),
-    }));
-    match client.expect_packet() {
-        Packet::SubAck(ack) if ack.packet_id == packet_id(1) => ack.reason_codes,
-        other => panic!("expected SUBACK, got {other:?}"),
-    }
-}
-
-/// Subscribes to one filter, which must be granted.
-fn subscribe(client: &mut RawClient, filter: &str, qos: QoS) {
-    assert_eq!(
-        subscribe_codes(client, &[(filter, qos)]),
-        vec![ReasonCode::granted(qos)]
-    );
-}
-
-/// A PUBLISH of `payload` to `topic` (packet id `id` unless QoS 0).
-fn publish_packet(topic: &str, payload: &[u8], qos: QoS, id: u16) -> Packet {
-    Packet::Publish(Publish {
-        qos,
-        packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(id)),
-        ..Publish::new(
-            TopicName::copy_from(topic).unwrap(),
-            Bytes::copy_from_slice(payload),
-        )
-    })
-}
-
-/// Publishes and completes the sender's side of the QoS flow (PUBACK, or PUBREC / PUBREL /
-/// PUBCOMP), so the broker has routed the message when this returns. The client must not be
-/// subscribed to `topic` (the next packet must be the acknowledgement).
-fn publish(client: &mut RawClient, topic: &str, payload: &[u8], qos: QoS) {
-    let id = packet_id(1);
-    client.send(&publish_packet(topic, payload, qos, 1));
-    client.finish_publish(id, qos);
-}
-
-/// The next packet, which must be a PUBLISH.
-fn expect_publish(client: &mut RawClient) -> Publish {
-    client.expect_publish()
-}
-
-/// The next packet must be a PUBLISH of `payload` to `topic`.
-fn expect_message(client: &mut RawClient, topic: &str, payload: &[u8]) -> Publish {
-    let p = expect_publish(client);
-    assert_eq!(p.topic.as_str(), topic);
-    assert_eq!(&p.payload[..], payload, "payload on {topic}");
-    p
-}
-
-/// Completes the receiver's side of a delivery's QoS flow.
-fn acknowledge(client: &mut RawClient, p: &Publish) {
-    client.acknowledge(p)
-}
-
-/// Sends DISCONNECT and waits until the broker closes the connection.
-fn disconnect(client: RawClient) {
-    client.disconnect()
-}
-
-/// See `RawClient::expect_disconnect`.
-fn expect_disconnect(client: &mut RawClient, reason: ReasonCode) {
-    client.expect_disconnect(reason)
-}
-
-/// PINGREQ, and the PINGRESP that shows the broker still serves this connection.
-fn ping(client: &mut RawClient) {
-    client.send(&Packet::PingReq);
-    assert_eq!(client.expect_packet(), Packet::PingResp);
 }
 
 /// Ends the connection the way a killed process does when unread data is left: a TCP reset.

@@ -12,8 +12,8 @@ use coremq::protocol::{Connect, Packet, ProtocolVersion, PublishAck, QoS, Reason
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, beside, connect, connect_packet, connect_with, expect_disconnect, expect_message,
-    ping, publish, stats_when, subscribe, will,
+    beside, connect, connect_packet, connect_with, expect_message, ping, publish, stats_when,
+    subscribe, will,
 };
 
 each_version!(
@@ -59,7 +59,7 @@ fn parked_subscriber_is_woken_by_deliveries_at_every_qos_and_parks_again(v: Prot
         publish(&mut publisher, "park/deliver", payload.as_bytes(), qos);
         let p = expect_message(&mut sub, "park/deliver", payload.as_bytes());
         assert_eq!(p.qos, qos);
-        acknowledge(&mut sub, &p);
+        sub.acknowledge(&p);
     }
     parked(&broker, 2);
     ping(&mut sub);
@@ -81,7 +81,7 @@ fn parked_client_is_woken_by_its_own_packets(v: ProtocolVersion) {
         QoS::AtLeastOnce,
     );
     let p = expect_message(&mut sub, "park/own", b"from a parked client");
-    acknowledge(&mut sub, &p);
+    sub.acknowledge(&p);
     // A new subscription made after waking is in force at once.
     parked(&broker, 2);
     subscribe(&mut publisher, "park/back", QoS::AtMostOnce);
@@ -104,7 +104,7 @@ fn acknowledgement_of_a_message_in_flight_when_it_parked_completes_the_flow(v: P
     // [MQTT-4.3.2] the acknowledgement ends "first"'s flow (no resend) and frees the window.
     let second = expect_message(&mut sub, "park/inflight", b"second");
     assert!(!second.dup);
-    acknowledge(&mut sub, &second);
+    sub.acknowledge(&second);
     parked(&broker, 2);
     ping(&mut sub);
 }
@@ -117,14 +117,14 @@ fn keep_alive_runs_out_while_parked_and_the_will_goes_out(v: ProtocolVersion) {
     let start = Instant::now();
     let connect = Connect {
         keep_alive: 1,
-        will: Some(will("park/will", "gone")),
+        will: Some(will("park/will", "gone", QoS::AtMostOnce, false)),
         ..connect_packet(v, &broker.id_on(1, "silent"), true)
     };
-    let mut silent = connect_with(&broker, connect);
+    let mut silent = connect_with(&broker, connect).0;
     parked(&broker, 2);
     // [MQTT-3.1.2-24] parked or not, 1.5 × keep alive without a packet ends the connection
     // (MQTT 5: DISCONNECT 0x8D first), and [MQTT-3.1.2-8] the will is published.
-    expect_disconnect(&mut silent, ReasonCode::KEEP_ALIVE_TIMEOUT);
+    silent.expect_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT);
     let closed = start.elapsed();
     assert!(
         closed >= Duration::from_millis(1400) && closed < Duration::from_secs(4),
@@ -153,7 +153,7 @@ fn parked_connection_is_taken_over_like_a_live_one(v: ProtocolVersion) {
         other => panic!("expected CONNACK, got {other:?}"),
     }
     // [MQTT-3.1.4-2] the existing connection is closed (MQTT 5: DISCONNECT 0x8E first).
-    expect_disconnect(&mut first, ReasonCode::SESSION_TAKEN_OVER);
+    first.expect_disconnect(ReasonCode::SESSION_TAKEN_OVER);
     let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
     publish(
         &mut publisher,
@@ -162,7 +162,7 @@ fn parked_connection_is_taken_over_like_a_live_one(v: ProtocolVersion) {
         QoS::AtLeastOnce,
     );
     let p = expect_message(&mut second, "park/takeover", b"to the new one");
-    acknowledge(&mut second, &p);
+    second.acknowledge(&p);
 }
 
 fn parked_connections_count_against_max_connections(v: ProtocolVersion) {
@@ -191,8 +191,13 @@ fn shutdown_closes_parked_connections(v: ProtocolVersion) {
     let mut clients: Vec<RawClient> = (0..4)
         .map(|n| {
             let mut c = connect_packet(v, &broker.id_on(n % 2, &format!("idle{n}")), n < 2);
-            c.will = Some(will("park/shutdown", "must not be published"));
-            connect_with(&broker, c)
+            c.will = Some(will(
+                "park/shutdown",
+                "must not be published",
+                QoS::AtMostOnce,
+                false,
+            ));
+            connect_with(&broker, c).0
         })
         .collect();
     parked(&broker, 4);
@@ -202,6 +207,6 @@ fn shutdown_closes_parked_connections(v: ProtocolVersion) {
     assert!(start.elapsed() < Duration::from_secs(10));
     for c in &mut clients {
         // MQTT 5: DISCONNECT 0x8B Server shutting down, then the close; 3.1.1: the close.
-        expect_disconnect(c, ReasonCode::SERVER_SHUTTING_DOWN);
+        c.expect_disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
     }
 }

@@ -78,7 +78,7 @@ fn publish_at_rate(publisher: &mut RawClient, topic: &str, count: u32) {
         }
         publisher.send(&publish_packet(
             topic,
-            &numbered(seq, PAYLOAD),
+            numbered(seq, PAYLOAD),
             QoS::AtMostOnce,
             1,
         ));

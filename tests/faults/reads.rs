@@ -11,8 +11,7 @@ use coremq::protocol::{ProtocolVersion, QoS};
 
 use crate::common::TestBroker;
 use crate::{
-    acknowledge, alone, beside, connect, disconnect, expect_publish, numbered, ping, publish,
-    publish_packet, rss_kib, seq_of, subscribe,
+    alone, beside, connect, numbered, ping, publish, publish_packet, rss_kib, seq_of, subscribe,
 };
 
 /// Encodes a PUBLISH of `payload` the way `v` frames it.
@@ -113,7 +112,7 @@ fn frames_cut_anywhere_and_larger_than_the_arena_arrive_intact(v: ProtocolVersio
     }
     let (mut next_small, mut next_large) = (0u32, 0u32);
     while next_small < 40 || (next_large as usize) < large_sizes.len() {
-        let p = expect_publish(&mut sub);
+        let p = sub.expect_publish();
         let seq = seq_of(&p);
         match p.topic.as_str() {
             "reads/small" => {
@@ -175,7 +174,7 @@ fn a_stalled_partial_frame_does_not_pin_the_read_arena() {
     subscribe(&mut sub, "reads/partial", QoS::AtMostOnce);
     for c in stalled.iter_mut().skip(2 * STALLED).take(3) {
         c.send_bytes(&partial[partial.len() / 2..]);
-        assert_eq!(seq_of(&expect_publish(&mut sub)), 0);
+        assert_eq!(seq_of(&sub.expect_publish()), 0);
     }
 }
 
@@ -201,16 +200,16 @@ fn an_offline_sessions_unacknowledged_message_does_not_pin_the_read_arena() {
             publish(
                 &mut publisher,
                 &topic,
-                &numbered(i as u32, 10),
+                numbered(i as u32, 10),
                 QoS::AtLeastOnce,
             );
             publisher.send_bytes(&flood);
             ping(&mut publisher);
-            let p = expect_publish(&mut sub);
+            let p = sub.expect_publish();
             if round == 1 {
-                acknowledge(&mut sub, &p);
+                sub.acknowledge(&p);
             }
-            disconnect(sub);
+            sub.disconnect();
         }
     });
     // Pinned arenas would add ~12.5 MiB.

@@ -111,8 +111,13 @@ fn graceful_shutdown_under_load_disconnects_everyone_and_returns() {
                 &broker.id_on(n % 2, &format!("load{n}")),
                 n.is_multiple_of(3),
             );
-            c.will = Some(will(&format!("will/{n}"), "must not be published"));
-            let mut client = connect_with(&broker, c);
+            c.will = Some(will(
+                &format!("will/{n}"),
+                "must not be published",
+                QoS::AtMostOnce,
+                false,
+            ));
+            let mut client = connect_with(&broker, c).0;
             subscribe(&mut client, "load/#", QoS::AtLeastOnce);
             subscribe(&mut client, "will/#", QoS::AtMostOnce);
             (v, client)

@@ -10,8 +10,8 @@ use coremq::protocol::{Packet, ProtocolVersion, QoS};
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, alone, beside, connect, connect_packet, eventually, expect_publish, handshake,
-    numbered, ping, publish_packet, rss_kib, seq_of, soak, stats_when, subscribe,
+    alone, beside, connect, connect_packet, eventually, handshake, numbered, ping, publish_packet,
+    rss_kib, seq_of, soak, stats_when, subscribe,
 };
 
 each_version!(slow_subscriber_costs_bounded_memory_and_never_holds_up_a_fast_one);
@@ -60,7 +60,7 @@ fn flood(
             };
             publisher.send(&publish_packet(
                 "flood/t",
-                &numbered(seq + i, PAYLOAD),
+                numbered(seq + i, PAYLOAD),
                 qos,
                 next_id,
             ));
@@ -72,13 +72,13 @@ fn flood(
         next_id = next_id % 1000 + 1;
         // The fast subscriber gets the whole round, in order, before the next one is sent.
         for i in 0..=ROUND {
-            let p = expect_publish(fast);
+            let p = fast.expect_publish();
             assert_eq!(
                 seq_of(&p),
                 seq + i,
                 "the fast subscriber's messages in order"
             );
-            acknowledge(fast, &p);
+            fast.acknowledge(&p);
         }
         seq += ROUND + 1;
         qos0 += ROUND;
@@ -138,7 +138,7 @@ fn slow_subscriber_costs_bounded_memory_and_never_holds_up_a_fast_one(v: Protoco
                 other => panic!("expected PUBLISH or PINGRESP, got {other:?}"),
             };
             round += 1;
-            acknowledge(&mut slow, &p);
+            slow.acknowledge(&p);
             let (last, got) = if p.qos == QoS::AtMostOnce {
                 (&mut last0, &mut got0)
             } else {
@@ -187,7 +187,7 @@ fn a_closing_connection_that_reads_nothing_is_cut_off_after_the_close_timeout(v:
         for seq in 0..2048 {
             publisher.send(&publish_packet(
                 "stuck/t",
-                &numbered(seq, 4096),
+                numbered(seq, 4096),
                 QoS::AtMostOnce,
                 1,
             ));

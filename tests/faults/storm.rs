@@ -12,8 +12,8 @@ use coremq::protocol::{MqttString, Packet, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::{RawClient, TestBroker};
 use crate::{
-    acknowledge, alone, connect, connect_packet, disconnect, eventually, expect_message, handshake,
-    kill, publish_packet, rss_kib, soak, stats_when, subscribe, subscribe_codes, tcp_from, will,
+    alone, connect, connect_packet, eventually, expect_message, handshake, kill, publish_packet,
+    rss_kib, soak, stats_when, subscribe, subscribe_codes, tcp_from, will,
 };
 
 /// Cycles per storm at soak 1.
@@ -34,7 +34,12 @@ fn cycle(broker: &TestBroker, n: usize) {
     let id = format!("storm-{n}");
     let persistent = n % 5 == 4;
     let mut c = connect_packet(v, &id, !persistent);
-    c.will = Some(will(&format!("storm/will/{n}"), "gone"));
+    c.will = Some(will(
+        &format!("storm/will/{n}"),
+        "gone",
+        QoS::AtMostOnce,
+        false,
+    ));
     let mut client = RawClient::from_stream(tcp_from(broker.addr, n), v);
     handshake(&mut client, c);
     let own = format!("storm/{n}/+");
@@ -59,7 +64,7 @@ fn cycle(broker: &TestBroker, n: usize) {
         match client.expect_packet() {
             Packet::Publish(p) => {
                 assert_eq!(p.topic.as_str(), topic);
-                acknowledge(&mut client, &p);
+                client.acknowledge(&p);
             }
             Packet::PubAck(a) => assert_eq!(a.reason_code, ReasonCode::SUCCESS),
             other => panic!("unexpected {other:?}"),
@@ -67,7 +72,7 @@ fn cycle(broker: &TestBroker, n: usize) {
         got += 1;
     }
     match n % 4 {
-        0 => disconnect(client),
+        0 => client.disconnect(),
         1 => drop(client),
         2 => kill(client),
         _ => {
@@ -80,7 +85,7 @@ fn cycle(broker: &TestBroker, n: usize) {
         // End the stored session: a clean reconnect replaces it, then goes away.
         let mut client = RawClient::from_stream(tcp_from(broker.addr, n + 1), v);
         handshake(&mut client, connect_packet(v, &id, true));
-        disconnect(client);
+        client.disconnect();
     }
 }
 
@@ -195,7 +200,7 @@ fn retained_messages_of_departed_publishers_do_not_pin_their_read_buffers() {
             // 32 KiB, and the retained message is sent in the same write so it lands in that
             // buffer: kept as a slice, it would pin the whole 32 KiB.
             let mut both = bytes::BytesMut::new();
-            publish_packet("ballast", &[0u8; 32 * 1024], QoS::AtMostOnce, 0)
+            publish_packet("ballast", [0u8; 32 * 1024], QoS::AtMostOnce, 0)
                 .encode(v, &mut both)
                 .unwrap();
             if v.is_v5() {
@@ -210,7 +215,7 @@ fn retained_messages_of_departed_publishers_do_not_pin_their_read_buffers() {
             Packet::Publish(p).encode(v, &mut both).unwrap();
             client.send_bytes(&both);
             assert!(matches!(client.expect_packet(), Packet::PubAck(_)));
-            disconnect(client);
+            client.disconnect();
         }
     };
     let count = 1000 * soak();

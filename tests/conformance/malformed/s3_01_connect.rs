@@ -3,13 +3,13 @@
 //! (the spec allows it before the close, MQTT 5 §4.13.1, and coremq always sends it when it can
 //! tell the client speaks MQTT 5); an MQTT 3.1.1 client is closed, with a CONNACK return code only
 //! where 3.1.1 defines one [MQTT-3.2.2-5]. After every case two well-behaved clients, one per
-//! shard, still exchange messages across the mesh (`s2_malformed::Bystanders`). The first-packet
+//! shard, still exchange messages across the mesh (`Bystanders`). The first-packet
 //! rules and the CONNECT deadline live in `s3_01_connect`.
 
 use coremq::protocol::{ConnAck, Packet, ProtocolVersion, ReasonCode};
 
+use super::{Bystanders, MALFORMED, PROTOCOL};
 use crate::common::{hex, RawClient, TestBroker};
-use crate::s2_malformed::{Bystanders, MALFORMED, PROTOCOL};
 use crate::{frame, wire};
 
 each_version!(mqtt_4_8_0_1_refused_connect_closes_only_its_connection);
