@@ -151,7 +151,7 @@ pub static FLAGS: &[Flag] = &[
         accepts: "an integer from 0 to 64 (0 = one per online CPU)",
         help: "Number of shards: pinned executors, each owning its connections and sessions.",
         set: |c, v| {
-            c.shards = parse_int(v, 0, 64)?;
+            c.shards = parse_int(v, 0, crate::mesh::MAX_SHARDS)?;
             Ok(())
         },
     },
@@ -810,6 +810,21 @@ mod tests {
             assert_eq!(err.expected, accepts);
             assert!(err.to_string().contains(flag));
         }
+    }
+
+    #[test]
+    fn the_shard_limit_is_the_meshs() {
+        let flag = FLAGS.iter().find(|f| f.name == "COREMQ_SHARDS").unwrap();
+        let max = crate::mesh::MAX_SHARDS.to_string();
+        assert!(
+            flag.accepts.contains(&format!("to {max} ")),
+            "{}",
+            flag.accepts
+        );
+        let ok = Config::from_lookup(lookup(&[("COREMQ_SHARDS", max.as_str())])).unwrap();
+        assert_eq!(ok.shards, crate::mesh::MAX_SHARDS);
+        let over = (crate::mesh::MAX_SHARDS + 1).to_string();
+        assert!(Config::from_lookup(lookup(&[("COREMQ_SHARDS", over.as_str())])).is_err());
     }
 
     #[test]

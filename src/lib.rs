@@ -16,11 +16,27 @@
 //! - **mesh**: the cross-shard queues and the only code that knows the shard count.
 //! - **session**: the MQTT state of one client id (subscriptions, inflight, queued messages).
 //!
-//! # Module map
+//! # Module map (floors: a module uses only the ones below it)
+//! - [`runtime`]: starting and stopping the broker — host checks, one pinned executor per
+//!   shard, the mesh, the listeners, reloads, shutdown.
+//! - [`net`]: the only socket code — listeners, the CONNECT phase (carrying out `shard`'s
+//!   admission steps), the connection task, the read arena and writer, the idle watcher of
+//!   parked connections, and `net::stream`, the byte-stream seam TLS and WebSocket will use.
+//! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
+//!   parking), login, packets, routing, retained store, shared groups, flow control, barriers.
+//! - [`mesh`]: the only cross-core code — `ShardSet`, the home-shard hash, `post` (owner or
+//!   local), batching, and the `Handler` each shard implements for inbound messages.
+//! - [`session`]: one client's MQTT state, pure (time is a parameter): QoS windows, queues,
+//!   will and expiry.
+//! - [`auth`]: password file, ACL, SCRAM, and the enhanced-authentication hook; pure.
+//! - [`topic`]: the subscription `Trie` and the retained `TopicIndex`; pure.
+//! - [`message`]: a routed application message and how one session receives it.
 //! - [`protocol`]: the pure MQTT codec (bytes ↔ [`protocol::Packet`]); std + `bytes` only.
+//! - [`config`] (every `COREMQ_*` flag, the only reader of the environment), [`gate`] (the
+//!   connection count under COREMQ_MAX_CONNECTIONS), [`notify`] (a shard-local wake-up flag),
+//!   [`mod@log`] (leveled logging to standard error).
 //!
-//! Modules still to come (see the README's roadmap): `config`, `topic` (subscription trie), `session`,
-//! `shard`, `mesh`, `net`, `runtime`.
+//! `tests/boundaries.rs` checks that these imports point down only.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;

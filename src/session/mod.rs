@@ -340,7 +340,7 @@ impl Session {
     }
 
     /// An inbound QoS 2 PUBLISH with `id`: returns true when it is new and must be routed; a
-    /// resend of an id awaiting PUBREL is not delivered again [MQTT-4.3.3-9?][MQTT-4.3.3-3].
+    /// resend of an id awaiting PUBREL is not delivered again [MQTT-4.3.3-9] [MQTT-4.3.3-3].
     pub fn handle_incoming_qos2(&mut self, id: PacketId) -> bool {
         self.incoming_qos2.get_or_insert_default().insert(id)
     }

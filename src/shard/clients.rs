@@ -9,14 +9,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::task::Waker;
 use std::time::Instant;
 
 use super::flow::Holds;
-use super::outbox::{ConnId, Outbox};
-use super::park::{Parked, Parking};
+use super::outbox::{ConnId, Outbox, Terms};
 use super::table::SessionTable;
-use super::Shard;
+use super::{Client, Shard};
+use crate::gate::ConnSlot;
+use crate::mesh::Handoff;
 use crate::protocol::ClientId;
 use crate::session::{Link, Session};
 
@@ -61,6 +64,60 @@ impl Entry {
     /// Connected, live or parked.
     pub fn is_online(&self) -> bool {
         self.conn.is_some() || self.parked.is_some()
+    }
+}
+
+/// What a parked connection keeps (in its session's entry).
+pub struct Parked {
+    pub fd: OwnedFd,
+    /// Its place under COREMQ_MAX_CONNECTIONS: a parked connection still counts.
+    pub slot: ConnSlot,
+    /// When its keep alive runs out (1.5 × keep alive after the last packet), if it has one.
+    pub deadline: Option<Instant>,
+    /// What the connection agreed at CONNECT, for the outbox it gets when it wakes.
+    pub terms: Terms,
+}
+
+/// A connection woken up, for `net` to serve again: its socket, its place, the `Client` (with
+/// a fresh outbox, already the session's) and its keep-alive deadline.
+pub struct Woken {
+    pub fd: OwnedFd,
+    pub slot: ConnSlot,
+    pub client: Client,
+    pub deadline: Option<Instant>,
+}
+
+/// A connection for `net` to start serving on this shard.
+pub enum Arrival {
+    /// A parked connection woke up.
+    Woken(Woken),
+    /// Another shard handed over a connection whose client id is homed here.
+    Handoff(Handoff),
+}
+
+/// Parked connections (`park.rs`) and connections arriving for `net` to serve.
+#[derive(Default)]
+pub(super) struct Parking {
+    /// Connections parked now.
+    pub(super) count: usize,
+    /// No parked connection's keep alive runs out before this.
+    pub(super) next_due: Option<Instant>,
+    pub(super) arrivals: Vec<Arrival>,
+    /// `net`'s task that serves arriving connections, waiting for some.
+    pub(super) waiter: Option<Waker>,
+}
+
+impl Parking {
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Queues a connection for `net`'s task.
+    pub fn arrive(&mut self, arrival: Arrival) {
+        self.arrivals.push(arrival);
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
     }
 }
 

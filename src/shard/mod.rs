@@ -32,9 +32,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub use client::{Client, Deferred, RetainedFor, Violation};
+pub use clients::{Arrival, Parked, Woken};
 pub use login::{Admission, Admit, Admitted};
 pub use outbox::{ConnId, Outbox, Terms};
-pub use park::{Arrival, Parked, Woken};
 
 use crate::auth::scram::ScramSha256;
 use crate::auth::security::Security;

@@ -19,66 +19,12 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::clients::Entry;
-use super::{Client, ConnId, Outbox, Shard, Terms};
+use super::clients::{Arrival, Entry, Parked, Parking, Woken};
+use super::{Client, ConnId, Outbox, Shard};
 use crate::gate::ConnSlot;
-use crate::mesh::Handoff;
-
-/// What a parked connection keeps (in its session's entry).
-pub struct Parked {
-    pub fd: OwnedFd,
-    /// Its place under COREMQ_MAX_CONNECTIONS: a parked connection still counts.
-    pub slot: ConnSlot,
-    /// When its keep alive runs out (1.5 × keep alive after the last packet), if it has one.
-    pub deadline: Option<Instant>,
-    /// What the connection agreed at CONNECT, for the outbox it gets when it wakes.
-    pub terms: Terms,
-}
-
-/// A connection woken up, for `net` to serve again: its socket, its place, the `Client` (with
-/// a fresh outbox, already the session's) and its keep-alive deadline.
-pub struct Woken {
-    pub fd: OwnedFd,
-    pub slot: ConnSlot,
-    pub client: Client,
-    pub deadline: Option<Instant>,
-}
-
-/// A connection for `net` to start serving on this shard.
-pub enum Arrival {
-    /// A parked connection woke up.
-    Woken(Woken),
-    /// Another shard handed over a connection whose client id is homed here.
-    Handoff(Handoff),
-}
-
-#[derive(Default)]
-pub(super) struct Parking {
-    /// Connections parked now.
-    count: usize,
-    /// No parked connection's keep alive runs out before this.
-    next_due: Option<Instant>,
-    arrivals: Vec<Arrival>,
-    /// `net`'s task that serves arriving connections, waiting for some.
-    waiter: Option<Waker>,
-}
-
-impl Parking {
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
-    /// Queues a connection for `net`'s task.
-    pub fn arrive(&mut self, arrival: Arrival) {
-        self.arrivals.push(arrival);
-        if let Some(w) = self.waiter.take() {
-            w.wake();
-        }
-    }
-}
 
 impl Shard {
     /// Parks the connection of `client` (socket `fd`, keep alive running out at `deadline`):
