@@ -53,10 +53,11 @@ pub struct Summary {
     pub resent: usize,
 }
 
+/// The model's copy of `session::Awaiting`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    AwaitAck,
-    AwaitComp,
+enum Awaiting {
+    Ack,
+    Comp,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ struct Flight {
     id: PacketId,
     seq: u32,
     qos: QoS,
-    stage: Stage,
+    stage: Awaiting,
     shared: bool,
 }
 
@@ -179,14 +180,14 @@ fn operation(
         }
         3 => {
             let id = pick_id(model, input);
-            let want = model.finish(id, QoS::AtLeastOnce, Stage::AwaitAck);
+            let want = model.finish(id, QoS::AtLeastOnce, Awaiting::Ack);
             expect_ack("handle_puback", id, session.handle_puback(id), want)
         }
         4 => {
             let id = pick_id(model, input);
             let want = match model.inflight.iter_mut().find(|f| f.id == id) {
                 Some(f) if f.qos == QoS::ExactlyOnce => {
-                    f.stage = Stage::AwaitComp;
+                    f.stage = Awaiting::Comp;
                     true
                 }
                 _ => false,
@@ -195,7 +196,7 @@ fn operation(
         }
         5 => {
             let id = pick_id(model, input);
-            let want = model.finish(id, QoS::ExactlyOnce, Stage::AwaitComp);
+            let want = model.finish(id, QoS::ExactlyOnce, Awaiting::Comp);
             expect_ack("handle_pubcomp", id, session.handle_pubcomp(id), want)
         }
         6 => {
@@ -411,10 +412,10 @@ fn resume(
     summary.resent += resent;
     for (r, f) in out.iter().zip(&model.inflight) {
         let ok = match (r, f.stage) {
-            (Resend::Publish(p), Stage::AwaitAck) => {
+            (Resend::Publish(p), Awaiting::Ack) => {
                 p.packet_id == Some(f.id) && p.dup && p.qos == f.qos && seq_of(p) == Some(f.seq)
             }
-            (Resend::PubRel(id), Stage::AwaitComp) => *id == f.id,
+            (Resend::PubRel(id), Awaiting::Comp) => *id == f.id,
             _ => false,
         };
         if !ok {
@@ -449,13 +450,13 @@ impl Model {
             id,
             seq,
             qos,
-            stage: Stage::AwaitAck,
+            stage: Awaiting::Ack,
             shared,
         });
         Ok(())
     }
 
-    fn finish(&mut self, id: PacketId, qos: QoS, stage: Stage) -> bool {
+    fn finish(&mut self, id: PacketId, qos: QoS, stage: Awaiting) -> bool {
         match self
             .inflight
             .iter()
@@ -500,7 +501,7 @@ impl Model {
     fn take_shared(&mut self, got: usize) -> Result<(), String> {
         let before = self.inflight.len() + self.queue.len();
         self.inflight
-            .retain(|f| !(f.shared && f.stage == Stage::AwaitAck));
+            .retain(|f| !(f.shared && f.stage == Awaiting::Ack));
         self.queue.retain(|q| !q.shared);
         let taken = before - self.inflight.len() - self.queue.len();
         self.handed_back += taken;
