@@ -207,7 +207,9 @@ async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
         password: None,
         properties: ConnectProperties::default(),
     };
-    let mut client = shard.handle_connect(connect, false, None);
+    let mut client = shard
+        .handle_connect(connect, false, None)
+        .unwrap_or_else(|_| panic!("CONNECT refused"));
     if subscribe {
         let options = SubscriptionOptions {
             qos: QoS::AtMostOnce,

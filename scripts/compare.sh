@@ -41,6 +41,8 @@
 #   topic aliases (MQTT 5)                     10       COREMQ_TOPIC_ALIAS_MAXIMUM / max_topic_alias
 #   TCP_NODELAY on client sockets              yes      (coremq always) / set_tcp_nodelay true
 #   logging                                    warnings and errors only, to stderr
+#   per-source-address connection limits       off      (coremq: the load generator is one address;
+#                                                         Mosquitto has none)
 # coremq runs one shard per online CPU (its default, pinned); Mosquitto is single-threaded by
 # design. The load tester runs one unpinned worker thread per CPU (--no-pin) against both.
 #
@@ -221,6 +223,7 @@ launch_broker() {
         COREMQ_MAX_INFLIGHT=20 COREMQ_MAX_QUEUED_MESSAGES=1000 COREMQ_MAX_QUEUED_BYTES=64MiB \
         COREMQ_QUEUE_QOS0=false COREMQ_MAX_PACKET_SIZE=1MiB COREMQ_MAX_CONNECTIONS=100000 \
         COREMQ_MAX_KEEPALIVE=65535 COREMQ_TOPIC_ALIAS_MAXIMUM=10 \
+        COREMQ_MAX_CONNECTIONS_PER_ADDRESS=0 COREMQ_CONNECTION_RATE_PER_ADDRESS=0 \
         "$COREMQ" >>"$tmp/coremq.log" 2>&1 &
       bpid=$!
       ;;

@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Most shards a broker can have (the mesh's `ShardSet` is one 64-bit word).
+pub const MAX_SHARDS: usize = 64;
+
 /// Everything configurable. Field names are the flag names without `COREMQ_`, in snake case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -80,6 +83,25 @@ pub struct Config {
     pub acl_file: Option<PathBuf>,
     /// Pause publishers while a live subscriber of theirs falls behind (see `shard::flow`).
     pub flow_control: bool,
+    /// Sockets that may be in their CONNECT phase at once, broker-wide (0 = no cap).
+    pub max_connecting: usize,
+    /// Connections one source address may hold (0 = no limit).
+    pub max_connections_per_address: usize,
+    /// New connections one source address may open: count per duration, also the burst.
+    pub connection_rate_per_address: Option<(u32, Duration)>,
+    /// Failed logins from one address allowed per window before it is banned.
+    pub login_failures: Option<(u32, Duration)>,
+    /// Failed logins of one user name allowed per window before it is banned.
+    pub login_failures_per_user: Option<(u32, Duration)>,
+    /// First ban for failed logins; each repeat doubles it, up to `login_ban_max`.
+    pub login_ban: Duration,
+    pub login_ban_max: Duration,
+    /// Connects of one client id allowed per window before it is refused as flapping.
+    pub flapping: Option<(u32, Duration)>,
+    /// How long a flapping client id is refused.
+    pub flapping_ban: Duration,
+    /// Addresses, client ids and user names that may not connect.
+    pub ban_file: Option<PathBuf>,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -137,9 +159,11 @@ pub struct Flag {
 pub static FLAGS: &[Flag] = &[
     Flag {
         name: "COREMQ_LISTEN",
-        default: "0.0.0.0:1883",
+        default: "127.0.0.1:1883",
         accepts: "an IP address and port, e.g. 0.0.0.0:1883 or [::]:1883",
-        help: "Address every shard listens on (SO_REUSEPORT: the kernel spreads connections).",
+        help: "Address every shard listens on (SO_REUSEPORT: the kernel spreads connections). \
+               The default serves this host only, as Mosquitto 2 does; 0.0.0.0:1883 serves the \
+               network (then anonymous clients are refused unless COREMQ_ALLOW_ANONYMOUS=true).",
         set: |c, v| {
             c.listen = v.parse().map_err(|_| ())?;
             Ok(())
@@ -151,7 +175,7 @@ pub static FLAGS: &[Flag] = &[
         accepts: "an integer from 0 to 64 (0 = one per online CPU)",
         help: "Number of shards: pinned executors, each owning its connections and sessions.",
         set: |c, v| {
-            c.shards = parse_int(v, 0, crate::mesh::MAX_SHARDS)?;
+            c.shards = parse_int(v, 0, MAX_SHARDS)?;
             Ok(())
         },
     },
@@ -474,8 +498,9 @@ pub static FLAGS: &[Flag] = &[
         default: "auto",
         accepts: "auto, true or false",
         help: "Whether clients without a user name may connect (else CONNACK 0x87 / return code \
-               5). auto: only while no password file is configured. Start-up warns whenever \
-               anonymous clients are allowed on a non-loopback address.",
+               5). auto: only on a loopback listener (127.0.0.0/8, ::1) and only while no \
+               password file is configured; true must be set to allow them on any other \
+               address. Start-up says which applies and why.",
         set: |c, v| {
             c.allow_anonymous = match v {
                 "auto" => None,
@@ -525,6 +550,134 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_MAX_CONNECTING",
+        default: "10000",
+        accepts: "an integer from 0 to 10000000 (0 = no cap)",
+        help: "Sockets that may be in their CONNECT phase at once, across the broker. Beyond it \
+               a new connection is closed at once, so sockets that never complete CONNECT (a \
+               half-open flood) cannot take the places under COREMQ_MAX_CONNECTIONS.",
+        set: |c, v| {
+            c.max_connecting = parse_int(v, 0, 10_000_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_MAX_CONNECTIONS_PER_ADDRESS",
+        default: "1000",
+        accepts: "an integer from 0 to 10000000 (0 = no limit)",
+        help: "Connections one source address may hold. Beyond it a new connection from that \
+               address is closed at once.",
+        set: |c, v| {
+            c.max_connections_per_address = parse_int(v, 0, 10_000_000)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_CONNECTION_RATE_PER_ADDRESS",
+        default: "100/1s",
+        accepts: "0 (no limit), or a count and a duration, e.g. 100/1s or 600/1m",
+        help: "New connections one source address may open: a token bucket that holds the count \
+               (the burst) and refills it over the duration. A connection over the rate is closed \
+               at once.",
+        set: |c, v| {
+            c.connection_rate_per_address = parse_rate(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_LOGIN_FAILURES",
+        default: "5/1m",
+        accepts: "0 (never ban), or a count and a duration, e.g. 5/1m",
+        help: "Failed logins (wrong user name or password, failed enhanced authentication) one \
+               source address may make within the duration; the next one bans the address for \
+               COREMQ_LOGIN_BAN. While banned, its CONNECTs get 0x8A Banned (3.1.1: return code \
+               5) without a password check.",
+        set: |c, v| {
+            c.login_failures = parse_rate(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_LOGIN_FAILURES_PER_USER",
+        default: "20/1m",
+        accepts: "0 (never ban), or a count and a duration, e.g. 20/1m",
+        help: "Failed logins of one user name within the duration, from any address; the next \
+               one bans the user name for COREMQ_LOGIN_BAN (against guessing from many addresses; \
+               while banned, that user cannot log in either).",
+        set: |c, v| {
+            c.login_failures_per_user = parse_rate(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_LOGIN_BAN",
+        default: "10s",
+        accepts: "a duration from 1s to 1h",
+        help: "The first ban for failed logins. Each further ban of the same address or user name \
+               (while it is still remembered) doubles it, up to COREMQ_LOGIN_BAN_MAX.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                return Err(());
+            }
+            c.login_ban = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_LOGIN_BAN_MAX",
+        default: "1h",
+        accepts: "a duration from 1s to 24h",
+        help: "The longest ban for failed logins.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(());
+            }
+            c.login_ban_max = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FLAPPING",
+        default: "15/1m",
+        accepts: "0 (off), or a count and a duration, e.g. 15/1m",
+        help: "Connects one client id may make within the duration; the next is refused (0x8A \
+               Banned, 3.1.1: return code 5), and so is every connect for COREMQ_FLAPPING_BAN, so \
+               a device in a reconnect loop cannot churn its session.",
+        set: |c, v| {
+            c.flapping = parse_rate(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FLAPPING_BAN",
+        default: "5m",
+        accepts: "a duration from 1s to 24h",
+        help: "How long a flapping client id is refused.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(());
+            }
+            c.flapping_ban = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_BAN_FILE",
+        default: "",
+        accepts: "a file path, or empty for none",
+        help:
+            "Ban list: `address IP` or `address IP/PREFIX`, `client_id ID`, `username NAME`, one a \
+               line, # comments. A banned address is refused 0x8A Banned (3.1.1: return code 5), \
+               as are banned client ids and user names. SIGHUP re-reads it.",
+        set: |c, v| {
+            c.ban_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -561,6 +714,16 @@ impl Default for Config {
             password_file: None,
             acl_file: None,
             flow_control: true,
+            max_connecting: 0,
+            max_connections_per_address: 0,
+            connection_rate_per_address: None,
+            login_failures: None,
+            login_failures_per_user: None,
+            login_ban: Duration::ZERO,
+            login_ban_max: Duration::ZERO,
+            flapping: None,
+            flapping_ban: Duration::ZERO,
+            ban_file: None,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.
@@ -698,6 +861,24 @@ fn parse_duration(v: &str) -> Result<Duration, ()> {
     Ok(d)
 }
 
+/// `0` (off), or `COUNT/DURATION` such as `5/1m`: a count from 1 to 1,000,000 within a duration
+/// from 1ms to 24h.
+fn parse_rate(v: &str) -> Result<Option<(u32, Duration)>, ()> {
+    if v == "0" {
+        return Ok(None);
+    }
+    let (count, per) = v.split_once('/').ok_or(())?;
+    let count: u32 = count.parse().map_err(|_| ())?;
+    let per = parse_duration(per)?;
+    if !(1..=1_000_000).contains(&count)
+        || per < Duration::from_millis(1)
+        || per > Duration::from_secs(86_400)
+    {
+        return Err(());
+    }
+    Ok(Some((count, per)))
+}
+
 /// `65536`, `64KiB`, `1MiB`, `1GiB`, `64KB`, `1MB`, `1GB`, within `min..=max`.
 fn parse_size(v: &str, min: u64, max: u64) -> Result<u64, ()> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
@@ -739,7 +920,7 @@ mod tests {
         for flag in FLAGS {
             assert_eq!((flag.set)(&mut c, flag.default), Ok(()), "{}", flag.name);
         }
-        assert_eq!(c.listen, "0.0.0.0:1883".parse().unwrap());
+        assert_eq!(c.listen, "127.0.0.1:1883".parse().unwrap());
         assert_eq!(c.max_packet_size, 1 << 20);
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.max_keepalive, 65535);
@@ -769,8 +950,17 @@ mod tests {
             ("COREMQ_LISTEN", "127.0.0.1:0"),
             ("COREMQ_SLOW_READER_TIMEOUT", "250ms"),
             ("COREMQ_MAX_OUTBOUND_BUFFER", "2MiB"),
+            ("COREMQ_LOGIN_FAILURES", "3/30s"),
+            ("COREMQ_FLAPPING", "0"),
+            ("COREMQ_CONNECTION_RATE_PER_ADDRESS", "600/1m"),
         ]))
         .unwrap();
+        assert_eq!(c.login_failures, Some((3, Duration::from_secs(30))));
+        assert_eq!(c.flapping, None);
+        assert_eq!(
+            c.connection_rate_per_address,
+            Some((600, Duration::from_secs(60)))
+        );
         assert_eq!(c.slow_reader_timeout, Duration::from_millis(250));
         assert_eq!(c.max_outbound_buffer, 2 << 20);
         assert_eq!(c.max_packet_size, 65536);
@@ -802,6 +992,11 @@ mod tests {
             ("COREMQ_SLOW_READER_TIMEOUT", "2h"),
             ("COREMQ_SLOW_READER_TIMEOUT", "soon"),
             ("COREMQ_MAX_OUTBOUND_BUFFER", "1KiB"),
+            ("COREMQ_LOGIN_FAILURES", "5"),
+            ("COREMQ_LOGIN_FAILURES", "0/1m"),
+            ("COREMQ_LOGIN_FAILURES", "5/0s"),
+            ("COREMQ_FLAPPING", "x/1m"),
+            ("COREMQ_LOGIN_BAN", "0"),
         ] {
             let err = Config::from_lookup(lookup(&[(flag, value)])).unwrap_err();
             assert_eq!(err.flag, flag);
@@ -815,15 +1010,15 @@ mod tests {
     #[test]
     fn the_shard_limit_is_the_meshs() {
         let flag = FLAGS.iter().find(|f| f.name == "COREMQ_SHARDS").unwrap();
-        let max = crate::mesh::MAX_SHARDS.to_string();
+        let max = MAX_SHARDS.to_string();
         assert!(
             flag.accepts.contains(&format!("to {max} ")),
             "{}",
             flag.accepts
         );
         let ok = Config::from_lookup(lookup(&[("COREMQ_SHARDS", max.as_str())])).unwrap();
-        assert_eq!(ok.shards, crate::mesh::MAX_SHARDS);
-        let over = (crate::mesh::MAX_SHARDS + 1).to_string();
+        assert_eq!(ok.shards, MAX_SHARDS);
+        let over = (MAX_SHARDS + 1).to_string();
         assert!(Config::from_lookup(lookup(&[("COREMQ_SHARDS", over.as_str())])).is_err());
     }
 

@@ -28,13 +28,15 @@
 //!   local), batching, and the `Handler` each shard implements for inbound messages.
 //! - [`session`]: one client's MQTT state, pure (time is a parameter): QoS windows, queues,
 //!   will and expiry.
-//! - [`auth`]: password file, ACL, SCRAM, and the enhanced-authentication hook; pure.
+//! - [`auth`]: password file, ACL, ban list, SCRAM, and the enhanced-authentication hook; pure.
+//! - [`guard`]: failed-login throttling and flapping detection, pure tables the shard keeps.
 //! - [`topic`]: the subscription `Trie` and the retained `TopicIndex`; pure.
 //! - [`message`]: a routed application message and how one session receives it.
 //! - [`protocol`]: the pure MQTT codec (bytes ↔ [`protocol::Packet`]); std + `bytes` only.
 //! - [`config`] (every `COREMQ_*` flag, the only reader of the environment), [`gate`] (the
 //!   connection count under COREMQ_MAX_CONNECTIONS), [`notify`] (a shard-local wake-up flag),
-//!   [`mod@log`] (leveled logging to standard error).
+//!   [`mod@log`] (leveled logging to standard error). [`gate`] also holds the per-address
+//!   connection counts and rates checked at accept.
 //!
 //! `tests/boundaries.rs` checks that these imports point down only.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -42,6 +44,7 @@
 pub mod auth;
 pub mod config;
 pub mod gate;
+pub mod guard;
 pub mod log;
 pub mod mesh;
 pub mod message;

@@ -26,13 +26,17 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use glommio::channels::shared_channel::{self, ConnectedReceiver, ConnectedSender};
 
+use std::time::Instant;
+
+use crate::guard::GuardKey;
 use crate::message::Message;
 use crate::notify::Notify;
 use crate::protocol::{ClientId, Connect, MqttString, TopicFilter};
 
-/// Most shards a broker can have: a `ShardSet` is one 64-bit word (`COREMQ_SHARDS` is checked
-/// against this at start-up).
-pub const MAX_SHARDS: usize = 64;
+/// Most shards a broker can have (`COREMQ_SHARDS` is checked against it at start-up): a
+/// `ShardSet` is one 64-bit word.
+pub use crate::config::MAX_SHARDS;
+const _: () = assert!(MAX_SHARDS <= u64::BITS as usize);
 
 /// A shard's index, 0..shard count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,6 +152,10 @@ pub enum MeshMsg {
     Hold { publisher: ClientId, on: bool },
     /// A connection whose CONNECT named a client id homed on the receiving shard.
     Handoff(Handoff),
+    /// To the shard that owns `key` (`owner_of`): one failed login to count.
+    LoginFailed { key: GuardKey },
+    /// From the shard that owns `key`: refuse its logins until `until`.
+    Ban { key: GuardKey, until: Instant },
 }
 
 /// A live connection moving to its client id's home shard: the socket, the decoded CONNECT and
@@ -286,6 +294,11 @@ impl Mesh {
         home_shard(client_id, self.count)
     }
 
+    /// The shard that owns a key by hash (failed-login counts of an address or user name).
+    pub fn owner_of(&self, key: &[u8]) -> ShardId {
+        home_shard(key, self.count)
+    }
+
     /// The shard that orders updates of a retained topic.
     pub fn retain_owner(&self, topic: &[u8]) -> ShardId {
         home_shard(topic, self.count)
@@ -385,6 +398,10 @@ pub trait Handler {
     fn on_hold(&self, publisher: ClientId, on: bool);
     /// A connection for a client id homed here.
     fn on_handoff(&self, handoff: Handoff);
+    /// This shard owns `key`'s failed-login count: one more failure.
+    fn on_login_failed(&self, key: GuardKey);
+    /// Refuse `key`'s logins until `until`.
+    fn on_ban(&self, key: GuardKey, until: Instant);
 }
 
 /// Hands `msg` to the `Handler` method for its kind.
@@ -415,6 +432,8 @@ pub fn dispatch(handler: &impl Handler, msg: MeshMsg) {
         } => handler.on_shared_publish(group, message, tried),
         MeshMsg::Hold { publisher, on } => handler.on_hold(publisher, on),
         MeshMsg::Handoff(h) => handler.on_handoff(h),
+        MeshMsg::LoginFailed { key } => handler.on_login_failed(key),
+        MeshMsg::Ban { key, until } => handler.on_ban(key, until),
     }
 }
 

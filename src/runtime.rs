@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, PoolPlacement};
 
 use crate::auth::scram::ScramSha256;
-use crate::auth::security::{Security, SecurityFiles};
+use crate::auth::security::{anonymous_allowed, anonymous_policy, Security, SecurityFiles};
 use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
-use crate::gate::ConnectionGate;
+use crate::gate::{ConnectionGate, GateLimits};
 use crate::mesh::{self, Mesh, MeshEnds};
 use crate::shard::{Shard, Stats};
 
@@ -111,7 +111,12 @@ impl Broker {
             config: config.clone(),
             authenticator,
             security: security.clone(),
-            gate: ConnectionGate::new(config.max_connections),
+            gate: ConnectionGate::new(GateLimits {
+                max_connections: config.max_connections,
+                max_connecting: config.max_connecting,
+                max_per_address: config.max_connections_per_address,
+                rate_per_address: config.connection_rate_per_address,
+            }),
             stop: Arc::new(AtomicBool::new(false)),
             ready: ready_tx,
             board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
@@ -310,16 +315,15 @@ fn reserve_address(
     Ok((addr, Some(socket)))
 }
 
-/// Warns when anonymous clients may connect on a non-loopback address.
+/// Says whether anonymous clients may connect and why; a warning when the listener is not a
+/// loopback address and they may.
 fn warn_if_open(config: &Config, security: &SecurityBoard) {
-    let open = Security::build(config, &security.files());
-    if open.as_ref().is_ok_and(|s| s.allow_anonymous()) && !config.listen.ip().is_loopback() {
-        crate::log!(
-            Warn,
-            "anonymous clients may connect on {} (COREMQ_ALLOW_ANONYMOUS; set \
-             COREMQ_PASSWORD_FILE to require credentials)",
-            config.listen
-        );
+    let has_passwords = security.files().has_passwords();
+    let policy = anonymous_policy(config, has_passwords);
+    if anonymous_allowed(config, has_passwords) && !config.listen.ip().is_loopback() {
+        crate::log!(Warn, "{policy}");
+    } else {
+        crate::log!(Info, "{policy}");
     }
 }
 

@@ -168,6 +168,14 @@ fn connect(addr: SocketAddr, id: &str) -> RawClient {
 /// A broker child with 2 shards on 127.0.0.1:0, logging at info, plus `flags`; its address
 /// (from the "listening on ADDR" line) and the rest of its stderr, line by line.
 fn start_broker(flags: &[(&str, &str)]) -> (Running, SocketAddr, mpsc::Receiver<String>) {
+    let (broker, addr, lines, _before) = start_broker_logging(flags);
+    (broker, addr, lines)
+}
+
+/// `start_broker`, also returning the stderr lines before "listening on".
+fn start_broker_logging(
+    flags: &[(&str, &str)],
+) -> (Running, SocketAddr, mpsc::Receiver<String>, Vec<String>) {
     let mut all = vec![
         ("COREMQ_LISTEN", "127.0.0.1:0"),
         ("COREMQ_SHARDS", "2"),
@@ -194,7 +202,14 @@ fn start_broker(flags: &[(&str, &str)]) -> (Running, SocketAddr, mpsc::Receiver<
             }
         }
     });
-    let line = next_line_with(&lines, "listening on ");
+    let mut before = Vec::new();
+    let line = loop {
+        let line = next_line_with(&lines, "");
+        if line.contains("listening on ") {
+            break line;
+        }
+        before.push(line);
+    };
     let rest = line.split("listening on ").nth(1).unwrap_or_default();
     let addr: SocketAddr = rest
         .split_whitespace()
@@ -203,7 +218,7 @@ fn start_broker(flags: &[(&str, &str)]) -> (Running, SocketAddr, mpsc::Receiver<
         .parse()
         .expect("an address after \"listening on\"");
     assert_ne!(addr.port(), 0);
-    (broker, addr, lines)
+    (broker, addr, lines, before)
 }
 
 /// The next stderr line containing `text` (earlier lines are skipped); panics after
@@ -218,6 +233,32 @@ fn next_line_with(lines: &mpsc::Receiver<String>, text: &str) -> String {
             Err(_) => panic!("no stderr line with {text:?} within {PATIENCE:?}"),
         }
     }
+}
+
+/// Secure by default: on a non-loopback listener with no settings, anonymous clients are refused
+/// (3.1.1 return code 5), and start-up says so and why; on loopback they are allowed.
+#[test]
+fn anonymous_clients_are_refused_on_a_network_listener_unless_allowed() {
+    let (_broker, addr, _lines, before) = start_broker_logging(&[("COREMQ_LISTEN", "0.0.0.0:0")]);
+    let said = before.join("\n");
+    assert!(
+        said.contains("anonymous clients refused on 0.0.0.0:")
+            && said.contains("not a loopback address"),
+        "{said}"
+    );
+    let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    let (code, _client) = try_connect(local, ProtocolVersion::V3_1_1, "anon", None);
+    assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
+
+    let (_broker, addr, _lines, before) = start_broker_logging(&[]);
+    assert!(
+        before
+            .join("\n")
+            .contains("anonymous clients allowed on 127.0.0.1:"),
+        "{before:?}"
+    );
+    let (code, _client) = try_connect(addr, ProtocolVersion::V3_1_1, "anon", None);
+    assert_eq!(code, ReasonCode::SUCCESS);
 }
 
 #[test]

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 pub mod acl;
+pub mod banlist;
 pub mod password;
 pub mod scram;
 pub mod security;

@@ -1,5 +1,6 @@
-//! A shard's access policy: who may connect (anonymous access, the password file) and what each
-//! client may publish and receive (the ACL file), plus a cache of recent successful logins.
+//! A shard's access policy: who may connect (anonymous access, the password file, the ban list)
+//! and what each client may publish and receive (the ACL file), plus a cache of recent successful
+//! logins.
 //!
 //! Files are read once per (re)load by the starting thread (`SecurityFiles::read`, which also
 //! parses them so a bad file is refused before anything changes); each shard then parses the
@@ -15,11 +16,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
 use super::acl::{Acl, SubscribeAccess};
+use super::banlist::BanList;
 use super::password::PasswordStore;
 use super::FileError;
 use crate::config::Config;
@@ -29,10 +32,11 @@ use crate::config::Config;
 pub struct SecurityFiles {
     passwords: Option<(PathBuf, String)>,
     acl: Option<(PathBuf, String)>,
+    bans: Option<(PathBuf, String)>,
 }
 
 impl SecurityFiles {
-    /// Reads the password and ACL files named by `config` and checks that they parse.
+    /// Reads the password, ACL and ban files named by `config` and checks that they parse.
     pub fn read(config: &Config) -> Result<Self, FileError> {
         let read = |path: &Option<PathBuf>| -> Result<Option<(PathBuf, String)>, FileError> {
             match path {
@@ -45,9 +49,15 @@ impl SecurityFiles {
         let files = Self {
             passwords: read(&config.password_file)?,
             acl: read(&config.acl_file)?,
+            bans: read(&config.ban_file)?,
         };
         Security::build(config, &files)?;
         Ok(files)
+    }
+
+    /// Whether a password file is configured.
+    pub fn has_passwords(&self) -> bool {
+        self.passwords.is_some()
     }
 }
 
@@ -60,10 +70,39 @@ pub enum Login {
     Verify(Box<dyn FnOnce() -> bool + Send>),
 }
 
+/// `COREMQ_ALLOW_ANONYMOUS`: `auto` allows anonymous clients only on a loopback listener and
+/// only while no password file is configured (as Mosquitto 2 does without a listener setting).
+pub fn anonymous_allowed(config: &Config, has_passwords: bool) -> bool {
+    config
+        .allow_anonymous
+        .unwrap_or(!has_passwords && config.listen.ip().is_loopback())
+}
+
+/// Why anonymous clients are or are not allowed, for the start-up log.
+pub fn anonymous_policy(config: &Config, has_passwords: bool) -> String {
+    let allowed = anonymous_allowed(config, has_passwords);
+    let verdict = if allowed { "allowed" } else { "refused" };
+    let why = match config.allow_anonymous {
+        Some(_) => "COREMQ_ALLOW_ANONYMOUS is set".to_string(),
+        None if has_passwords => "COREMQ_ALLOW_ANONYMOUS=auto and a password file is set".into(),
+        None if config.listen.ip().is_loopback() => format!(
+            "COREMQ_ALLOW_ANONYMOUS=auto and {} is a loopback address",
+            config.listen.ip()
+        ),
+        None => format!(
+            "COREMQ_ALLOW_ANONYMOUS=auto and {} is not a loopback address; set \
+             COREMQ_PASSWORD_FILE, or COREMQ_ALLOW_ANONYMOUS=true to open it to anyone",
+            config.listen.ip()
+        ),
+    };
+    format!("anonymous clients {verdict} on {} ({why})", config.listen)
+}
+
 /// One shard's policy. Lives on one shard.
 pub struct Security {
     passwords: Option<PasswordStore>,
     acl: Option<Acl>,
+    bans: BanList,
     allow_anonymous: bool,
     /// Keyed digests of user + password of successful logins.
     logins: RefCell<HashMap<String, [u8; 32]>>,
@@ -84,6 +123,10 @@ impl Security {
             Some((path, text)) => Some(Acl::parse(text, path)?),
             None => None,
         };
+        let bans = match &files.bans {
+            Some((path, text)) => BanList::parse(text, path)?,
+            None => BanList::default(),
+        };
         let mut cache_key = [0u8; 32];
         // A key only for this process's in-memory cache; fall back to the address-space
         // randomness of a fresh hasher if the OS source fails.
@@ -93,9 +136,10 @@ impl Security {
             cache_key[..8].copy_from_slice(&r.to_le_bytes());
         }
         Ok(Self {
-            allow_anonymous: config.allow_anonymous.unwrap_or(passwords.is_none()),
+            allow_anonymous: anonymous_allowed(config, passwords.is_some()),
             passwords,
             acl,
+            bans,
             logins: RefCell::new(HashMap::new()),
             cache_key,
         })
@@ -107,7 +151,8 @@ impl Security {
         Self::build(config, &SecurityFiles::default()).unwrap_or_else(|_| Self {
             passwords: None,
             acl: None,
-            allow_anonymous: true,
+            bans: BanList::default(),
+            allow_anonymous: anonymous_allowed(config, false),
             logins: RefCell::new(HashMap::new()),
             cache_key: [0; 32],
         })
@@ -191,6 +236,19 @@ impl Security {
         })
     }
 
+    /// Whether the ban list names `address` (or a range holding it).
+    pub fn bans_address(&self, address: IpAddr) -> bool {
+        !self.bans.is_empty() && self.bans.bans_address(address)
+    }
+
+    /// Whether the ban list refuses a client from `address` with this client id and user name.
+    pub fn is_banned(&self, address: IpAddr, client_id: &str, username: Option<&str>) -> bool {
+        !self.bans.is_empty()
+            && (self.bans.bans_address(address)
+                || self.bans.bans_client_id(client_id)
+                || username.is_some_and(|u| self.bans.bans_username(u)))
+    }
+
     /// Whether deliveries must be checked one by one (an ACL is configured).
     pub fn checks_deliveries(&self) -> bool {
         self.acl.is_some()
@@ -209,6 +267,7 @@ mod tests {
         let files = SecurityFiles {
             passwords: passwords.map(|t| (PathBuf::from("pw"), t.to_string())),
             acl: acl.map(|t| (PathBuf::from("acl"), t.to_string())),
+            bans: None,
         };
         Security::build(&config, &files).unwrap()
     }
@@ -222,8 +281,30 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_is_allowed_only_without_a_password_file_by_default() {
+    fn anonymous_is_allowed_by_default_only_on_loopback_without_a_password_file() {
         assert!(security(None, None, None).allow_anonymous());
+        for (listen, auto) in [
+            ("127.0.0.1:1883", true),
+            ("127.0.0.2:1883", true),
+            ("[::1]:1883", true),
+            ("0.0.0.0:1883", false),
+            ("[::]:1883", false),
+            ("192.0.2.1:1883", false),
+        ] {
+            let config = |anonymous| Config {
+                listen: listen.parse().unwrap(),
+                allow_anonymous: anonymous,
+                ..Config::default()
+            };
+            assert_eq!(anonymous_allowed(&config(None), false), auto, "{listen}");
+            assert!(anonymous_allowed(&config(Some(true)), false), "{listen}");
+            assert!(!anonymous_allowed(&config(Some(false)), false), "{listen}");
+            let why = anonymous_policy(&config(None), false);
+            assert!(
+                why.contains(if auto { "allowed" } else { "refused" }),
+                "{why}"
+            );
+        }
         let line = super::super::password::PasswordHash::pbkdf2_with_salt(b"pw", b"salt", 1000);
         let text = format!("alice:{line}\n");
         let s = security(Some(&text), None, None);

@@ -3,6 +3,7 @@
 //! password check off the event loop, refuse), then start the connection's task (`live`) on its
 //! client id's home shard — here, or on another shard after a hand-off through the mesh.
 
+use std::net::IpAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 
@@ -14,7 +15,7 @@ use glommio::net::TcpStream;
 use super::io;
 use super::live;
 use super::stream::ByteStream;
-use crate::gate::ConnSlot;
+use crate::gate::{ConnSlot, Connecting};
 use crate::mesh::Handoff;
 use crate::protocol::{
     connect_protocol_version, decode, ConnAck, Connect, DecodeError, Packet, ProtocolVersion,
@@ -31,19 +32,22 @@ enum Outcome {
 }
 
 /// Reads until the first complete packet, which must be CONNECT [MQTT-3.1.0-1].
-/// `has_slot` as for `serve`.
+/// `has_slot` and `peer` as for `Shard::admit`.
 async fn read_connect<S: ByteStream>(
     shard: &Shard,
     stream: &mut S,
     buf: &mut BytesMut,
     has_slot: bool,
+    peer: IpAddr,
 ) -> Outcome {
     loop {
         // Peeked before `decode`, which consumes a whole frame even when it refuses it: a
         // refused MQTT 5 CONNECT is still answered in MQTT 5.
         let version = connect_protocol_version(buf);
         match decode(buf, ProtocolVersion::V5, shard.config.max_packet_size) {
-            Ok(Some(Packet::Connect(c))) => return admit(shard, stream, buf, c, has_slot).await,
+            Ok(Some(Packet::Connect(c))) => {
+                return admit(shard, stream, buf, c, has_slot, peer).await
+            }
             Ok(Some(_)) => return Outcome::Close,
             Ok(None) => {}
             Err(e) => return refusal_for(e, version),
@@ -81,8 +85,9 @@ async fn admit<S: ByteStream>(
     buf: &mut BytesMut,
     connect: Box<Connect>,
     has_slot: bool,
+    peer: IpAddr,
 ) -> Outcome {
-    let (mut admission, mut next) = shard.admit(connect, has_slot);
+    let (mut admission, mut next) = shard.admit(connect, has_slot, peer);
     loop {
         next = match next {
             Admit::Accept(a) => return Outcome::Accept(a),
@@ -131,24 +136,29 @@ async fn exchange<S: ByteStream>(
     }
 }
 
-/// Serves a connection the listener accepted on this shard. `slot` is its place under
-/// COREMQ_MAX_CONNECTIONS (`None`: the broker is full, and the CONNECT is refused with 0x97).
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, slot: Option<ConnSlot>) {
+/// Serves a connection the listener accepted on this shard from `peer`. `slot` holds its places
+/// (when not admitted under COREMQ_MAX_CONNECTIONS, the CONNECT is refused with 0x97);
+/// `connecting` is its place among sockets in the CONNECT phase, freed when that ends.
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    slot: ConnSlot,
+    connecting: Connecting,
+    peer: IpAddr,
+) {
     let mut buf = BytesMut::new();
-    let phase = future::or(
-        read_connect(&shard, &mut stream, &mut buf, slot.is_some()),
-        async {
-            glommio::timer::sleep(shard.config.connect_timeout).await;
-            Outcome::Close
-        },
-    );
-    let admitted = match phase.await {
+    let read = read_connect(&shard, &mut stream, &mut buf, slot.is_admitted(), peer);
+    let phase = future::or(read, async {
+        glommio::timer::sleep(shard.config.connect_timeout).await;
+        Outcome::Close
+    });
+    let outcome = phase.await;
+    drop(connecting);
+    let admitted = match outcome {
         Outcome::Accept(a) => a,
-        Outcome::Refuse(ack, version) => return refuse(&shard, stream, ack, version).await,
+        Outcome::Refuse(ack, version) => return refuse(&*shard, stream, ack, version).await,
         Outcome::Close => return,
     };
-    // Admission refuses a connection without a place; this holds it from now on.
-    let Some(slot) = slot else { return };
     // Bytes that came after CONNECT: copied, so that they pin no part of the read arena.
     let buf = BytesMut::from(&buf[..]);
     if admitted.home == shard.id() {
@@ -215,8 +225,9 @@ pub fn stream_of(fd: OwnedFd) -> TcpStream {
     unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
 }
 
-async fn refuse<S: ByteStream>(
-    shard: &Shard,
+/// Sends the refusing CONNACK (in `version`) and closes the connection.
+pub(super) async fn refuse<S: ByteStream>(
+    shard: impl std::ops::Deref<Target = Shard>,
     mut stream: S,
     ack: Box<ConnAck>,
     version: ProtocolVersion,

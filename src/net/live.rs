@@ -31,8 +31,16 @@ pub fn start<S: ByteStream>(
     buf: BytesMut,
     slot: ConnSlot,
 ) {
-    let client = shard.handle_connect(*admitted.connect, admitted.assigned, admitted.auth_data);
-    glommio::spawn_local(Live::new(shard, stream, client, buf, slot, None)).detach();
+    let version = admitted.connect.protocol;
+    match shard.handle_connect(*admitted.connect, admitted.assigned, admitted.auth_data) {
+        Ok(client) => {
+            glommio::spawn_local(Live::new(shard, stream, client, buf, slot, None)).detach();
+        }
+        Err(ack) => {
+            let refuse = super::connection::refuse(shard, stream, ack, version);
+            glommio::spawn_local(refuse).detach();
+        }
+    }
 }
 
 /// Starts the task of a parked connection the shard woke (see `shard::park`) again: `deadline`

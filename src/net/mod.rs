@@ -16,15 +16,18 @@ mod live;
 pub mod stream;
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use std::os::fd::AsRawFd;
 
 use glommio::net::TcpListener;
 
-use crate::gate::ConnectionGate;
-use crate::shard::{Arrival, Shard};
+use crate::gate::{ConnectionGate, GateRefusal};
+use crate::shard::{Arrival, Refusal, Shard};
 
-/// Accepts connections until the task is dropped.
+/// Accepts connections until the task is dropped. The gate's broker-wide checks (sockets in
+/// their CONNECT phase, connections and new connections per source address) run first: a
+/// connection over them is closed at once, before it costs the shard anything.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: ConnectionGate) {
     loop {
         match listener.accept().await {
@@ -32,11 +35,31 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: Connecti
                 if shard.is_stopping() {
                     continue;
                 }
-                // Over the limit the connection is still read, to answer its CONNECT with
-                // "quota exceeded" instead of a bare close.
-                let slot = gate.admit();
-                let _ = stream.set_nodelay(true);
-                glommio::spawn_local(connection::serve(shard.clone(), stream, slot)).detach();
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
+                let now = Instant::now();
+                // A banned address (the ban list, or too many failed logins) is closed at
+                // once: it costs an accept, nothing more.
+                if let Some(why) = shard.address_refused(peer.ip(), now) {
+                    shard.count_refusal(why);
+                    continue;
+                }
+                match gate.accept(peer.ip(), now) {
+                    // Over COREMQ_MAX_CONNECTIONS the connection is still read, to answer its
+                    // CONNECT with "quota exceeded" instead of a bare close.
+                    Ok((slot, connecting)) => {
+                        let _ = stream.set_nodelay(true);
+                        let serve =
+                            connection::serve(shard.clone(), stream, slot, connecting, peer.ip());
+                        glommio::spawn_local(serve).detach();
+                    }
+                    Err(why) => shard.count_refusal(match why {
+                        GateRefusal::Connecting => Refusal::Connecting,
+                        GateRefusal::PerAddress => Refusal::PerAddress,
+                        GateRefusal::Rate => Refusal::ConnectionRate,
+                    }),
+                }
             }
             Err(e) => {
                 crate::log!(Warn, "shard {}: accept failed: {e}", shard.id().0);

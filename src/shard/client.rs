@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::barrier::Barrier;
 use super::clients::{Clients, Entry};
+use super::guard::Refusal;
 use super::{Outbox, Shard, Terms};
 use crate::auth::AuthExchange;
 use crate::message::Message;
@@ -161,14 +162,19 @@ impl Shard {
     /// Registers an accepted CONNECT on the client id's home shard: takes over an existing
     /// connection of the same client id [MQTT-3.1.4-2], resumes or replaces its session, sends
     /// CONNACK and then any messages the session owes. `assigned` when the server chose the
-    /// client id, `auth_data` the last data of a successful enhanced authentication.
+    /// client id, `auth_data` the last data of a successful enhanced authentication. `Err` is
+    /// the CONNACK refusing a client id that connects too often (COREMQ_FLAPPING): 0x8A Banned.
     pub fn handle_connect(
         &self,
         connect: Connect,
         assigned: bool,
         auth_data: Option<Bytes>,
-    ) -> Client {
+    ) -> Result<Client, Box<ConnAck>> {
         let now = Instant::now();
+        if !self.connect_allowed(&connect.client_id, now) {
+            self.count_refusal(Refusal::Flapping);
+            return Err(Box::new(ConnAck::refusal(ReasonCode::BANNED)));
+        }
         let (ack, terms) = self.connack(&connect, assigned, auth_data);
         let conn = self.new_outbox(terms);
         let username = connect.username.clone().map(own);
@@ -219,7 +225,11 @@ impl Shard {
         if let Some(w) = takeover.will {
             self.publish_message(w, false, now);
         }
-        Client::new(client_id, conn, connect.properties.authentication_method)
+        Ok(Client::new(
+            client_id,
+            conn,
+            connect.properties.authentication_method,
+        ))
     }
 
     /// The CONNECT's will, if the ACL lets the client publish on its topic (else it is dropped,

@@ -12,10 +12,13 @@
 //! `Admit::Accept` with the server-final data for the CONNACK. A password login instead →
 //! `Admit::Verify(hash check)` → `on_verified(true)` → `Admit::Accept`.
 
+use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::guard::Refusal;
 use super::Shard;
 use crate::auth::security::{Login, Security};
 use crate::auth::{AuthExchange, AuthStep};
@@ -54,6 +57,8 @@ pub struct Admitted {
 /// One CONNECT being admitted.
 pub struct Admission {
     connect: Option<Box<Connect>>,
+    /// The source address of the connection.
+    peer: IpAddr,
     version: ProtocolVersion,
     assigned: bool,
     /// The enhanced-authentication exchange, when the CONNECT named a method.
@@ -63,9 +68,16 @@ pub struct Admission {
 }
 
 impl Shard {
-    /// Starts admitting `connect`; `has_slot` is false when COREMQ_MAX_CONNECTIONS is reached.
-    pub fn admit(&self, mut connect: Box<Connect>, has_slot: bool) -> (Admission, Admit) {
+    /// Starts admitting `connect` from `peer`; `has_slot` is false when COREMQ_MAX_CONNECTIONS is
+    /// reached.
+    pub fn admit(
+        &self,
+        mut connect: Box<Connect>,
+        has_slot: bool,
+        peer: IpAddr,
+    ) -> (Admission, Admit) {
         let mut admission = Admission {
+            peer,
             version: connect.protocol,
             connect: None,
             assigned: false,
@@ -78,11 +90,17 @@ impl Shard {
                 Warn,
                 "COREMQ_MAX_CONNECTIONS reached: refusing a connection"
             );
+            self.count_refusal(Refusal::Quota);
             return (admission, refuse(ReasonCode::QUOTA_EXCEEDED));
         }
         match self.check_connect(&mut connect) {
             Ok(assigned) => admission.assigned = assigned,
             Err(code) => return (admission, refuse(code)),
+        }
+        if let Some(why) = self.banned(&connect, peer) {
+            // 0x8A Banned (3.1.1: return code 5), with no credential check at all.
+            self.count_refusal(why);
+            return (admission, refuse(ReasonCode::BANNED));
         }
         let checked = match connect.properties.authentication_method.clone() {
             Some(method) => admission.start_exchange(self, &connect, method),
@@ -91,6 +109,20 @@ impl Shard {
         admission.connect = Some(connect);
         let next = admission.proceed(self, checked);
         (admission, next)
+    }
+
+    /// Whether the ban list, or a ban for failed logins, refuses this CONNECT from `peer`.
+    fn banned(&self, connect: &Connect, peer: IpAddr) -> Option<Refusal> {
+        let username = connect.username.as_ref();
+        let id = connect.client_id.as_str();
+        if self
+            .security()
+            .is_banned(peer, id, username.map(|u| u.as_str()))
+        {
+            return Some(Refusal::Banned);
+        }
+        self.login_banned(peer, username, Instant::now())
+            .then_some(Refusal::LoginBanned)
     }
 
     /// The checks of a CONNECT that need no credentials: shutdown, keep alive (3.1.1), the will
@@ -145,7 +177,9 @@ fn refuse(code: ReasonCode) -> Admit {
 enum Checked {
     /// Accepted, with the last data of an enhanced authentication (for the CONNACK).
     Done(Option<Bytes>),
-    /// Not yet (or refused): what the connection does next.
+    /// The credentials are wrong: a failed login, refused with this code.
+    Failed(ReasonCode),
+    /// Not yet (or refused for another reason): what the connection does next.
     Next(Admit),
 }
 
@@ -189,7 +223,10 @@ impl Admission {
                 "bad user name or password for client {:?}",
                 connect.map(|c| c.client_id.as_str()).unwrap_or_default()
             );
-            return refuse(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+            return self.proceed(
+                shard,
+                Checked::Failed(ReasonCode::BAD_USER_NAME_OR_PASSWORD),
+            );
         }
         if let (Some(security), Some(user)) = (&self.security, user) {
             let password = connect.and_then(|c| c.password.as_deref());
@@ -222,7 +259,10 @@ impl Admission {
         let user = connect.username.as_ref().map(|u| u.as_str());
         match security.check_login(user, connect.password.as_deref()) {
             Login::Allowed => Checked::Done(None),
-            Login::NotAuthorized => Checked::Next(refuse(ReasonCode::NOT_AUTHORIZED)),
+            Login::NotAuthorized => {
+                shard.count_refusal(Refusal::NotAuthorized);
+                Checked::Next(refuse(ReasonCode::NOT_AUTHORIZED))
+            }
             Login::Verify(check) => {
                 self.security = Some(security);
                 Checked::Next(Admit::Verify(check))
@@ -233,6 +273,11 @@ impl Admission {
     fn proceed(&mut self, shard: &Shard, checked: Checked) -> Admit {
         match checked {
             Checked::Done(auth_data) => self.accept(shard, auth_data),
+            Checked::Failed(code) => {
+                let username = self.connect.as_ref().and_then(|c| c.username.as_ref());
+                shard.login_failed(self.peer, username);
+                refuse(code)
+            }
             Checked::Next(next) => next,
         }
     }
@@ -271,7 +316,7 @@ impl Admission {
 fn step(method: &MqttString, exchange: &mut dyn AuthExchange, data: Option<Bytes>) -> Checked {
     match exchange.step(data.as_deref()) {
         AuthStep::Success(d) => Checked::Done(d),
-        AuthStep::Fail => Checked::Next(refuse(ReasonCode::NOT_AUTHORIZED)),
+        AuthStep::Fail => Checked::Failed(ReasonCode::NOT_AUTHORIZED),
         AuthStep::Continue(d) => Checked::Next(Admit::Send(Box::new(Packet::Auth(Auth {
             reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
             properties: AuthProperties {

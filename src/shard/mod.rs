@@ -18,6 +18,7 @@ pub mod barrier;
 mod client;
 mod clients;
 mod flow;
+mod guard;
 mod login;
 pub mod outbox;
 mod packets;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 pub use client::{Client, Deferred, RetainedFor, Violation};
 pub use clients::{Arrival, Parked, Woken};
+pub use guard::{Refusal, Refusals};
 pub use login::{Admission, Admit, Admitted};
 pub use outbox::{ConnId, Outbox, Terms};
 
@@ -40,6 +42,7 @@ use crate::auth::scram::ScramSha256;
 use crate::auth::security::Security;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::guard::GuardKey;
 use crate::mesh::{self, AckToken, Handoff, Mesh, MeshMsg, ShardId, ShardSet};
 use crate::message::Message;
 use crate::protocol::{ClientId, MqttString, Packet, TopicFilter};
@@ -66,6 +69,8 @@ pub struct Stats {
     pub remote_filters: usize,
     /// Deliveries dropped since start, by reason (all sessions homed here, past and present).
     pub drops: Drops,
+    /// Connections and CONNECTs refused since start, by reason.
+    pub refusals: Refusals,
 }
 
 impl Stats {
@@ -78,6 +83,7 @@ impl Stats {
         self.local_filters += other.local_filters;
         self.remote_filters += other.remote_filters;
         self.drops.add_since(&other.drops, &Drops::default());
+        self.refusals.add(&other.refusals);
     }
 }
 
@@ -111,6 +117,7 @@ pub struct Shard {
     retained: RefCell<RetainedStore>,
     shared: RefCell<SharedGroups>,
     flow: Flow,
+    guards: RefCell<guard::Guards>,
     barriers: RefCell<Barriers>,
     counters: Counters,
     stopping: Cell<bool>,
@@ -119,6 +126,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(config: Rc<Config>, mesh: Rc<Mesh>) -> Self {
         let security = Rc::new(RefCell::new(Rc::new(Security::open(&config))));
+        let guards = guard::Guards::new(&config);
         Self {
             config,
             mesh,
@@ -132,6 +140,7 @@ impl Shard {
             retained: RefCell::default(),
             shared: RefCell::default(),
             flow: Flow::default(),
+            guards: RefCell::new(guards),
             barriers: RefCell::default(),
             counters: Counters::default(),
             stopping: Cell::new(false),
@@ -220,6 +229,7 @@ impl Shard {
             local_filters: routing.local_filters(),
             remote_filters: routing.remote_filters(),
             drops: self.counters.drops.get(),
+            refusals: self.guards.borrow().refusals,
         }
     }
 
@@ -227,6 +237,7 @@ impl Shard {
     /// parked or left); called about once a second.
     pub fn compact(&self) {
         self.clients.borrow_mut().compact();
+        self.forget_old_guards(Instant::now());
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -372,5 +383,13 @@ impl mesh::Handler for Shard {
             .borrow_mut()
             .parking
             .arrive(Arrival::Handoff(handoff));
+    }
+
+    fn on_login_failed(&self, key: GuardKey) {
+        self.count_login_failure(key);
+    }
+
+    fn on_ban(&self, key: GuardKey, until: Instant) {
+        self.apply_ban(key, until);
     }
 }

@@ -71,6 +71,14 @@ impl TestBroker {
             shards,
             pin: false,
             log: coremq::config::LogLevel::Warn,
+            // Every test client comes from 127.0.0.1, many at once and some with wrong
+            // passwords on purpose: the per-source guards are off unless a test turns them on
+            // (`tests/faults/guard.rs`).
+            max_connections_per_address: 0,
+            connection_rate_per_address: None,
+            login_failures: None,
+            login_failures_per_user: None,
+            flapping: None,
             ..Config::default()
         };
         tweak(&mut config);
@@ -119,6 +127,16 @@ impl RawClient {
             version,
             buf: BytesMut::new(),
         }
+    }
+
+    /// A connection from source address `source` (any of 127.0.0.0/8 works on Linux without
+    /// setup), so that tests can play several hosts.
+    pub fn connect_from(
+        addr: SocketAddr,
+        source: std::net::Ipv4Addr,
+        version: ProtocolVersion,
+    ) -> Self {
+        Self::from_stream(tcp_from_address(addr, source), version)
     }
 
     /// Wraps a stream connected by the test itself (e.g. with socket options of its choosing).
@@ -455,4 +473,14 @@ pub fn expect_message(client: &mut RawClient, topic: &str, payload: impl AsRef<[
 pub fn ping(client: &mut RawClient) {
     client.send(&Packet::PingReq);
     assert_eq!(client.expect_packet(), Packet::PingResp);
+}
+
+/// A TCP connection to `addr` from source address `source` (port chosen by the kernel).
+pub fn tcp_from_address(addr: SocketAddr, source: std::net::Ipv4Addr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(std::net::IpAddr::V4(source), 0).into())
+        .unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
 }

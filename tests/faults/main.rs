@@ -38,6 +38,7 @@ macro_rules! each_version {
 }
 
 mod flow;
+mod guard;
 mod kill;
 mod limits;
 mod park;
@@ -47,7 +48,7 @@ mod shutdown;
 mod slow_consumer;
 mod storm;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -128,13 +129,7 @@ use common::{
 /// A TCP connection to `addr` from source address 127.0.0.`n % 250 + 2`, so that many short
 /// connections do not run out of ephemeral ports to TIME_WAIT.
 fn tcp_from(addr: SocketAddr, n: usize) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let source = Ipv4Addr::new(127, 0, 0, (n % 250 + 2) as u8);
-    socket
-        .bind(&SocketAddr::new(IpAddr::V4(source), 0).into())
-        .unwrap();
-    socket.connect(&addr.into()).unwrap();
-    socket.into()
+    common::tcp_from_address(addr, Ipv4Addr::new(127, 0, 0, (n % 250 + 2) as u8))
 }
 
 /// Ends the connection the way a killed process does when unread data is left: a TCP reset.

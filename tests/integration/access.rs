@@ -77,6 +77,11 @@ impl Files {
     /// A 2-shard broker using the files written so far, with `COREMQ_ALLOW_ANONYMOUS` set to
     /// `anonymous` (parsed as the flag is: `auto`, `true` or `false`).
     pub fn start(&self, anonymous: &str) -> TestBroker {
+        self.start_tweaked(anonymous, |_| {})
+    }
+
+    /// `start` with further configuration.
+    pub fn start_tweaked(&self, anonymous: &str, tweak: impl FnOnce(&mut Config)) -> TestBroker {
         let allow_anonymous = anonymous_flag(anonymous);
         let passwords = self.passwords.exists().then(|| self.passwords.clone());
         let acl = self.acl.exists().then(|| self.acl.clone());
@@ -84,6 +89,7 @@ impl Files {
             cfg.allow_anonymous = allow_anonymous;
             cfg.password_file = passwords;
             cfg.acl_file = acl;
+            tweak(cfg);
         })
     }
 }

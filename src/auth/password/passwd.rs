@@ -298,8 +298,9 @@ fn replace_user_line(text: &str, user: &str, new: Option<&str>) -> (String, bool
     (out, found)
 }
 
-/// Writes `text` to a temporary file beside `file` (mode 0600), syncs it and renames it over
-/// `file`, so readers see the old file or the new one, never a mix.
+/// Writes `text` to a temporary file beside `file` (mode 0600, and the old file's owner and group
+/// when it existed and we may: a broker running as its own user keeps reading it), syncs it and
+/// renames it over `file`, so readers see the old file or the new one, never a mix.
 fn write_atomically(file: &Path, text: &str) -> io::Result<()> {
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -323,6 +324,11 @@ fn write_atomically(file: &Path, text: &str) -> io::Result<()> {
             .open(&tmp)?;
         // Exactly 0600 whatever the umask.
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        if let Ok(old) = fs::metadata(file) {
+            use std::os::unix::fs::MetadataExt;
+            // Only root may give a file away; others keep their own.
+            let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, file)?;

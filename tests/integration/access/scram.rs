@@ -290,6 +290,44 @@ fn scram_with_a_wrong_password_or_unknown_user_gets_0x87() {
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
 }
 
+/// Failed SCRAM exchanges count as failed logins (COREMQ_LOGIN_FAILURES): past the limit the
+/// address is banned, and its next connection is closed before any exchange.
+#[test]
+fn failed_scram_exchanges_count_towards_the_login_ban() {
+    let files = scram_files("scram-ban");
+    let broker = files.start_tweaked("auto", |c| {
+        c.login_failures = Some((2, std::time::Duration::from_secs(60)));
+    });
+    for n in 0..3 {
+        let scram = ScramClient::new("carol", "wrong", &format!("n{n}"));
+        let (ack, _, _) = scram_connect(&broker, &format!("guess-{n}"), None, &scram);
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED, "attempt {n}");
+    }
+    // Banned: the next connection is closed at once, whatever it sends (the ban crosses the
+    // mesh to the accepting shard first: a moment).
+    let closed = (0..50).any(|_| {
+        let mut client = RawClient::connect(broker.addr, MQTT5);
+        let scram = ScramClient::new("carol", CAROL_PASSWORD, "right");
+        let mut connect = connect_packet(MQTT5, "right", None, None);
+        connect.properties.authentication_method = Some(MqttString::copy_from(METHOD).unwrap());
+        connect.properties.authentication_data = Some(Bytes::from(scram.first()));
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Connect(Box::new(connect))
+            .encode(MQTT5, &mut bytes)
+            .unwrap();
+        let _ = std::io::Write::write_all(&mut client.stream, &bytes);
+        let closed = client.recv().is_none();
+        if !closed {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        closed
+    });
+    assert!(
+        closed,
+        "the address was not banned after 3 failed exchanges"
+    );
+}
+
 #[test]
 fn the_scram_user_is_the_user_name_for_the_acl() {
     use ReasonCode as R;
