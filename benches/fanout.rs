@@ -120,8 +120,9 @@ fn bench_local(c: &mut Criterion) {
                 max_packet_size: u32::MAX,
                 alias_max: 0,
             };
+            let counters = std::rc::Rc::new(coremq::metrics::Counters::default());
             let outboxes: Vec<Outbox> = (0..n)
-                .map(|i| Outbox::new(ConnId(i as u64), terms))
+                .map(|i| Outbox::new(ConnId(i as u64), terms, counters.clone()))
                 .collect();
             let mut spare = BytesMut::new();
             g.throughput(Throughput::Elements(n as u64));

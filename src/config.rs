@@ -102,6 +102,10 @@ pub struct Config {
     pub flapping_ban: Duration,
     /// Addresses, client ids and user names that may not connect.
     pub ban_file: Option<PathBuf>,
+    /// Address of the HTTP metrics endpoint (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the `$SYS` topics are published (zero: never).
+    pub sys_interval: Duration,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -643,9 +647,9 @@ pub static FLAGS: &[Flag] = &[
         name: "COREMQ_FLAPPING",
         default: "15/1m",
         accepts: "0 (off), or a count and a duration, e.g. 15/1m",
-        help: "Connects one client id may make within the duration; the next is refused (0x8A \
-               Banned, 3.1.1: return code 5), and so is every connect for COREMQ_FLAPPING_BAN, so \
-               a device in a reconnect loop cannot churn its session.",
+        help: "Connections of one client id that may end within the duration; its next connect \
+               is refused (0x8A Banned, 3.1.1: return code 5), and so is every connect for \
+               COREMQ_FLAPPING_BAN, so a device in a reconnect loop cannot churn its session.",
         set: |c, v| {
             c.flapping = parse_rate(v)?;
             Ok(())
@@ -675,6 +679,38 @@ pub static FLAGS: &[Flag] = &[
                as are banned client ids and user names. SIGHUP re-reads it.",
         set: |c, v| {
             c.ban_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_METRICS_LISTEN",
+        default: "",
+        accepts: "an IP address and port, e.g. 127.0.0.1:9883, or empty for none",
+        help: "Address of the HTTP endpoint serving GET /metrics (Prometheus text format) and GET \
+               /healthz (200 while every shard runs, 503 while starting or stopping). Off by \
+               default; 127.0.0.1:9883 is coremq's conventional port.",
+        set: |c, v| {
+            c.metrics_listen = if v.is_empty() {
+                None
+            } else {
+                Some(v.parse().map_err(|_| ())?)
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_SYS_INTERVAL",
+        default: "10s",
+        accepts: "0 (never), or a duration from 1s to 1h",
+        help: "How often the $SYS/broker/... topics (Mosquitto's names: clients, messages, bytes, \
+               load averages, uptime, version) are published, retained. The ACL applies to them \
+               like to any topic.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if !d.is_zero() && (d < Duration::from_secs(1) || d > Duration::from_secs(3600)) {
+                return Err(());
+            }
+            c.sys_interval = d;
             Ok(())
         },
     },
@@ -724,6 +760,8 @@ impl Default for Config {
             flapping: None,
             flapping_ban: Duration::ZERO,
             ban_file: None,
+            metrics_listen: None,
+            sys_interval: Duration::ZERO,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Slots of the per-address tables (a power of two).
+/// Slots of the per-address tables (a power of two, at most 2^16: `ConnSlot` keeps a `u16`).
 const ADDRESS_SLOTS: usize = 1 << 16;
+const _: () = assert!(ADDRESS_SLOTS <= 1 << 16);
 /// Set in every bucket word that has been used (so that 0 can mean "never used").
 const USED: u64 = 1 << 63;
 
@@ -67,8 +68,9 @@ pub struct ConnectionGate {
 #[derive(Debug)]
 pub struct ConnSlot {
     inner: Arc<InnerRef>,
-    /// Its address's slot, when per-address counting is on.
-    address: Option<usize>,
+    /// Its address's slot, when per-address counting is on (a `u16`: the slot count is 2^16,
+    /// and a parked connection keeps this record, so it stays 16 bytes).
+    address: Option<u16>,
     /// Whether it holds a place under COREMQ_MAX_CONNECTIONS (when the broker was full it does
     /// not, and its CONNECT is answered with "quota exceeded").
     admitted: bool,
@@ -94,7 +96,7 @@ impl Drop for ConnSlot {
             inner.active.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(i) = self.address {
-            inner.per_address[i].fetch_sub(1, Ordering::Relaxed);
+            inner.per_address[usize::from(i)].fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -159,7 +161,7 @@ impl ConnectionGate {
         };
         if let Some(i) = address {
             let before = inner.per_address[i].fetch_add(1, Ordering::Relaxed);
-            conn.address = Some(i);
+            conn.address = Some(i as u16);
             if before as usize >= limits.max_per_address {
                 return Err(GateRefusal::PerAddress);
             }
@@ -226,6 +228,11 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_slot_stays_small_as_parked_connections_keep_one() {
+        assert_eq!(std::mem::size_of::<ConnSlot>(), 16);
+    }
+
     use super::*;
 
     fn limits() -> GateLimits {

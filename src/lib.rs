@@ -18,7 +18,8 @@
 //!
 //! # Module map (floors: a module uses only the ones below it)
 //! - [`runtime`]: starting and stopping the broker — host checks, one pinned executor per
-//!   shard, the mesh, the listeners, reloads, shutdown.
+//!   shard, the mesh, the listeners, reloads, shutdown, and the metrics board where shards leave
+//!   snapshots for the metrics endpoint and the `$SYS` topics.
 //! - [`net`]: the only socket code — listeners, the CONNECT phase (carrying out `shard`'s
 //!   admission steps), the connection task, the read arena and writer, the idle watcher of
 //!   parked connections, and `net::stream`, the byte-stream seam TLS and WebSocket will use.
@@ -33,6 +34,8 @@
 //! - [`topic`]: the subscription `Trie` and the retained `TopicIndex`; pure.
 //! - [`message`]: a routed application message and how one session receives it.
 //! - [`protocol`]: the pure MQTT codec (bytes ↔ [`protocol::Packet`]); std + `bytes` only.
+//! - [`metrics`]: a shard's plain counters, and the Prometheus text, `$SYS` topics and HTTP
+//!   endpoint made from shard snapshots (the endpoint on threads of its own, outside the shards).
 //! - [`config`] (every `COREMQ_*` flag, the only reader of the environment), [`gate`] (the
 //!   connection count under COREMQ_MAX_CONNECTIONS), [`notify`] (a shard-local wake-up flag),
 //!   [`mod@log`] (leveled logging to standard error). [`gate`] also holds the per-address
@@ -48,6 +51,7 @@ pub mod guard;
 pub mod log;
 pub mod mesh;
 pub mod message;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod protocol;

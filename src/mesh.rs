@@ -19,7 +19,7 @@
 //!
 //! Lives on every shard: `Mesh` is the shard's end of all its channels.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
@@ -223,6 +223,9 @@ pub struct Mesh {
     /// Per destination, what leaves with the next flush.
     batches: RefCell<Vec<Vec<MeshMsg>>>,
     pending: Notify,
+    /// Per destination, messages and batches sent so far (for the metrics).
+    sent_messages: Vec<Cell<u64>>,
+    sent_batches: Vec<Cell<u64>>,
 }
 
 /// A connected receiving end, read by one task per peer.
@@ -275,6 +278,8 @@ impl MeshEnds {
             senders,
             batches: RefCell::new((0..self.count).map(|_| Vec::new()).collect()),
             pending: Notify::new(),
+            sent_messages: (0..self.count).map(|_| Cell::new(0)).collect(),
+            sent_batches: (0..self.count).map(|_| Cell::new(0)).collect(),
         };
         (mesh, inbound)
     }
@@ -355,12 +360,23 @@ impl Mesh {
                 .map(|(i, b)| (i, std::mem::take(b)))
                 .collect();
             for (to, batch) in batches {
+                if let (Some(m), Some(b)) = (self.sent_messages.get(to), self.sent_batches.get(to))
+                {
+                    m.set(m.get() + batch.len() as u64);
+                    b.set(b.get() + 1);
+                }
                 if let Some(Some(tx)) = self.senders.get(to) {
                     // Err only when the peer is gone (shutdown): nothing left to deliver to.
                     let _ = tx.send(batch).await;
                 }
             }
         }
+    }
+
+    /// Messages and batches sent to each shard so far (by shard index).
+    pub fn sent(&self) -> (Vec<u64>, Vec<u64>) {
+        let get = |v: &[Cell<u64>]| v.iter().map(Cell::get).collect();
+        (get(&self.sent_messages), get(&self.sent_batches))
     }
 
     /// Closes the sending ends so peers' receive loops end.

@@ -28,6 +28,24 @@ pub struct Message {
     pub publisher: ClientId,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
+    /// When it entered the broker (its PUBLISH was read, or the broker made it), for the
+    /// latency metric: time inside the broker until written to a subscriber's socket.
+    pub received: Instant,
+}
+
+/// A PUBLISH on its way to a client, with when its message entered the broker. Reads as the
+/// PUBLISH it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub publish: Publish,
+    pub received: Instant,
+}
+
+impl std::ops::Deref for Outgoing {
+    type Target = Publish;
+    fn deref(&self) -> &Publish {
+        &self.publish
+    }
 }
 
 /// How one session receives one message: the fields that differ per subscriber.
@@ -61,12 +79,27 @@ impl Message {
             properties: p.properties.message,
             publisher,
             expires_at,
+            received: now,
         }
     }
 
     /// Whether the message expired by `now` [MQTT-3.3.2-5].
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// `to_publish`, with when the message entered the broker.
+    pub fn outgoing(
+        &self,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+    ) -> Outgoing {
+        Outgoing {
+            publish: self.to_publish(delivery, packet_id, dup, now),
+            received: self.received,
+        }
     }
 
     /// The PUBLISH that delivers this message as `delivery` says, with the remaining expiry

@@ -156,7 +156,7 @@ pub async fn serve(
     drop(connecting);
     let admitted = match outcome {
         Outcome::Accept(a) => a,
-        Outcome::Refuse(ack, version) => return refuse(&*shard, stream, ack, version).await,
+        Outcome::Refuse(ack, version) => return live::refuse(&*shard, stream, ack, version).await,
         Outcome::Close => return,
     };
     // Bytes that came after CONNECT: copied, so that they pin no part of the read arena.
@@ -223,24 +223,4 @@ pub fn adopt(shard: Rc<Shard>, h: Handoff) {
 pub fn stream_of(fd: OwnedFd) -> TcpStream {
     // SAFETY: the fd is a connected TCP socket we own exclusively.
     unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
-}
-
-/// Sends the refusing CONNACK (in `version`) and closes the connection.
-pub(super) async fn refuse<S: ByteStream>(
-    shard: impl std::ops::Deref<Target = Shard>,
-    mut stream: S,
-    ack: Box<ConnAck>,
-    version: ProtocolVersion,
-) {
-    let mut out = BytesMut::new();
-    if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-        // A client that reads nothing does not keep the refused connection (COREMQ_CLOSE_TIMEOUT).
-        let write = future::or(async { stream.write_all(&out).await.is_ok() }, async {
-            glommio::timer::sleep(shard.config.close_timeout).await;
-            false
-        });
-        let _ = write.await;
-    }
-    // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
-    let _ = stream.shutdown_now();
 }

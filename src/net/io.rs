@@ -165,7 +165,7 @@ impl Writer {
             match Pin::new(&mut *s).poll_write(cx, &self.spare[self.written..]) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     self.written += n;
-                    conn.note_written(self.spare.len() - self.written);
+                    conn.note_written(n, self.spare.len() - self.written);
                 }
                 Poll::Ready(_) => {
                     drop(s);

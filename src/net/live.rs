@@ -13,13 +13,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::io::{self, Writer};
 use super::stream::ByteStream;
 use crate::gate::ConnSlot;
-use crate::protocol::{decode, Disconnect, MqttString, Packet, ReasonCode};
+use crate::protocol::{
+    decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
+};
 use crate::shard::{Admitted, Client, Deferred, Shard};
 
 /// Runs an admitted CONNECT on its home shard: the session is taken or made and CONNACK queued,
@@ -37,10 +41,30 @@ pub fn start<S: ByteStream>(
             glommio::spawn_local(Live::new(shard, stream, client, buf, slot, None)).detach();
         }
         Err(ack) => {
-            let refuse = super::connection::refuse(shard, stream, ack, version);
+            let refuse = refuse(shard, stream, ack, version);
             glommio::spawn_local(refuse).detach();
         }
     }
+}
+
+/// Sends the refusing CONNACK (in `version`) and closes the connection.
+pub(super) async fn refuse<S: ByteStream>(
+    shard: impl std::ops::Deref<Target = Shard>,
+    mut stream: S,
+    ack: Box<ConnAck>,
+    version: ProtocolVersion,
+) {
+    let mut out = BytesMut::new();
+    if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+        // A client that reads nothing does not keep the refused connection (COREMQ_CLOSE_TIMEOUT).
+        let write = future::or(async { stream.write_all(&out).await.is_ok() }, async {
+            glommio::timer::sleep(shard.config.close_timeout).await;
+            false
+        });
+        let _ = write.await;
+    }
+    // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
+    let _ = stream.shutdown_now();
 }
 
 /// Starts the task of a parked connection the shard woke (see `shard::park`) again: `deadline`
@@ -220,6 +244,7 @@ impl<S: ByteStream> Live<S> {
             let version = self.client.terms().version;
             match decode(&mut self.buf, version, self.shard.config.max_packet_size) {
                 Ok(Some(packet)) => {
+                    self.shard.counters().packet_in(packet.packet_type());
                     if let Some(step) = self.handle(packet) {
                         return step;
                     }
@@ -236,7 +261,8 @@ impl<S: ByteStream> Live<S> {
                             let conn = &self.client.conn;
                             return Step::End(!conn.is_closing() || conn.is_failed());
                         }
-                        Poll::Ready(Ok(_)) => {
+                        Poll::Ready(Ok(n)) => {
+                            self.shard.counters().bytes_in(n);
                             reads += 1;
                             self.idle_timer = None;
                             self.keep_alive_deadline = None;

@@ -77,6 +77,12 @@ impl TopicName {
         self.0.as_bytes().first() == Some(&b'$')
     }
 
+    /// The `$SYS` tree, which only the broker publishes to.
+    pub fn is_broker_owned(&self) -> bool {
+        let b = self.0.as_bytes();
+        b.starts_with(b"$SYS") && (b.len() == 4 || b[4] == b'/')
+    }
+
     /// The `/`-separated levels.
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.as_str().split('/')

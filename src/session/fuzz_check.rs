@@ -200,8 +200,8 @@ fn operation(
             expect_ack("handle_pubcomp", id, session.handle_pubcomp(id), want)
         }
         6 => {
-            let out = session.drain_queue(now);
-            model.drain(out, now, "drain_queue")
+            let out = session.drain_queue(now).into_iter().map(|o| o.publish);
+            model.drain(out.collect(), now, "drain_queue")
         }
         7 => resume(session, model, now, &mut run.summary),
         8 => {
@@ -297,6 +297,7 @@ fn random_delivery(
         },
         publisher: ClientId::default(),
         expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
+        received: now,
     };
     let delivery = Delivery {
         qos,
@@ -324,7 +325,9 @@ fn deliver(
     let (message, delivery, link) = random_delivery(input, seq, now)?;
     let (qos, shared) = (delivery.qos, delivery.group.is_some());
     let size = message.topic.as_bytes().len() + message.payload.len();
-    let got = session.deliver(&message, delivery, link, now);
+    let got = session
+        .deliver(&message, delivery, link, now)
+        .map(|o| o.publish);
     let qos12 = qos != QoS::AtMostOnce;
     model.delivered_qos12 += usize::from(qos12);
     if message.is_expired(now) {
@@ -425,7 +428,7 @@ fn resume(
     let mut drained = Vec::new();
     for r in out.into_iter().skip(resent) {
         match r {
-            Resend::Publish(p) => drained.push(p),
+            Resend::Publish(p) => drained.push(p.publish),
             other => return Err(format!("resume sent {other:?} after the resends")),
         }
     }

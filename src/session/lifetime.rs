@@ -30,6 +30,7 @@ impl PendingWill {
     /// [MQTT-3.3.2-5].
     fn publish_at(self, now: Instant) -> Message {
         let mut message = self.message;
+        message.received = now;
         message.expires_at = message
             .properties
             .message_expiry_interval
@@ -197,6 +198,7 @@ mod tests {
             properties: Default::default(),
             publisher: ClientId::default(),
             expires_at: None,
+            received: std::time::Instant::now(),
         }
     }
 

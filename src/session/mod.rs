@@ -18,11 +18,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use crate::message::{Delivery, Message};
+use crate::message::{Delivery, Message, Outgoing};
 pub use lifetime::{Connection, Disconnected};
 
 use crate::protocol::{
-    ClientId, MqttString, PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter,
+    ClientId, MqttString, PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter,
 };
 
 /// What a sent QoS 1/2 message awaits.
@@ -46,7 +46,7 @@ struct Inflight {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // short-lived: built and encoded at once on reconnect
 pub enum Resend {
-    Publish(Publish),
+    Publish(Outgoing),
     PubRel(PacketId),
 }
 
@@ -184,14 +184,14 @@ impl Session {
         delivery: Delivery,
         link: Link,
         now: Instant,
-    ) -> Option<Publish> {
+    ) -> Option<Outgoing> {
         if message.is_expired(now) {
             self.drops.expired += 1;
             return None;
         }
         if delivery.qos == QoS::AtMostOnce {
             match link {
-                Link::Online => return Some(message.to_publish(&delivery, None, false, now)),
+                Link::Online => return Some(message.outgoing(&delivery, None, false, now)),
                 Link::Congested => {
                     self.drops.qos0_congested += 1;
                     return None;
@@ -243,9 +243,9 @@ impl Session {
         }
     }
 
-    fn send_inflight(&mut self, message: Message, delivery: Delivery, now: Instant) -> Publish {
+    fn send_inflight(&mut self, message: Message, delivery: Delivery, now: Instant) -> Outgoing {
         let id = self.allocate_id();
-        let publish = message.to_publish(&delivery, Some(id), false, now);
+        let publish = message.outgoing(&delivery, Some(id), false, now);
         self.inflight.push_back(Inflight {
             id,
             message,
@@ -257,7 +257,7 @@ impl Session {
 
     /// Moves queued messages into the window while there is room; QoS 0 ones go out directly,
     /// expired ones are dropped.
-    pub fn drain_queue(&mut self, now: Instant) -> Vec<Publish> {
+    pub fn drain_queue(&mut self, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
         while let Some((_, delivery)) = self.queue.front() {
             if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.max_inflight {
@@ -270,7 +270,7 @@ impl Session {
             if message.is_expired(now) {
                 self.drops.expired += 1;
             } else if delivery.qos == QoS::AtMostOnce {
-                out.push(message.to_publish(&delivery, None, false, now));
+                out.push(message.outgoing(&delivery, None, false, now));
             } else {
                 out.push(self.send_inflight(message, delivery, now));
             }
@@ -361,7 +361,7 @@ impl Session {
             .iter()
             .map(|i| match i.stage {
                 Awaiting::Ack => {
-                    Resend::Publish(i.message.to_publish(&i.delivery, Some(i.id), true, now))
+                    Resend::Publish(i.message.outgoing(&i.delivery, Some(i.id), true, now))
                 }
                 Awaiting::Comp => Resend::PubRel(i.id),
             })

@@ -30,6 +30,7 @@ fn msg(payload: &'static str, qos: QoS) -> Message {
         properties: Default::default(),
         publisher: ClientId::default(),
         expires_at: None,
+        received: std::time::Instant::now(),
     }
 }
 

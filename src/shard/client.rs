@@ -171,10 +171,13 @@ impl Shard {
         auth_data: Option<Bytes>,
     ) -> Result<Client, Box<ConnAck>> {
         let now = Instant::now();
+        self.counters()
+            .packet_in(crate::protocol::wire::packet_type::CONNECT);
         if !self.connect_allowed(&connect.client_id, now) {
             self.count_refusal(Refusal::Flapping);
             return Err(Box::new(ConnAck::refusal(ReasonCode::BANNED)));
         }
+        self.counters().login();
         let (ack, terms) = self.connack(&connect, assigned, auth_data);
         let conn = self.new_outbox(terms);
         let username = connect.username.clone().map(own);
@@ -261,6 +264,8 @@ impl Shard {
             expires_at: None,
             properties: w.properties.message.clone(),
             publisher: connect.client_id.clone(),
+            // Set again when the will is published (`PendingWill::publish_at`).
+            received: Instant::now(),
         };
         Some((message.detached(), delay))
     }
@@ -403,6 +408,9 @@ impl Shard {
     /// with expiry 0 ends with its connection [MQTT-3.1.2-6]; others expire later (`clients.rs`).
     pub fn handle_close(&self, client: &Client, abnormal: bool) {
         let now = Instant::now();
+        if !self.is_stopping() {
+            self.connection_ended(&client.client_id, now);
+        }
         let mut guard = self.clients.borrow_mut();
         let clients = &mut *guard;
         clients.conns.remove(&client.conn.id);

@@ -80,6 +80,11 @@ impl Flow {
         }
     }
 
+    /// Publishers held back now.
+    pub fn held(&self) -> usize {
+        self.paused.borrow().len()
+    }
+
     /// Whether reading from `client_id` is paused now. `now` is only called when some publisher
     /// is paused (this runs for every packet read).
     pub fn is_paused(&self, client_id: &ClientId, now: impl FnOnce() -> Instant) -> bool {

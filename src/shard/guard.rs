@@ -17,45 +17,8 @@ use crate::guard::flapping::FlappingLimits;
 use crate::guard::throttle::ThrottleLimits;
 use crate::guard::{Flapping, GuardKey, LoginThrottle};
 use crate::mesh::MeshMsg;
+pub use crate::metrics::Refusals;
 use crate::protocol::{ClientId, MqttString};
-
-/// Connections and CONNECTs refused, by reason (since start).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Refusals {
-    /// The ban list names the address, client id or user name.
-    pub banned: u64,
-    /// The address or user name is banned for failed logins.
-    pub login_banned: u64,
-    /// The client id connected too often (COREMQ_FLAPPING).
-    pub flapping: u64,
-    /// Wrong user name or password, or failed enhanced authentication.
-    pub bad_credentials: u64,
-    /// Anonymous while anonymous clients are not allowed.
-    pub not_authorized: u64,
-    /// COREMQ_MAX_CONNECTIONS reached.
-    pub quota: u64,
-    /// Closed at accept: COREMQ_MAX_CONNECTIONS_PER_ADDRESS.
-    pub per_address: u64,
-    /// Closed at accept: COREMQ_CONNECTION_RATE_PER_ADDRESS.
-    pub connection_rate: u64,
-    /// Closed at accept: COREMQ_MAX_CONNECTING.
-    pub connecting: u64,
-}
-
-impl Refusals {
-    /// Adds another shard's counts.
-    pub fn add(&mut self, o: &Refusals) {
-        self.banned += o.banned;
-        self.login_banned += o.login_banned;
-        self.flapping += o.flapping;
-        self.bad_credentials += o.bad_credentials;
-        self.not_authorized += o.not_authorized;
-        self.quota += o.quota;
-        self.per_address += o.per_address;
-        self.connection_rate += o.connection_rate;
-        self.connecting += o.connecting;
-    }
-}
 
 /// One refusal's reason, for `Shard::count_refusal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +196,13 @@ impl Shard {
                 );
                 false
             }
+        }
+    }
+
+    /// A connection of `client_id` ended on its home shard (COREMQ_FLAPPING counts these).
+    pub(super) fn connection_ended(&self, client_id: &ClientId, now: Instant) {
+        if let Some(f) = self.guards.borrow_mut().flapping.as_mut() {
+            f.ended(client_id, now);
         }
     }
 

@@ -97,9 +97,11 @@ struct Access {
     authenticator: Option<Box<dyn Authenticator>>,
 }
 
-/// Drop accounting and the ids this shard hands out.
+/// Drop accounting, the metrics counters and the ids this shard hands out.
 #[derive(Default)]
 struct Counters {
+    /// What `metrics` reports (shared with the outboxes).
+    metrics: Rc<crate::metrics::Counters>,
     next_conn: Cell<u64>,
     next_client_id: Cell<u64>,
     last_drop_log: Cell<Option<Instant>>,
@@ -149,6 +151,11 @@ impl Shard {
 
     pub fn id(&self) -> ShardId {
         self.mesh.id()
+    }
+
+    /// The shard's metrics counters (increment only; read through `snapshot`).
+    pub fn counters(&self) -> &crate::metrics::Counters {
+        &self.counters.metrics
     }
 
     /// The home shard of a client id.
@@ -233,6 +240,66 @@ impl Shard {
         }
     }
 
+    /// The shard's figures for the metrics and `$SYS` (walks the sessions: only when asked).
+    pub fn snapshot(&self) -> crate::metrics::ShardSnapshot {
+        let mut s = crate::metrics::ShardSnapshot {
+            shard: self.id().0,
+            ..Default::default()
+        };
+        {
+            let clients = self.clients.borrow();
+            s.connections_live = clients.conns.len() as u64;
+            s.connections_parked = clients.parking.count() as u64;
+            for e in clients.sessions.values() {
+                if e.is_online() {
+                    s.sessions_online += 1;
+                } else {
+                    s.sessions_offline += 1;
+                }
+                s.subscriptions += e.session.subscriptions.len() as u64;
+                s.queued_messages += e.session.queued() as u64;
+                s.inflight_messages += e.session.inflight() as u64;
+            }
+        }
+        s.shared_groups = self.shared.borrow().local_groups() as u64;
+        let retained = self.retained.borrow();
+        s.retained_messages = retained.len() as u64;
+        s.retained_bytes = retained.bytes() as u64;
+        drop(retained);
+        s.publishers_held = self.flow.held() as u64;
+        self.counters.metrics.copy_into(&mut s);
+        let drops = self.counters.drops.get();
+        s.dropped.queue_full = drops.queue_full;
+        s.dropped.slow_reader = drops.qos0_congested;
+        s.dropped.offline = drops.qos0_offline;
+        s.dropped.expired = drops.expired;
+        s.refused = self.guards.borrow().refusals;
+        (s.mesh_messages, s.mesh_batches) = self.mesh.sent();
+        s
+    }
+
+    /// Publishes the broker's `$SYS` topics, retained, as the broker's own messages (the ACL
+    /// applies to whoever subscribes).
+    pub fn publish_sys(&self, topics: Vec<(String, String)>) {
+        let now = Instant::now();
+        for (topic, value) in topics {
+            let Ok(topic) = crate::protocol::TopicName::copy_from(&topic) else {
+                continue;
+            };
+            let message = Message {
+                topic,
+                payload: bytes::Bytes::from(value),
+                qos: crate::protocol::QoS::AtMostOnce,
+                retain: true,
+                properties: Default::default(),
+                publisher: crate::protocol::ClientId::default(),
+                expires_at: None,
+                received: now,
+            };
+            self.publish_message(message, false, now);
+        }
+    }
+
     /// Gives back the room of tables that emptied (say, after a storm of connections that then
     /// parked or left); called about once a second.
     pub fn compact(&self) {
@@ -254,7 +321,7 @@ impl Shard {
     /// The outbox of a new (or woken) connection with the terms it agreed, and the broker's
     /// slow-reader limits.
     pub fn new_outbox(&self, terms: Terms) -> Rc<Outbox> {
-        let conn = Outbox::new(self.new_conn_id(), terms);
+        let conn = Outbox::new(self.new_conn_id(), terms, self.counters.metrics.clone());
         conn.set_slow_reader_limits(
             self.config.max_outbound_buffer,
             self.config.slow_reader_timeout,

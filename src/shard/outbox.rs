@@ -19,13 +19,16 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::num::NonZeroU16;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::message::Outgoing;
+use crate::metrics::Counters;
 use crate::notify::Notify;
-use crate::protocol::{Packet, ProtocolVersion, Publish, TopicName};
+use crate::protocol::{Packet, ProtocolVersion, TopicName};
 
 /// Identifies one connection on one shard (never reused while the process runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,11 +75,16 @@ pub struct Outbox {
     /// A delivery was held back (queued or dropped) because the buffer was full: when it
     /// drains, the session's queue must be offered again.
     held_back: Cell<bool>,
-    dropped_too_large: Cell<u64>,
+    /// The shard's counters (packets and bytes sent, message latency).
+    counters: Rc<Counters>,
+    /// When the oldest message queued here entered the broker, and how many are queued.
+    queued: Cell<Option<(Instant, u64)>>,
+    /// The same for what the writer took and has not finished writing.
+    writing: Cell<Option<(Instant, u64)>>,
 }
 
 impl Outbox {
-    pub fn new(id: ConnId, terms: Terms) -> Self {
+    pub fn new(id: ConnId, terms: Terms, counters: Rc<Counters>) -> Self {
         Self {
             id,
             terms,
@@ -90,7 +98,9 @@ impl Outbox {
             stalled_since: Cell::new(None),
             in_writer: Cell::new(0),
             held_back: Cell::new(false),
-            dropped_too_large: Cell::new(0),
+            counters,
+            queued: Cell::new(None),
+            writing: Cell::new(None),
         }
     }
 
@@ -108,7 +118,7 @@ impl Outbox {
             if bare.strip_diagnostics() && bare.encoded_len(version) <= max as usize {
                 return self.encode(&bare);
             }
-            self.dropped_too_large.set(self.dropped_too_large.get() + 1);
+            self.counters.too_large();
             return false;
         }
         self.encode(packet)
@@ -118,13 +128,22 @@ impl Outbox {
         let ok = packet
             .encode(self.terms.version, &mut self.buf.borrow_mut())
             .is_ok();
+        if ok {
+            self.counters.packet_out(packet.packet_type());
+        }
         self.ready.notify();
         ok
     }
 
     /// Sends a PUBLISH, replacing its topic by an alias when the client allows aliases: the
-    /// first send of a topic carries topic and alias, later ones only the alias.
-    pub fn send_publish(&self, mut publish: Publish) -> bool {
+    /// first send of a topic carries topic and alias, later ones only the alias. Counted, and its
+    /// time inside the broker measured when it is written.
+    pub fn send_publish(&self, out: Outgoing) -> bool {
+        let Outgoing {
+            mut publish,
+            received,
+        } = out;
+        let qos = publish.qos as u8;
         let mut assigned = None;
         let alias_max = self.terms.alias_max;
         if alias_max > 0 && self.terms.version.is_v5() {
@@ -148,6 +167,14 @@ impl Outbox {
         if let (false, Some(key)) = (sent, assigned) {
             // The client never saw this alias: forget it so the next send names the topic.
             self.aliases.borrow_mut().remove(&key);
+        }
+        if sent {
+            self.counters.publish_out(qos);
+            let batch = match self.queued.get() {
+                Some((oldest, n)) => (oldest.min(received), n + 1),
+                None => (received, 1),
+            };
+            self.queued.set(Some(batch));
         }
         sent
     }
@@ -194,10 +221,17 @@ impl Outbox {
         }
     }
 
-    /// The socket took bytes; `left` of what the writer took remain to be written.
-    pub fn note_written(&self, left: usize) {
+    /// The socket took `written` bytes; `left` of what the writer took remain to be written.
+    /// When none remain, the messages of the batch were written: their latency is counted.
+    pub fn note_written(&self, written: usize, left: usize) {
         self.stalled_since.set(None);
         self.in_writer.set(left);
+        self.counters.bytes_out(written);
+        if left == 0 {
+            if let Some((oldest, n)) = self.writing.take() {
+                self.counters.written(oldest, n, Instant::now());
+            }
+        }
     }
 
     /// Bytes waiting to be written: queued here, or taken by the writer and not yet written.
@@ -238,6 +272,7 @@ impl Outbox {
     pub fn take_into(&self, spare: &mut BytesMut) {
         std::mem::swap(&mut *self.buf.borrow_mut(), spare);
         self.in_writer.set(spare.len());
+        self.writing.set(self.queued.take());
     }
 
     /// Frees the queue's buffer if nothing is queued (the connection went idle: it keeps no
@@ -267,11 +302,6 @@ impl Outbox {
     pub fn pending(&self) -> usize {
         self.buf.borrow().len()
     }
-
-    /// Packets not sent because they exceeded the client's Maximum Packet Size.
-    pub fn dropped_too_large(&self) -> u64 {
-        self.dropped_too_large.get()
-    }
 }
 
 #[cfg(test)]
@@ -290,7 +320,7 @@ mod tests {
 
     #[test]
     fn an_idle_outbox_sheds_its_buffer_and_a_busy_one_keeps_it() {
-        let out = Outbox::new(ConnId(1), terms());
+        let out = Outbox::new(ConnId(1), terms(), Rc::default());
         assert!(out.send(&Packet::PingResp));
         // The writer swaps its (empty, allocated) spare in and takes the queued bytes.
         let mut spare = BytesMut::with_capacity(4096);
@@ -315,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_client_is_slow_after_its_socket_took_nothing_for_the_timeout_or_past_the_cap() {
-        let out = Outbox::new(ConnId(1), terms());
+        let out = Outbox::new(ConnId(1), terms(), Rc::default());
         out.set_slow_reader_limits(64, Duration::from_secs(1));
         let now = Instant::now();
         // Little waiting, socket taking bytes: keeping up.
@@ -326,7 +356,7 @@ mod tests {
         assert!(!out.is_congested(Instant::now()));
         assert!(out.is_congested(Instant::now() + Duration::from_secs(2)));
         // It took bytes again: the clock starts over.
-        out.note_written(0);
+        out.note_written(2, 0);
         assert!(!out.is_congested(Instant::now() + Duration::from_secs(2)));
         // Past COREMQ_MAX_OUTBOUND_BUFFER, counting what the writer took: congested at once.
         let mut spare = BytesMut::new();

@@ -144,15 +144,22 @@ impl Shard {
     ) -> Result<Option<Deferred>, Violation> {
         self.check_publish(client, &mut p)?;
         let (qos, id) = (p.qos, p.packet_id);
+        self.counters().publish_in(qos as u8);
         // [ACL] a denied PUBLISH is not routed: MQTT 5 acknowledges it with 0x87, MQTT 3.1.1
         // (which has no way to say so) acknowledges it normally and drops it, as Mosquitto does.
+        // The `$SYS/` tree is the broker's own: no client may publish there, so what a monitor
+        // reads under it is always the broker's figures.
         let security = self.security();
-        let allowed = !security.checks_deliveries()
-            || security.can_publish(
-                client.client_id.as_str(),
-                self.username_of(client).as_deref(),
-                p.topic.as_str(),
-            );
+        let allowed = !p.topic.is_broker_owned()
+            && (!security.checks_deliveries()
+                || security.can_publish(
+                    client.client_id.as_str(),
+                    self.username_of(client).as_deref(),
+                    p.topic.as_str(),
+                ));
+        if !allowed {
+            self.counters().denied_publish();
+        }
         let message = Message::from_publish(p, client.client_id.clone(), now);
         let Some(id) = id else {
             if allowed {

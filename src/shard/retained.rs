@@ -19,6 +19,8 @@ use crate::topic::TopicIndex;
 #[derive(Default)]
 pub(super) struct RetainedStore {
     index: TopicIndex<Message>,
+    /// Topic and payload bytes of the stored messages.
+    bytes: usize,
 }
 
 impl RetainedStore {
@@ -26,13 +28,22 @@ impl RetainedStore {
         self.index.len()
     }
 
+    /// Topic and payload bytes stored.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Stores, replaces, or (empty payload) removes the topic's message [MQTT-3.3.1-10].
     fn apply(&mut self, message: Message) {
-        if message.payload.is_empty() {
-            self.index.remove(message.topic.as_str());
+        let old = if message.payload.is_empty() {
+            self.index.remove(message.topic.as_str())
         } else {
+            self.bytes += size(&message);
             let topic = message.topic.clone();
-            self.index.insert(topic.as_str(), message);
+            self.index.insert(topic.as_str(), message)
+        };
+        if let Some(old) = old {
+            self.bytes = self.bytes.saturating_sub(size(&old));
         }
     }
 
@@ -49,10 +60,22 @@ impl RetainedStore {
             }
         });
         if expired {
-            self.index.retain(|m| !m.is_expired(now));
+            let mut freed = 0;
+            self.index.retain(|m| {
+                let keep = !m.is_expired(now);
+                if !keep {
+                    freed += size(m);
+                }
+                keep
+            });
+            self.bytes = self.bytes.saturating_sub(freed);
         }
         found
     }
+}
+
+fn size(m: &Message) -> usize {
+    m.topic.as_bytes().len() + m.payload.len()
 }
 
 impl Shard {

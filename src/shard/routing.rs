@@ -147,6 +147,7 @@ impl Shard {
                 message.topic.as_str(),
             )
         {
+            self.counters().denied_delivery();
             return false; // [ACL] this subscriber may not read this topic
         }
         let before = entry.session.drops;

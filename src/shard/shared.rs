@@ -62,6 +62,15 @@ pub(super) struct SharedGroups {
     remote: Trie<RemoteGroups>,
     /// Per group, the shard rotation cursor of messages published here.
     cursor: HashMap<MqttString, usize>,
+    /// Groups with members here (for the metrics).
+    groups: usize,
+}
+
+impl SharedGroups {
+    /// Groups with members on this shard.
+    pub fn local_groups(&self) -> usize {
+        self.groups
+    }
 }
 
 impl SharedGroups {
@@ -115,7 +124,8 @@ impl Shard {
         id: Option<NonZeroU32>,
     ) -> Option<Barrier> {
         let first = {
-            let mut shared = self.shared.borrow_mut();
+            let mut guard = self.shared.borrow_mut();
+            let shared = &mut *guard;
             let groups = shared.local.entry(filter.filter(), Vec::new);
             let pos = match groups.iter().position(|g| &g.filter == filter) {
                 Some(p) => p,
@@ -125,6 +135,7 @@ impl Shard {
                         members: Vec::new(),
                         cursor: 0,
                     });
+                    shared.groups += 1;
                     groups.len() - 1
                 }
             };
@@ -166,6 +177,9 @@ impl Shard {
                 groups.is_empty()
             });
         if emptied {
+            let mut shared = self.shared.borrow_mut();
+            shared.groups = shared.groups.saturating_sub(1);
+            drop(shared);
             self.broadcast_shared_interest(filter, false, None);
             self.forget_shared_cursor(filter);
         }

@@ -105,6 +105,10 @@ impl<T> SessionTable<T> {
         self.slot(k).take()
     }
 
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter()).flatten()
+    }
+
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.chunks.iter_mut().flat_map(|c| c.iter_mut()).flatten()
     }

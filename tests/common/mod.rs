@@ -79,6 +79,8 @@ impl TestBroker {
             login_failures: None,
             login_failures_per_user: None,
             flapping: None,
+            // No `$SYS` messages among the retained ones a test counts, unless it asks.
+            sys_interval: Duration::ZERO,
             ..Config::default()
         };
         tweak(&mut config);
@@ -483,4 +485,123 @@ pub fn tcp_from_address(addr: SocketAddr, source: std::net::Ipv4Addr) -> TcpStre
         .unwrap();
     socket.connect(&addr.into()).unwrap();
     socket.into()
+}
+
+/// One HTTP/1.1 GET to the metrics endpoint: the status code and body (the endpoint closes each
+/// connection after its answer).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send request");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("read the whole answer");
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {reply:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
+/// A scrape of `/metrics`, parsed: each sample's value by metric name and labels.
+pub struct Scrape {
+    pub text: String,
+    samples: Vec<Sample>,
+}
+
+/// A sample's metric name, labels and value.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Scrape {
+    /// Scrapes the broker's metrics endpoint (which must be on).
+    pub fn of(broker: &TestBroker) -> Self {
+        let addr = broker
+            .broker
+            .metrics_addr()
+            .expect("COREMQ_METRICS_LISTEN is set");
+        let (status, text) = http_get(addr, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        Self::parse(text)
+    }
+
+    fn parse(text: String) -> Self {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("value in {line:?}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let labels = rest
+                        .trim_end_matches('}')
+                        .split(',')
+                        .map(|kv| {
+                            let (k, v) = kv.split_once('=').expect("label=value");
+                            (k.to_string(), v.trim_matches('"').to_string())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, Vec::new()),
+            };
+            samples.push(Sample {
+                name: name.to_string(),
+                labels,
+                value,
+            });
+        }
+        Self { text, samples }
+    }
+
+    /// The sum, over every sample of `name` (every shard), of those carrying all of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.value)
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "no sample {name}{labels:?} in:\n{}",
+            self.text
+        );
+        found.iter().sum()
+    }
+}
+
+/// Scrapes until `done` holds for a scrape (counters move as the shards work through what was
+/// sent) and returns that scrape; panics with the last scrape after `PATIENCE`.
+pub fn scrape_until(broker: &TestBroker, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let scrape = Scrape::of(broker);
+        if done(&scrape) {
+            return scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {what}; last scrape:\n{}",
+            scrape.text
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -41,6 +41,7 @@ mod flow;
 mod guard;
 mod kill;
 mod limits;
+mod metrics_http;
 mod park;
 mod pauses;
 mod reads;

@@ -357,7 +357,7 @@ fn mqtt_4_7_1_wildcards_plus_and_hash_match_levels() {
 }
 
 /// [MQTT-4.7.2-1] Filters starting with a wildcard do not match topics starting with `$`;
-/// `$SYS/#` does.
+/// `$app/#` does. (Clients may publish to `$` topics other than the broker's own `$SYS/`.)
 #[test]
 fn mqtt_4_7_2_1_dollar_topics_are_not_matched_by_leading_wildcards() {
     let broker = TestBroker::start(2);
@@ -365,8 +365,8 @@ fn mqtt_4_7_2_1_dollar_topics_are_not_matched_by_leading_wildcards() {
     let sys = Peer::connect(&broker, &broker.id_on(0, "sys"));
     let publ = Peer::connect(&broker, &broker.id_on(1, "pub"));
     wild.subscribe(&[("#", QoS::AtLeastOnce), ("+/status", QoS::AtLeastOnce)]);
-    sys.subscribe(&[("$SYS/#", QoS::AtLeastOnce), ("x/status", QoS::AtLeastOnce)]);
-    publ.publish("$SYS/status", QoS::AtLeastOnce, false, "sys");
+    sys.subscribe(&[("$app/#", QoS::AtLeastOnce), ("x/status", QoS::AtLeastOnce)]);
+    publ.publish("$app/status", QoS::AtLeastOnce, false, "sys");
     publ.publish("x/status", QoS::AtLeastOnce, false, "end");
     assert_eq!(
         summary(&wild.publishes_until("x/status")),
@@ -375,7 +375,7 @@ fn mqtt_4_7_2_1_dollar_topics_are_not_matched_by_leading_wildcards() {
     assert_eq!(
         summary(&sys.publishes_until("x/status")),
         [
-            entry("$SYS/status", "sys", QoS::AtLeastOnce, false),
+            entry("$app/status", "sys", QoS::AtLeastOnce, false),
             entry("x/status", "end", QoS::AtLeastOnce, false),
         ]
     );

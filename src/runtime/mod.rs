@@ -6,6 +6,8 @@
 //! (SO_REUSEPORT, bound but not listening, so it never receives connections) and every shard binds
 //! that port.
 
+mod board;
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +22,10 @@ use crate::auth::AuthenticatorFactory;
 use crate::config::Config;
 use crate::gate::{ConnectionGate, GateLimits};
 use crate::mesh::{self, Mesh, MeshEnds};
+use crate::metrics::http::Endpoint;
+use crate::metrics::sys::SysTree;
 use crate::shard::{Shard, Stats};
+use board::MetricsBoard;
 
 /// Messages per cross-shard channel (each message is a batch).
 const MESH_CAPACITY: usize = 1024;
@@ -75,6 +80,9 @@ pub struct Broker {
     handles: Vec<ExecutorJoinHandle<()>>,
     stats: StatsBoard,
     gate: ConnectionGate,
+    metrics: Arc<MetricsBoard>,
+    /// The HTTP metrics endpoint (COREMQ_METRICS_LISTEN), on threads of its own.
+    endpoint: Option<Endpoint>,
 }
 
 impl Broker {
@@ -106,6 +114,8 @@ impl Broker {
                 .map_err(|e| StartError::Host(format!("no random source: {e}")))?,
         });
         warn_if_open(&config, &security);
+        let metrics = Arc::new(MetricsBoard::new(shards));
+        let endpoint = start_endpoint(&config, &metrics)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let shared = ShardShared {
             config: config.clone(),
@@ -120,6 +130,7 @@ impl Broker {
             stop: Arc::new(AtomicBool::new(false)),
             ready: ready_tx,
             board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
+            metrics: metrics.clone(),
         };
         let mut broker = Broker {
             addr,
@@ -130,6 +141,8 @@ impl Broker {
             gate: shared.gate.clone(),
             config,
             security,
+            metrics,
+            endpoint,
         };
         let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -169,6 +182,11 @@ impl Broker {
     /// The address every shard listens on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics endpoint's address (the real port when configured with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().map(Endpoint::local_addr)
     }
 
     pub fn shard_count(&self) -> usize {
@@ -224,10 +242,12 @@ impl Broker {
     }
 
     fn stop_and_join(&mut self) {
+        self.metrics.stopping();
         self.stop.store(true, Ordering::SeqCst);
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
+        self.endpoint = None;
     }
 }
 
@@ -315,6 +335,23 @@ fn reserve_address(
     Ok((addr, Some(socket)))
 }
 
+/// Binds the metrics endpoint's address (so that a bad one stops start-up) and serves it.
+fn start_endpoint(
+    config: &Config,
+    metrics: &Arc<MetricsBoard>,
+) -> Result<Option<Endpoint>, StartError> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let bind_err = |e: std::io::Error| {
+        StartError::Bind(format!("COREMQ_METRICS_LISTEN: cannot bind {addr}: {e}"))
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+    let endpoint = Endpoint::start(listener, metrics.clone()).map_err(bind_err)?;
+    crate::log!(Info, "metrics on http://{}/metrics", endpoint.local_addr());
+    Ok(Some(endpoint))
+}
+
 /// Says whether anonymous clients may connect and why; a warning when the listener is not a
 /// loopback address and they may.
 fn warn_if_open(config: &Config, security: &SecurityBoard) {
@@ -378,6 +415,7 @@ struct ShardShared {
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
     board: StatsBoard,
+    metrics: Arc<MetricsBoard>,
 }
 
 /// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
@@ -404,8 +442,10 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
     let watcher = start_idle_watcher(&shard, index);
     shared.publish_stats(index, &shard);
     let _ = shared.ready.send(Ok(()));
+    shared.metrics.shard_started();
 
     serve_until_stopped(&shared, &shard, index).await;
+    shared.metrics.shard_stopped();
 
     drop(acceptor);
     shard.begin_shutdown();
@@ -460,14 +500,21 @@ fn start_idle_watcher(shard: &Rc<Shard>, index: usize) -> Option<glommio::Task<(
 }
 
 /// The shard's tick until a stop is asked for: session timers, flow-control holds, memory given
-/// back once a second, reloaded access rules, and the stats `Broker::stats` reads.
+/// back once a second, reloaded access rules, the stats `Broker::stats` reads, snapshots for the
+/// metrics board and (shard 0) the `$SYS` topics.
 async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) {
     let mut generation = shared.security.generation.load(Ordering::SeqCst);
     let mut collected = Instant::now();
+    let mut sys = (index == 0 && !shared.config.sys_interval.is_zero())
+        .then(|| SysPublisher::new(shared.config.sys_interval));
     while !shared.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
         let now = Instant::now();
         shard.tick(now);
+        shared.metrics.answer(index, shard);
+        if let Some(sys) = sys.as_mut() {
+            sys.tick(&shared.metrics, shard, now);
+        }
         if now.duration_since(collected) >= COLLECT_EVERY {
             collected = now;
             shard.compact();
@@ -480,6 +527,46 @@ async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) 
             shared.security.installed[index].store(generation, Ordering::SeqCst);
         }
         shared.publish_stats(index, shard);
+    }
+}
+
+/// Shard 0's `$SYS` publisher: every interval it asks the board for every shard's snapshot and,
+/// once all have answered (a tick or two later), publishes the totals.
+struct SysPublisher {
+    every: Duration,
+    next: Instant,
+    /// The board generation asked for and not yet published.
+    pending: Option<u64>,
+    tree: SysTree,
+}
+
+impl SysPublisher {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            // The first publication comes a tick after start, so a client subscribing at once
+            // finds the retained topics soon.
+            next: Instant::now(),
+            pending: None,
+            tree: SysTree::default(),
+        }
+    }
+
+    fn tick(&mut self, board: &MetricsBoard, shard: &Shard, now: Instant) {
+        if let Some(generation) = self.pending {
+            if let Some(shards) = board.ready(generation) {
+                self.pending = None;
+                let uptime = board.uptime().as_secs();
+                let topics = self
+                    .tree
+                    .update(&shards, now, uptime, env!("CARGO_PKG_VERSION"));
+                shard.publish_sys(topics);
+            }
+        }
+        if now >= self.next && self.pending.is_none() {
+            self.next = now + self.every;
+            self.pending = Some(board.request());
+        }
     }
 }
 
