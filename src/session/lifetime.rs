@@ -69,7 +69,9 @@ impl Session {
     /// replace the previous connection's.
     pub fn connected(&mut self, c: Connection) {
         self.version = c.version;
-        self.lifetime = c.lifetime;
+        self.lifetime = c
+            .lifetime
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX - 1));
         self.expires_at = None;
         self.set_max_inflight(c.max_inflight);
         self.username = c.username;
@@ -86,7 +88,7 @@ impl Session {
     /// Whether the session ends with its connection (Session Expiry Interval 0, 3.1.1 Clean
     /// Session 1).
     pub fn ends_with_connection(&self) -> bool {
-        self.lifetime == Some(Duration::ZERO)
+        self.lifetime == Some(0)
     }
 
     /// Another connection with this client id arrives while the previous one is still open (a
@@ -115,7 +117,7 @@ impl Session {
         if self.ends_with_connection() && secs > 0 {
             return false;
         }
-        self.lifetime = (secs != u32::MAX).then(|| Duration::from_secs(u64::from(secs)));
+        self.lifetime = (secs != u32::MAX).then_some(secs);
         true
     }
 
@@ -134,7 +136,8 @@ impl Session {
         // What is in flight waits for a reconnect now: copy it out of the read buffers.
         self.detach_inflight();
         let mut out = Disconnected::default();
-        if let Some(lifetime) = self.lifetime {
+        if let Some(secs) = self.lifetime {
+            let lifetime = Duration::from_secs(u64::from(secs));
             self.expires_at = Some(now + lifetime);
             out.wake_at.push(now + lifetime);
         }

@@ -16,7 +16,7 @@ mod lifetime;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::message::{Delivery, Message, Outgoing};
 pub use lifetime::{Connection, Disconnected};
@@ -80,8 +80,9 @@ pub struct Session {
     pub version: ProtocolVersion,
     /// The user name of its current (or last) connection, for access control.
     pub username: Option<MqttString>,
-    /// How long the session outlives its connection: `None` never expires, zero ends with it.
-    lifetime: Option<Duration>,
+    /// How long the session outlives its connection, in seconds (MQTT's Session Expiry Interval
+    /// is a `u32`): `None` never expires, zero ends with it.
+    lifetime: Option<u32>,
     /// While offline: when the session expires.
     expires_at: Option<Instant>,
     /// The will of the current connection (published if it ends abnormally), or of the last one
@@ -103,8 +104,11 @@ pub struct Session {
     #[allow(clippy::box_collection)]
     incoming_qos2: Option<Box<HashSet<PacketId>>>,
     next_id: PacketId,
-    max_inflight: usize,
-    max_queued: usize,
+    /// The window and queue limits, narrow (a Receive Maximum is a `u16`; a queue of more than
+    /// 2^32 messages is not a limit): a session is kept per client, so its size is most of what
+    /// an idle connection costs (see `shard::table`).
+    max_inflight: u16,
+    max_queued: u32,
     max_queued_bytes: usize,
     queue_qos0: bool,
     pub drops: Drops,
@@ -151,8 +155,8 @@ impl Session {
             stretch: false,
             incoming_qos2: None,
             next_id: PacketId(std::num::NonZeroU16::MIN),
-            max_inflight: limits.max_inflight.max(1),
-            max_queued: limits.max_queued,
+            max_inflight: narrow_window(limits.max_inflight),
+            max_queued: u32::try_from(limits.max_queued).unwrap_or(u32::MAX),
             max_queued_bytes: limits.max_queued_bytes,
             queue_qos0: limits.queue_qos0,
             drops: Drops::default(),
@@ -161,7 +165,11 @@ impl Session {
 
     /// Changes the window (a reconnecting MQTT 5 client may announce another Receive Maximum).
     pub fn set_max_inflight(&mut self, n: usize) {
-        self.max_inflight = n.max(1);
+        self.max_inflight = narrow_window(n);
+    }
+
+    fn window(&self) -> usize {
+        usize::from(self.max_inflight)
     }
 
     /// Messages waiting to be sent.
@@ -204,7 +212,7 @@ impl Session {
             }
         } else if link == Link::Online
             && self.queue.is_empty()
-            && self.inflight.len() < self.max_inflight
+            && self.inflight.len() < self.window()
         {
             return Some(self.send_inflight(message.clone(), delivery, now));
         }
@@ -215,7 +223,7 @@ impl Session {
         let max_queued = if self.stretch {
             usize::MAX
         } else {
-            self.max_queued
+            self.max_queued as usize
         };
         if self.queue.len() >= max_queued || self.queued_bytes + size > self.max_queued_bytes {
             self.drops.queue_full += 1;
@@ -260,7 +268,7 @@ impl Session {
     pub fn drain_queue(&mut self, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
         while let Some((_, delivery)) = self.queue.front() {
-            if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.max_inflight {
+            if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.window() {
                 break;
             }
             let Some((message, delivery)) = self.queue.pop_front() else {
@@ -373,7 +381,7 @@ impl Session {
     /// Whether a delivery at `qos` would go out now rather than queue: QoS 0 always, QoS 1/2
     /// while the window has room and nothing waits ahead of it.
     pub fn has_room(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce || (self.queue.is_empty() && self.inflight.len() < self.max_inflight)
+        qos == QoS::AtMostOnce || (self.queue.is_empty() && self.inflight.len() < self.window())
     }
 
     /// Removes and returns the shared-subscription messages not yet delivered (queued) or not
@@ -408,6 +416,11 @@ impl Session {
     pub fn incoming_unreleased(&self) -> usize {
         self.incoming_qos2.as_ref().map_or(0, |ids| ids.len())
     }
+}
+
+/// A window of 1 to 65,535 messages (more is no limit a client can announce).
+fn narrow_window(n: usize) -> u16 {
+    u16::try_from(n.max(1)).unwrap_or(u16::MAX)
 }
 
 #[cfg(test)]
