@@ -4,7 +4,7 @@
 //! (a mutex each shard takes once per requested snapshot, never on the message path) and the
 //! health flags.
 //!
-//! A scrape bumps `requested`; each shard, at its next tick (every 20 ms), sees it is behind,
+//! A scrape bumps `requested`; each shard, at its next tick (every 20 ms, 100 ms on a shard with no live connection), sees it is behind,
 //! makes a snapshot and leaves it with the generation it answers. The scrape waits until every
 //! shard has answered its generation.
 

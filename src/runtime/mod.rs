@@ -33,8 +33,14 @@ const MESH_CAPACITY: usize = 1024;
 const RING_DEPTH: usize = 256;
 /// glommio's registered buffer arena, used only for file I/O, which the broker does not do.
 const IO_MEMORY: usize = 64 << 10;
-/// How often a shard checks for a stop request.
+/// How often a shard ticks (session timers, flow-control holds, stop and reload requests, stats
+/// and metrics snapshots) while it serves live connections.
 const STOP_POLL: Duration = Duration::from_millis(20);
+/// How long a quiet shard (no live connection: idle, or every connection parked) sleeps between
+/// ticks, unless a timer is due sooner: each wake-up costs the shard's core tens of microseconds,
+/// and an idle broker should cost practically nothing. Stop and reload requests then take up to
+/// this long.
+const QUIET_TICK: Duration = Duration::from_millis(100);
 /// How long a stopping shard waits for its connections to flush and close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long `Broker::reload` waits for every shard to take the new rules.
@@ -66,7 +72,7 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Each shard's latest `Stats`, copied out by the shard every `STOP_POLL` (a shard's state is
+/// Each shard's latest `Stats`, copied out by the shard every tick (a shard's state is
 /// thread-local; this is the only view of it from outside).
 type StatsBoard = Arc<Vec<Mutex<Stats>>>;
 
@@ -193,7 +199,8 @@ impl Broker {
         self.shards
     }
 
-    /// The shards' counters summed, as of each shard's last poll (at most `STOP_POLL` old).
+    /// The shards' counters summed, as of each shard's last tick (at most `STOP_POLL` old, or
+    /// `QUIET_TICK` for a shard with no live connection).
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for slot in self.stats.iter() {
@@ -212,7 +219,7 @@ impl Broker {
 
     /// Re-reads the password and ACL files (SIGHUP). If either fails to parse, the old rules stay
     /// and the error (file, line, reason) is returned. Otherwise every shard switches to the new
-    /// rules at its next poll (`STOP_POLL`), and this returns once all have, so whatever a
+    /// rules at its next tick (`STOP_POLL`, `QUIET_TICK` when quiet), and this returns once all have, so whatever a
     /// client sends after `reload` returns meets the new rules (a shard that has not switched
     /// within `RELOAD_LIMIT` still does at its next poll).
     pub fn reload(&self) -> Result<(), crate::auth::FileError> {
@@ -508,7 +515,7 @@ async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) 
     let mut sys = (index == 0 && !shared.config.sys_interval.is_zero())
         .then(|| SysPublisher::new(shared.config.sys_interval));
     while !shared.stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(STOP_POLL).await;
+        glommio::timer::sleep(tick_interval(shard, Instant::now())).await;
         let now = Instant::now();
         shard.tick(now);
         shared.metrics.answer(index, shard);
@@ -528,6 +535,18 @@ async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) 
         }
         shared.publish_stats(index, shard);
     }
+}
+
+/// How long the shard sleeps before its next tick: `STOP_POLL` while it serves live
+/// connections, otherwise up to `QUIET_TICK` but never past its next timer.
+fn tick_interval(shard: &Shard, now: Instant) -> Duration {
+    if !shard.is_quiet() {
+        return STOP_POLL;
+    }
+    let until_due = shard
+        .next_due()
+        .map_or(QUIET_TICK, |t| t.saturating_duration_since(now));
+    until_due.clamp(STOP_POLL, QUIET_TICK)
 }
 
 /// Shard 0's `$SYS` publisher: every interval it asks the board for every shard's snapshot and,

@@ -374,6 +374,23 @@ impl Shard {
         self.fire_session_timers(now);
     }
 
+    /// Whether the shard serves no live connection: then nothing but its timers (session expiry,
+    /// delayed wills, parked connections' keep alive: `next_due`) needs its tick, and it may tick
+    /// less often.
+    pub fn is_quiet(&self) -> bool {
+        self.clients.borrow().conns.is_empty()
+    }
+
+    /// The earliest session timer or parked connection's keep-alive deadline, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        let clients = self.clients.borrow();
+        let timer = clients.timers.peek().map(|std::cmp::Reverse((t, _))| *t);
+        match (timer, clients.parking.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Graceful shutdown: stop accepting packets and close every connection. MQTT 5 clients get
     /// DISCONNECT 0x8B (server shutting down); wills are not published for them.
     pub fn begin_shutdown(&self) {
