@@ -291,45 +291,30 @@ struct Bin;
 /// A UTF-8 string pair (User Property).
 struct Pair;
 
-impl Wire<Option<QoS>> for Byte {
-    fn put<O: Out>(o: &mut O, id: u8, f: &Option<QoS>) {
-        if let Some(v) = f {
-            o.write_u8(id);
-            o.write_u8(*v as u8);
+/// A scalar property: its identifier, then its value as `write` puts it.
+macro_rules! wire_scalar {
+    ($($form:ty: $value:ty => $write:ident($v:ident) $conv:expr;)*) => {$(
+        impl Wire<Option<$value>> for $form {
+            fn put<O: Out>(o: &mut O, id: u8, f: &Option<$value>) {
+                if let Some($v) = f {
+                    o.write_u8(id);
+                    o.$write($conv);
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Wire<Option<bool>> for Flag {
-    fn put<O: Out>(o: &mut O, id: u8, f: &Option<bool>) {
-        if let Some(v) = f {
-            o.write_u8(id);
-            o.write_u8(u8::from(*v));
-        }
-    }
-}
-
-impl Wire<Option<u16>> for U16 {
-    fn put<O: Out>(o: &mut O, id: u8, f: &Option<u16>) {
-        if let Some(v) = f {
-            o.write_u8(id);
-            o.write_u16(*v);
-        }
-    }
+wire_scalar! {
+    Byte: QoS => write_u8(v) *v as u8;
+    Flag: bool => write_u8(v) u8::from(*v);
+    U16: u16 => write_u16(v) *v;
+    U32: u32 => write_u32(v) *v;
 }
 
 impl Wire<Option<NonZeroU16>> for U16 {
     fn put<O: Out>(o: &mut O, id: u8, f: &Option<NonZeroU16>) {
         <U16 as Wire<Option<u16>>>::put(o, id, &f.map(|v| v.get()));
-    }
-}
-
-impl Wire<Option<u32>> for U32 {
-    fn put<O: Out>(o: &mut O, id: u8, f: &Option<u32>) {
-        if let Some(v) = f {
-            o.write_u8(id);
-            o.write_u32(*v);
-        }
     }
 }
 

@@ -93,32 +93,46 @@ fn frame_len(v: ProtocolVersion, topic: &str) -> usize {
     1 + if body < 128 { 1 } else { 2 } + body
 }
 
-/// Runs the pausing reader beside a publisher at `RATE` for `count` messages; a never-reading
-/// subscriber on the same topic when `with_stuck`. Returns what the reader got and the QoS 0
-/// drops the broker counted.
-fn run(broker: &TestBroker, v: ProtocolVersion, count: u32, pause: Duration) -> (u64, u64) {
-    let topic = "pauses/t";
-    let reader = small_window_subscriber(broker, v, &broker.id_on(0, "reader"), topic);
+/// A pausing reader's run: its topic, whether a never-reading subscriber shares it, and how
+/// long the reader pauses after each `every` of reading.
+struct Pauses {
+    topic: &'static str,
+    with_stuck: bool,
+    every: Duration,
+    pause: Duration,
+}
+
+/// Runs the pausing reader beside a publisher at `RATE` for `count` messages. Returns what the
+/// reader got and the QoS 0 drops the broker counted.
+fn run(broker: &TestBroker, v: ProtocolVersion, count: u32, p: Pauses) -> (u64, u64) {
+    let reader = small_window_subscriber(broker, v, &broker.id_on(0, "reader"), p.topic);
     // Never reads; 4 KiB receive buffer.
-    let mut stuck = slow_reader(broker, v, &broker.id_on(0, "stuck"));
-    subscribe(&mut stuck, topic, QoS::AtMostOnce);
-    let mut publisher = connect(broker, v, &broker.id_on(1, "publisher"), true);
-    let frame = frame_len(v, topic);
-    let reading = std::thread::spawn(move || {
-        read_with_pauses(
-            reader,
-            frame,
-            u64::from(count),
-            Duration::from_millis(700),
-            pause,
-        )
+    let stuck = p.with_stuck.then(|| {
+        let mut stuck = slow_reader(broker, v, &broker.id_on(0, "stuck"));
+        subscribe(&mut stuck, p.topic, QoS::AtMostOnce);
+        stuck
     });
-    publish_at_rate(&mut publisher, topic, count);
+    let mut publisher = connect(broker, v, &broker.id_on(1, "publisher"), true);
+    let frame = frame_len(v, p.topic);
+    let reading = std::thread::spawn(move || {
+        read_with_pauses(reader, frame, u64::from(count), p.every, p.pause)
+    });
+    publish_at_rate(&mut publisher, p.topic, count);
     let got = reading.join().unwrap();
     ping(&mut publisher);
     let dropped = broker.broker.stats().drops.qos0_congested;
     drop(stuck);
     (got, dropped)
+}
+
+/// Pauses of `pause` after each 700 ms of reading, beside a subscriber that never reads.
+fn beside_stuck(pause: Duration) -> Pauses {
+    Pauses {
+        topic: "pauses/t",
+        with_stuck: true,
+        every: Duration::from_millis(700),
+        pause,
+    }
 }
 
 fn a_reading_subscriber_that_pauses_loses_nothing_a_stuck_one_is_dropped_for(v: ProtocolVersion) {
@@ -128,7 +142,7 @@ fn a_reading_subscriber_that_pauses_loses_nothing_a_stuck_one_is_dropped_for(v: 
     let count = 3 * RATE;
     let pause = Duration::from_millis(600);
     let broker = TestBroker::start(2);
-    let (got, dropped) = run(&broker, v, count, pause);
+    let (got, dropped) = run(&broker, v, count, beside_stuck(pause));
     eprintln!("{v:?}: default limits: the pausing reader got {got} of {count}; {dropped} dropped");
     assert_eq!(got, u64::from(count), "the pausing reader lost messages");
     // The subscriber that never reads was a slow reader after 1 s: messages to it dropped.
@@ -138,7 +152,7 @@ fn a_reading_subscriber_that_pauses_loses_nothing_a_stuck_one_is_dropped_for(v: 
     // COREMQ_SLOW_READER_TIMEOUT): the pauses cost the reader messages, so the run above is one
     // where judging by time matters.
     let broker = TestBroker::start_with(2, |c| c.slow_reader_timeout = Duration::ZERO);
-    let (got, dropped) = run(&broker, v, count, pause);
+    let (got, dropped) = run(&broker, v, count, beside_stuck(pause));
     eprintln!("{v:?}: timeout 0: the pausing reader got {got} of {count}; {dropped} dropped");
     assert!(got < u64::from(count), "no loss even without the timeout");
 }
@@ -151,27 +165,18 @@ each_version!(a_reading_subscriber_that_pauses_loses_nothing_a_stuck_one_is_drop
 fn a_pause_longer_than_the_slow_reader_timeout_drops_qos0_counted() {
     let _guard = alone();
     let v = ProtocolVersion::V5;
-    let topic = "pauses/long";
     let broker = TestBroker::start_with(2, |c| {
         c.slow_reader_timeout = Duration::from_millis(300);
     });
-    let reader = small_window_subscriber(&broker, v, &broker.id_on(0, "reader"), topic);
-    let mut publisher = connect(&broker, v, &broker.id_on(1, "publisher"), true);
     let count = 2 * RATE;
-    let frame = frame_len(v, topic);
-    // One pause of 1.2 s, 300 ms in.
-    let reading = std::thread::spawn(move || {
-        read_with_pauses(
-            reader,
-            frame,
-            u64::from(count),
-            Duration::from_millis(300),
-            Duration::from_millis(1200),
-        )
-    });
-    publish_at_rate(&mut publisher, topic, count);
-    let got = reading.join().unwrap();
-    let dropped = broker.broker.stats().drops.qos0_congested;
+    // Pauses of 1.2 s after each 300 ms of reading.
+    let pauses = Pauses {
+        topic: "pauses/long",
+        with_stuck: false,
+        every: Duration::from_millis(300),
+        pause: Duration::from_millis(1200),
+    };
+    let (got, dropped) = run(&broker, v, count, pauses);
     eprintln!("got {got} of {count}; {dropped} dropped");
     assert!(dropped > 0, "nothing dropped during a 1.2 s pause");
     assert_eq!(
