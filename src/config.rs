@@ -106,6 +106,27 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How often the `$SYS` topics are published (zero: never).
     pub sys_interval: Duration,
+    /// Where sessions, queued and in-flight messages and retained messages are kept across
+    /// restarts (`None`: in memory only).
+    pub data_dir: Option<PathBuf>,
+    /// When what the store wrote reaches the disk, and whether acknowledgements wait for it.
+    pub fsync: Fsync,
+    /// With `Fsync::Batch`: how long records gather before one sync covers them all.
+    pub fsync_interval: Duration,
+}
+
+/// `COREMQ_FSYNC`: when the store's writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Sync as soon as a record waits and no sync is running (records that arrive during a sync
+    /// share the next one); PUBACK / PUBREC / PUBCOMP wait for it.
+    Always,
+    /// Like `Always`, but a sync starts `COREMQ_FSYNC_INTERVAL` after the first record waiting
+    /// for it, so that one sync covers more records.
+    Batch,
+    /// Write every tick and leave syncing to the operating system: acknowledgements do not wait.
+    /// Survives the broker's crash (the page cache has it), not the host's.
+    Never,
 }
 
 /// `COREMQ_SHARED_STRATEGY`.
@@ -714,6 +735,51 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "COREMQ_DATA_DIR",
+        default: "",
+        accepts: "a directory path (created if missing), or empty for memory only",
+        help: "Keep sessions (subscriptions, queued and in-flight QoS 1/2 messages, inbound QoS 2 \
+               ids, delayed wills) and retained messages in this directory, one log per shard, \
+               and recover them at start-up. Empty: nothing survives a restart. The systemd unit \
+               uses /var/lib/coremq.",
+        set: |c, v| {
+            c.data_dir = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FSYNC",
+        default: "batch",
+        accepts: "always, batch or never",
+        help: "With COREMQ_DATA_DIR: always = PUBACK/PUBREC/PUBCOMP go out only once the message \
+               is on disk, one fdatasync per group of records; batch = the same promise, each \
+               sync waiting COREMQ_FSYNC_INTERVAL to cover more records; never = no sync and no \
+               waiting (survives a broker crash, not a power loss).",
+        set: |c, v| {
+            c.fsync = match v {
+                "always" => Fsync::Always,
+                "batch" => Fsync::Batch,
+                "never" => Fsync::Never,
+                _ => return Err(()),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FSYNC_INTERVAL",
+        default: "2ms",
+        accepts: "a duration from 0 to 1s",
+        help: "With COREMQ_FSYNC=batch: how long records gather before one sync covers them.",
+        set: |c, v| {
+            let d = parse_duration(v)?;
+            if d > Duration::from_secs(1) {
+                return Err(());
+            }
+            c.fsync_interval = d;
+            Ok(())
+        },
+    },
 ];
 
 impl Default for Config {
@@ -762,6 +828,9 @@ impl Default for Config {
             ban_file: None,
             metrics_listen: None,
             sys_interval: Duration::ZERO,
+            data_dir: None,
+            fsync: Fsync::Batch,
+            fsync_interval: Duration::ZERO,
         };
         for flag in FLAGS {
             // A default that does not parse is a bug in this table; `defaults_parse` tests it.

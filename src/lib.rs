@@ -18,13 +18,15 @@
 //!
 //! # Module map (floors: a module uses only the ones below it)
 //! - [`runtime`]: starting and stopping the broker — host checks, one pinned executor per
-//!   shard, the mesh, the listeners, reloads, shutdown, and the metrics board where shards leave
-//!   snapshots for the metrics endpoint and the `$SYS` topics.
+//!   shard, the mesh, the listeners, reloads, shutdown, the metrics board where shards leave
+//!   snapshots for the metrics endpoint and the `$SYS` topics, and each shard's log writer
+//!   (`runtime::writer`, on the shard's blocking-pool thread).
 //! - [`net`]: the only socket code — listeners, the CONNECT phase (carrying out `shard`'s
 //!   admission steps), the connection task, the read arena and writer, the idle watcher of
 //!   parked connections, and `net::stream`, the byte-stream seam TLS and WebSocket will use.
 //! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
-//!   parking), login, packets, routing, retained store, shared groups, flow control, barriers.
+//!   parking), login, packets, routing, retained store, shared groups, flow control, barriers,
+//!   and `persist` (what it records in the store, and acknowledgements that wait for the disk).
 //! - [`mesh`]: the only cross-core code — `ShardSet`, the home-shard hash, `post` (owner or
 //!   local), batching, and the `Handler` each shard implements for inbound messages.
 //! - [`session`]: one client's MQTT state, pure (time is a parameter): QoS windows, queues,
@@ -32,6 +34,8 @@
 //! - [`auth`]: password file, ACL, ban list, SCRAM, and the enhanced-authentication hook; pure.
 //! - [`guard`]: failed-login throttling and flapping detection, pure tables the shard keeps.
 //! - [`topic`]: the subscription `Trie` and the retained `TopicIndex`; pure.
+//! - [`store`]: durable state (COREMQ_DATA_DIR) — the checksummed record format, the per-shard
+//!   journal, replay into session images, and the data directory's epochs of per-shard logs.
 //! - [`message`]: a routed application message and how one session receives it.
 //! - [`protocol`]: the pure MQTT codec (bytes ↔ [`protocol::Packet`]); std + `bytes` only.
 //! - [`metrics`]: a shard's plain counters, and the Prometheus text, `$SYS` topics and HTTP
@@ -58,6 +62,7 @@ pub mod protocol;
 pub mod runtime;
 pub mod session;
 pub mod shard;
+pub mod store;
 pub mod topic;
 
 pub use config::Config;

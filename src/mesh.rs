@@ -105,11 +105,16 @@ impl std::fmt::Debug for ShardSet {
 /// Token that a `MeshMsg::Ack` echoes back to complete a barrier on the origin shard.
 pub type AckToken = u64;
 
+/// Where to ack once a delivery's store records are on disk (COREMQ_FSYNC always/batch): the
+/// origin shard and its barrier's token.
+pub type SyncAck = Option<(ShardId, AckToken)>;
+
 /// Everything one shard tells another.
 #[derive(Debug)]
 pub enum MeshMsg {
-    /// Deliver to the receiving shard's local subscribers (matched there).
-    Publish(Message),
+    /// Deliver to the receiving shard's local subscribers (matched there); ack to `sync` once
+    /// what that stored is on disk.
+    Publish { message: Message, sync: SyncAck },
     /// Shard `from` now has (`add`) or no longer has local subscribers for `filter` (the filter
     /// proper, without `$share/` prefix). Ack'd when `ack` is set.
     Interest {
@@ -120,6 +125,9 @@ pub enum MeshMsg {
     },
     /// Completes one part of a barrier started by the receiver.
     Ack(AckToken),
+    /// Completes one part of a barrier started by the receiver, reporting that what it waited
+    /// for could not be stored (disk full, I/O error).
+    SyncFailed(AckToken),
     /// To a retained topic's owner shard: order this retained update and apply it everywhere.
     RetainRequest {
         message: Message,
@@ -146,6 +154,7 @@ pub enum MeshMsg {
         group: TopicFilter,
         message: Message,
         tried: ShardSet,
+        sync: SyncAck,
     },
     /// Take (`on`) or release a hold on a publisher homed on the receiving shard: a subscriber
     /// elsewhere is falling behind (see `shard::flow`).
@@ -390,12 +399,14 @@ impl Mesh {
 /// What a shard does with each kind of message from another shard (or from itself, through
 /// `post`): one method per `MeshMsg` variant.
 pub trait Handler {
-    /// Deliver to this shard's local subscribers.
-    fn on_publish(&self, message: Message);
+    /// Deliver to this shard's local subscribers; ack to `sync` once stored.
+    fn on_publish(&self, message: Message, sync: SyncAck);
     /// Shard `from` gained or lost its local subscribers of `filter`.
     fn on_interest(&self, filter: MqttString, from: ShardId, add: bool, ack: Option<AckToken>);
     /// One part of a barrier this shard opened is done.
     fn on_ack(&self, token: AckToken);
+    /// One part of a barrier this shard opened failed to store what it waited for.
+    fn on_sync_failed(&self, token: AckToken);
     /// This shard owns the retained topic: order the update and apply it everywhere.
     fn on_retain_request(&self, message: Message, from: ShardId, ack: Option<AckToken>);
     /// Apply a retained update ordered by the topic's owner.
@@ -409,7 +420,13 @@ pub trait Handler {
         ack: Option<AckToken>,
     );
     /// A message for one member of `group` here.
-    fn on_shared_publish(&self, group: TopicFilter, message: Message, tried: ShardSet);
+    fn on_shared_publish(
+        &self,
+        group: TopicFilter,
+        message: Message,
+        tried: ShardSet,
+        sync: SyncAck,
+    );
     /// A hold on a publisher homed here was taken or released.
     fn on_hold(&self, publisher: ClientId, on: bool);
     /// A connection for a client id homed here.
@@ -423,7 +440,7 @@ pub trait Handler {
 /// Hands `msg` to the `Handler` method for its kind.
 pub fn dispatch(handler: &impl Handler, msg: MeshMsg) {
     match msg {
-        MeshMsg::Publish(m) => handler.on_publish(m),
+        MeshMsg::Publish { message, sync } => handler.on_publish(message, sync),
         MeshMsg::Interest {
             filter,
             from,
@@ -431,6 +448,7 @@ pub fn dispatch(handler: &impl Handler, msg: MeshMsg) {
             ack,
         } => handler.on_interest(filter, from, add, ack),
         MeshMsg::Ack(token) => handler.on_ack(token),
+        MeshMsg::SyncFailed(token) => handler.on_sync_failed(token),
         MeshMsg::RetainRequest { message, from, ack } => {
             handler.on_retain_request(message, from, ack)
         }
@@ -445,7 +463,8 @@ pub fn dispatch(handler: &impl Handler, msg: MeshMsg) {
             group,
             message,
             tried,
-        } => handler.on_shared_publish(group, message, tried),
+            sync,
+        } => handler.on_shared_publish(group, message, tried, sync),
         MeshMsg::Hold { publisher, on } => handler.on_hold(publisher, on),
         MeshMsg::Handoff(h) => handler.on_handoff(h),
         MeshMsg::LoginFailed { key } => handler.on_login_failed(key),

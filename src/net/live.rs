@@ -24,7 +24,7 @@ use crate::gate::ConnSlot;
 use crate::protocol::{
     decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
-use crate::shard::{Admitted, Client, Deferred, Shard};
+use crate::shard::{AckPoll, Admitted, Client, Deferred, Shard};
 
 /// Runs an admitted CONNECT on its home shard: the session is taken or made and CONNACK queued,
 /// and the connection's task starts.
@@ -237,6 +237,16 @@ impl<S: ByteStream> Live<S> {
         loop {
             if self.client.conn.is_closing() {
                 return Step::End(self.client.conn.is_failed());
+            }
+            // Acknowledgements that waited for the store go out in order as it syncs; as many
+            // waiting as the client may have unacknowledged stop reading.
+            match self.shard.poll_acks(&mut self.client, cx) {
+                AckPoll::Room => {}
+                AckPoll::Full => return Step::Pending,
+                AckPoll::Failed(v) => {
+                    disconnect(&self.client, v.reason, v.what);
+                    return Step::End(true);
+                }
             }
             if self.shard.is_paused(&self.client.client_id, Instant::now) {
                 return Step::Wait(Phase::Paused(Timer::new(Duration::from_millis(1))));

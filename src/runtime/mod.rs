@@ -7,6 +7,7 @@
 //! that port.
 
 mod board;
+mod writer;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -89,6 +90,8 @@ pub struct Broker {
     metrics: Arc<MetricsBoard>,
     /// The HTTP metrics endpoint (COREMQ_METRICS_LISTEN), on threads of its own.
     endpoint: Option<Endpoint>,
+    /// The data directory's lock (COREMQ_DATA_DIR), held while the broker runs.
+    store_lock: Option<std::fs::File>,
 }
 
 impl Broker {
@@ -107,6 +110,15 @@ impl Broker {
         let files = SecurityFiles::read(&config).map_err(|e| StartError::Config(e.to_string()))?;
         probe_host()?;
         let shards = config.shard_count();
+        let opened = writer::open(&config, shards).map_err(StartError::Config)?;
+        let (mut starts, retained, store_lock) = match opened {
+            Some(o) => (
+                o.shards.into_iter().map(Some).collect(),
+                Arc::new(o.retained),
+                Some(o.lock),
+            ),
+            None => (Vec::new(), Arc::new(Vec::new()), None),
+        };
         let (addr, placeholder) = reserve_address(config.listen)?;
         let config = Arc::new(Config {
             listen: addr,
@@ -149,10 +161,15 @@ impl Broker {
             security,
             metrics,
             endpoint,
+            store_lock,
         };
         let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
-            match spawn_shard(i, ends, &cpus, &shared) {
+            let start = starts
+                .get_mut(i)
+                .and_then(Option::take)
+                .map(|s| (s, retained.clone()));
+            match spawn_shard(i, ends, &cpus, &shared, start) {
                 Ok(h) => broker.handles.push(h),
                 Err(e) => {
                     broker.stop_and_join();
@@ -255,6 +272,8 @@ impl Broker {
             let _ = h.join();
         }
         self.endpoint = None;
+        // Every shard closed its log: another broker may use the directory now.
+        self.store_lock = None;
     }
 }
 
@@ -389,6 +408,7 @@ fn spawn_shard(
     ends: MeshEnds,
     cpus: &[usize],
     shared: &ShardShared,
+    start: Option<StoreStart>,
 ) -> Result<ExecutorJoinHandle<()>, StartError> {
     let config = &shared.config;
     let placement = match (config.pin, cpus.is_empty()) {
@@ -398,8 +418,9 @@ fn spawn_shard(
     let mut builder = LocalExecutorBuilder::new(placement)
         // Password checks run on this pool: not pinned, so a storm of logins competes with the
         // shard only as any other process would. The second thread waits on the idle watcher's
-        // epoll set (`net::idle`).
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(2))
+        // epoll set (`net::idle`); the third, with COREMQ_DATA_DIR, writes and syncs the
+        // shard's log (`writer`).
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(if start.is_some() { 3 } else { 2 }))
         .name(&format!("coremq-shard-{i}"))
         .io_memory(IO_MEMORY)
         .ring_depth(RING_DEPTH);
@@ -408,7 +429,7 @@ fn spawn_shard(
     }
     let shared = shared.clone();
     builder
-        .spawn(move || shard_main(shared, ends, i))
+        .spawn(move || shard_main(shared, ends, i, start))
         .map_err(|e| StartError::Executor(format!("could not start shard {i}: {e}. {HOST_NEEDS}")))
 }
 
@@ -425,8 +446,13 @@ struct ShardShared {
     metrics: Arc<MetricsBoard>,
 }
 
-/// One shard's life: connect the mesh, listen, serve until stopped, then close connections.
-async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
+/// What a shard starts with from the data directory: its log and sessions, and every retained
+/// message.
+type StoreStart = (crate::store::ShardStart, Arc<Vec<crate::message::Message>>);
+
+/// One shard's life: connect the mesh, take back what the store kept, listen, serve until
+/// stopped, then close connections and the store.
+async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Option<StoreStart>) {
     let listener = match glommio::net::TcpListener::bind(shared.config.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -437,12 +463,30 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
     };
     let (mesh, inbound) = ends.connect().await;
     let mesh = Rc::new(mesh);
-    let shard = Rc::new(new_shard(&shared, mesh.clone(), index));
+    let mut shard = new_shard(&shared, mesh.clone(), index);
+    if let Some((s, _)) = &start {
+        shard.enable_store(shared.config.fsync, s.log.len());
+    }
+    let shard = Rc::new(shard);
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
     let receivers: Vec<_> = inbound
         .into_iter()
         .map(|inb| glommio::spawn_local(mesh::receive_loop(shard.clone(), inb)))
         .collect();
+    let writer = match start {
+        Some((s, retained)) => {
+            let waits = shard.restore(s.sessions, retained.to_vec());
+            let config = &shared.config;
+            let w = writer::run(shard.clone(), s.log, config.fsync, config.fsync_interval);
+            let task = glommio::spawn_local(w);
+            // Every shard knows this one's restored subscriptions before anyone connects.
+            for w in waits {
+                w.wait().await;
+            }
+            Some(task)
+        }
+        None => None,
+    };
     let arrivals = glommio::spawn_local(crate::net::serve_arrivals(shard.clone()));
     let gate = shared.gate.clone();
     let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
@@ -466,6 +510,10 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize) {
         if let Some(watcher) = crate::net::idle::watcher() {
             watcher.stop();
         }
+        w.await;
+    }
+    if let Some(w) = writer {
+        shard.stop_store();
         w.await;
     }
     shared.publish_stats(index, &shard);

@@ -85,6 +85,46 @@ impl Session {
         })
     }
 
+    /// The will waiting for its Will Delay Interval (offline), with its delay and due time.
+    pub(super) fn delayed_will(&self) -> Option<(Message, Duration, Instant)> {
+        let w = self.will.as_ref()?;
+        Some((w.message.clone(), w.delay, w.due?))
+    }
+
+    /// Puts back a will that was waiting for its delay (`Session::restore`).
+    pub(super) fn restore_will(&mut self, will: Option<(Message, Duration, Instant)>) {
+        self.will = will.map(|(message, delay, due)| {
+            Box::new(PendingWill {
+                message,
+                delay,
+                due: Some(due),
+            })
+        });
+    }
+
+    /// When the offline session expires, and when its delayed will is due: the timers a
+    /// restored session needs.
+    pub fn wake_times(&self) -> Vec<Instant> {
+        let mut out: Vec<Instant> = self.expires_at.into_iter().collect();
+        out.extend(self.will.as_ref().and_then(|w| w.due));
+        out
+    }
+
+    /// Whether a delayed will waits (offline).
+    pub fn has_delayed_will(&self) -> bool {
+        self.will.as_ref().is_some_and(|w| w.due.is_some())
+    }
+
+    /// The Session Expiry Interval in seconds (`None`: never expires).
+    pub fn lifetime(&self) -> Option<u32> {
+        self.lifetime
+    }
+
+    /// When the offline session expires.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
     /// Whether the session ends with its connection (Session Expiry Interval 0, 3.1.1 Clean
     /// Session 1).
     pub fn ends_with_connection(&self) -> bool {

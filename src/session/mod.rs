@@ -40,6 +40,70 @@ struct Inflight {
     message: Message,
     delivery: Delivery,
     stage: Awaiting,
+    /// Its number in the session's store records (0 when the session is not durable).
+    seq: u64,
+}
+
+/// A change to what a durable session keeps, for the store to record (`take_changes`). Messages
+/// are named by a per-session sequence number; `Entered` carries the message itself.
+// `Entered` is large, the others small: changes live only until the shard records them (the
+// same packet), so a box per durable delivery would cost more than the space it saves.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A message entered the session: sent at once with packet id `id`, or queued (`None`).
+    Entered {
+        seq: u64,
+        id: Option<PacketId>,
+        message: Message,
+        delivery: Delivery,
+    },
+    /// A queued message was sent with packet id `id`.
+    Sent { seq: u64, id: PacketId },
+    /// PUBREC received for a QoS 2 delivery: it awaits PUBCOMP now.
+    Released { seq: u64 },
+    /// The message left the session (acknowledged, expired, sent at QoS 0, or handed on).
+    Done { seq: u64 },
+    /// An inbound QoS 2 packet id was received (`add`) or released by PUBREL.
+    Inbound { id: PacketId, add: bool },
+}
+
+/// What a durable session tracks for its store records. Boxed: most sessions are not durable.
+#[derive(Debug, Default)]
+struct Durable {
+    next_seq: u64,
+    changes: Vec<Change>,
+}
+
+/// A message a session keeps, as the store saves and restores it: in flight when it has a packet
+/// id, queued otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub seq: u64,
+    pub id: Option<PacketId>,
+    /// A QoS 2 delivery whose PUBREC arrived (awaiting PUBCOMP).
+    pub released: bool,
+    pub message: Message,
+    pub delivery: Delivery,
+}
+
+/// Everything a session keeps across a restart (the store's view of it).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub client_id: ClientId,
+    pub version: ProtocolVersion,
+    pub username: Option<MqttString>,
+    /// Session Expiry Interval in seconds (`None`: never expires).
+    pub lifetime: Option<u32>,
+    /// When it expires, if offline.
+    pub expires_at: Option<Instant>,
+    pub subscriptions: Vec<(MqttString, SubscriptionOptions, Option<NonZeroU32>)>,
+    /// In sequence order: in-flight messages first, then queued ones.
+    pub messages: Vec<Kept>,
+    /// Inbound QoS 2 ids awaiting PUBREL.
+    pub inbound: Vec<PacketId>,
+    /// A will waiting for its delay: the message, the delay and when it is due.
+    pub will: Option<(Message, std::time::Duration, Instant)>,
 }
 
 /// What to send for a QoS 1/2 delivery that is in flight: a (re)sent PUBLISH or a PUBREL.
@@ -91,7 +155,8 @@ pub struct Session {
     /// Filter (as sent, `$share/…` included) → options and subscription identifier.
     pub subscriptions: HashMap<MqttString, (SubscriptionOptions, Option<NonZeroU32>)>,
     inflight: VecDeque<Inflight>,
-    queue: VecDeque<(Message, Delivery)>,
+    /// Messages not yet sent, with their store sequence numbers.
+    queue: VecDeque<(Message, Delivery, u64)>,
     /// Topic and payload bytes in `queue`.
     queued_bytes: usize,
     /// See `completed()`.
@@ -112,6 +177,8 @@ pub struct Session {
     max_queued_bytes: usize,
     queue_qos0: bool,
     pub drops: Drops,
+    /// Change tracking for the store, while the session is durable (`set_durable`).
+    durable: Option<Box<Durable>>,
 }
 
 /// Limits a session enforces, from the broker's configuration.
@@ -160,7 +227,163 @@ impl Session {
             max_queued_bytes: limits.max_queued_bytes,
             queue_qos0: limits.queue_qos0,
             drops: Drops::default(),
+            durable: None,
         }
+    }
+
+    /// Starts (or stops) tracking changes for the store: a durable session's messages get
+    /// sequence numbers and every change to them is kept until `take_changes`.
+    pub fn set_durable(&mut self, on: bool) {
+        match (on, self.durable.is_some()) {
+            (true, false) => {
+                // Messages already kept get numbers now (the caller records the whole image).
+                let mut next_seq = 0;
+                for i in &mut self.inflight {
+                    next_seq += 1;
+                    i.seq = next_seq;
+                }
+                for q in &mut self.queue {
+                    next_seq += 1;
+                    q.2 = next_seq;
+                }
+                self.durable = Some(Box::new(Durable {
+                    next_seq,
+                    changes: Vec::new(),
+                }));
+            }
+            (false, true) => self.durable = None,
+            _ => {}
+        }
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// The changes since the last call (empty when not durable).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        match self.durable.as_mut() {
+            Some(d) if !d.changes.is_empty() => std::mem::take(&mut d.changes),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether changes wait for `take_changes`.
+    pub fn has_changes(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| !d.changes.is_empty())
+    }
+
+    fn note(&mut self, change: Change) {
+        if let Some(d) = self.durable.as_mut() {
+            d.changes.push(change);
+        }
+    }
+
+    /// A sequence number for a message entering the session (0 when not durable).
+    fn next_seq(&mut self) -> u64 {
+        match self.durable.as_mut() {
+            Some(d) => {
+                d.next_seq += 1;
+                d.next_seq
+            }
+            None => 0,
+        }
+    }
+
+    /// What the store keeps of this session, at `now` (for a snapshot).
+    pub fn image(&self) -> Image {
+        let mut messages: Vec<Kept> = self
+            .inflight
+            .iter()
+            .map(|i| Kept {
+                seq: i.seq,
+                id: Some(i.id),
+                released: i.stage == Awaiting::Comp,
+                message: i.message.clone(),
+                delivery: i.delivery.clone(),
+            })
+            .collect();
+        messages.extend(self.queue.iter().map(|(m, d, seq)| Kept {
+            seq: *seq,
+            id: None,
+            released: false,
+            message: m.clone(),
+            delivery: d.clone(),
+        }));
+        let mut subscriptions: Vec<_> = self
+            .subscriptions
+            .iter()
+            .map(|(f, (o, id))| (f.clone(), *o, *id))
+            .collect();
+        subscriptions.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let mut inbound: Vec<PacketId> = self
+            .incoming_qos2
+            .as_ref()
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        inbound.sort_by_key(|id| id.get());
+        Image {
+            client_id: self.client_id.clone(),
+            version: self.version,
+            username: self.username.clone(),
+            lifetime: self.lifetime,
+            expires_at: self.expires_at,
+            subscriptions,
+            messages,
+            inbound,
+            will: self.delayed_will(),
+        }
+    }
+
+    /// A durable, offline session rebuilt from what the store kept (see `Image`). Its expiry and
+    /// delayed will are as the image says; the caller sets their timers.
+    pub fn restore(image: Image, limits: Limits) -> Self {
+        let mut s = Session::new(image.client_id, image.version, limits);
+        s.username = image.username;
+        s.lifetime = image.lifetime;
+        s.expires_at = image.expires_at;
+        s.subscriptions = image
+            .subscriptions
+            .into_iter()
+            .map(|(f, o, id)| (f, (o, id)))
+            .collect();
+        let mut next_seq = 0;
+        let mut max_id = 0;
+        for k in image.messages {
+            next_seq = next_seq.max(k.seq);
+            match k.id {
+                Some(id) => {
+                    max_id = max_id.max(id.get());
+                    s.inflight.push_back(Inflight {
+                        id,
+                        message: k.message,
+                        delivery: k.delivery,
+                        stage: if k.released {
+                            Awaiting::Comp
+                        } else {
+                            Awaiting::Ack
+                        },
+                        seq: k.seq,
+                    });
+                }
+                None => {
+                    s.queued_bytes += k.message.topic.as_bytes().len() + k.message.payload.len();
+                    s.queue.push_back((k.message, k.delivery, k.seq));
+                }
+            }
+        }
+        if !image.inbound.is_empty() {
+            s.incoming_qos2 = Some(Box::new(image.inbound.into_iter().collect()));
+        }
+        if let Some(id) = PacketId::new(max_id) {
+            s.next_id = id.next();
+        }
+        s.restore_will(image.will);
+        s.durable = Some(Box::new(Durable {
+            next_seq,
+            changes: Vec::new(),
+        }));
+        s
     }
 
     /// Changes the window (a reconnecting MQTT 5 client may announce another Receive Maximum).
@@ -214,7 +437,21 @@ impl Session {
             && self.queue.is_empty()
             && self.inflight.len() < self.window()
         {
-            return Some(self.send_inflight(message.clone(), delivery, now));
+            let seq = self.next_seq();
+            let record = self
+                .durable
+                .is_some()
+                .then(|| (message.clone(), delivery.clone()));
+            let out = self.send_inflight(message.clone(), delivery, now, seq);
+            if let Some((message, delivery)) = record {
+                self.note(Change::Entered {
+                    seq,
+                    id: out.packet_id,
+                    message,
+                    delivery,
+                });
+            }
+            return Some(out);
         }
         let size = message.topic.as_bytes().len() + message.payload.len();
         // While flow control holds the publishers back, what they had already sent (and was
@@ -231,7 +468,17 @@ impl Session {
         }
         // Queued messages may wait long: copy them out of the publisher's read buffer.
         self.queued_bytes += size;
-        self.queue.push_back((message.detached(), delivery));
+        let seq = self.next_seq();
+        let message = message.detached();
+        if self.durable.is_some() {
+            self.note(Change::Entered {
+                seq,
+                id: None,
+                message: message.clone(),
+                delivery: delivery.clone(),
+            });
+        }
+        self.queue.push_back((message, delivery, seq));
         None
     }
 
@@ -251,7 +498,13 @@ impl Session {
         }
     }
 
-    fn send_inflight(&mut self, message: Message, delivery: Delivery, now: Instant) -> Outgoing {
+    fn send_inflight(
+        &mut self,
+        message: Message,
+        delivery: Delivery,
+        now: Instant,
+        seq: u64,
+    ) -> Outgoing {
         let id = self.allocate_id();
         let publish = message.outgoing(&delivery, Some(id), false, now);
         self.inflight.push_back(Inflight {
@@ -259,6 +512,7 @@ impl Session {
             message,
             delivery,
             stage: Awaiting::Ack,
+            seq,
         });
         publish
     }
@@ -267,20 +521,26 @@ impl Session {
     /// expired ones are dropped.
     pub fn drain_queue(&mut self, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        while let Some((_, delivery)) = self.queue.front() {
+        while let Some((_, delivery, _)) = self.queue.front() {
             if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.window() {
                 break;
             }
-            let Some((message, delivery)) = self.queue.pop_front() else {
+            let Some((message, delivery, seq)) = self.queue.pop_front() else {
                 break;
             };
             self.dequeued(&message);
             if message.is_expired(now) {
                 self.drops.expired += 1;
+                self.note(Change::Done { seq });
             } else if delivery.qos == QoS::AtMostOnce {
                 out.push(message.outgoing(&delivery, None, false, now));
+                self.note(Change::Done { seq });
             } else {
-                out.push(self.send_inflight(message, delivery, now));
+                let publish = self.send_inflight(message, delivery, now, seq);
+                if let Some(id) = publish.packet_id {
+                    self.note(Change::Sent { seq, id });
+                }
+                out.push(publish);
             }
         }
         out
@@ -297,7 +557,12 @@ impl Session {
     pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
         match self.inflight.iter_mut().find(|i| i.id == id) {
             Some(i) if i.delivery.qos == QoS::ExactlyOnce => {
+                let fresh = i.stage == Awaiting::Ack;
                 i.stage = Awaiting::Comp;
+                let seq = i.seq;
+                if fresh {
+                    self.note(Change::Released { seq });
+                }
                 true
             }
             _ => false,
@@ -316,7 +581,9 @@ impl Session {
             .position(|i| i.id == id && i.delivery.qos == qos && i.stage == stage)
         {
             Some(pos) => {
-                self.inflight.remove(pos);
+                if let Some(i) = self.inflight.remove(pos) {
+                    self.note(Change::Done { seq: i.seq });
+                }
                 self.completed += 1;
                 true
             }
@@ -350,14 +617,23 @@ impl Session {
     /// An inbound QoS 2 PUBLISH with `id`: returns true when it is new and must be routed; a
     /// resend of an id awaiting PUBREL is not delivered again [MQTT-4.3.3-9] [MQTT-4.3.3-3].
     pub fn handle_incoming_qos2(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2.get_or_insert_default().insert(id)
+        let fresh = self.incoming_qos2.get_or_insert_default().insert(id);
+        if fresh {
+            self.note(Change::Inbound { id, add: true });
+        }
+        fresh
     }
 
     /// PUBREL from the client: forget the id. Returns whether it was known.
     pub fn handle_pubrel(&mut self, id: PacketId) -> bool {
-        self.incoming_qos2
+        let known = self
+            .incoming_qos2
             .as_mut()
-            .is_some_and(|ids| ids.remove(&id))
+            .is_some_and(|ids| ids.remove(&id));
+        if known {
+            self.note(Change::Inbound { id, add: false });
+        }
+        known
     }
 
     /// On reconnect of a persistent session: resend every unacknowledged PUBLISH with DUP set and
@@ -392,19 +668,25 @@ impl Session {
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for i in self.inflight.drain(..) {
             match (&i.delivery.group, i.stage) {
-                (Some(g), Awaiting::Ack) => out.push((g.clone(), i.message)),
+                (Some(g), Awaiting::Ack) => {
+                    if let Some(d) = self.durable.as_mut() {
+                        d.changes.push(Change::Done { seq: i.seq });
+                    }
+                    out.push((g.clone(), i.message))
+                }
                 _ => kept.push_back(i),
             }
         }
         self.inflight = kept;
         let mut queue = VecDeque::with_capacity(self.queue.len());
-        for (m, d) in std::mem::take(&mut self.queue) {
+        for (m, d, seq) in std::mem::take(&mut self.queue) {
             match d.group {
                 Some(g) => {
                     self.dequeued(&m);
+                    self.note(Change::Done { seq });
                     out.push((g, m))
                 }
-                None => queue.push_back((m, d)),
+                None => queue.push_back((m, d, seq)),
             }
         }
         self.queue = queue;

@@ -25,6 +25,8 @@ pub struct Barriers {
 struct Countdown {
     remaining: Cell<usize>,
     done: Notify,
+    /// A part reported that what it waited for could not be stored.
+    failed: Cell<bool>,
 }
 
 /// One barrier: completes when every expected ack arrived.
@@ -33,6 +35,16 @@ pub struct Barrier(Rc<Countdown>);
 impl Barrier {
     pub async fn wait(self) {
         std::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
+    /// Whether a part failed (see `Barriers::fail`): meaningful once done.
+    pub fn failed(&self) -> bool {
+        self.0.failed.get()
+    }
+
+    /// Whether every ack arrived (without registering a waker).
+    pub fn is_done(&self) -> bool {
+        self.0.remaining.get() == 0
     }
 
     /// `Ready` once every ack arrived; otherwise registers the task to be woken.
@@ -53,9 +65,26 @@ impl Barriers {
         let state = Rc::new(Countdown {
             remaining: Cell::new(n),
             done: Notify::new(),
+            failed: Cell::new(false),
         });
         self.pending.insert(self.next, state.clone());
         (self.next, Barrier(state))
+    }
+
+    /// Expects `n` more acks for `token` (a barrier whose parts are found as it goes: its own
+    /// part keeps it open meanwhile).
+    pub fn expect(&mut self, token: AckToken, n: usize) {
+        if let Some(s) = self.pending.get(&token) {
+            s.remaining.set(s.remaining.get() + n);
+        }
+    }
+
+    /// One ack for `token` from a part that failed to store what it waited for.
+    pub fn fail(&mut self, token: AckToken) {
+        if let Some(s) = self.pending.get(&token) {
+            s.failed.set(true);
+        }
+        self.ack(token);
     }
 
     /// One ack for `token`; unknown tokens are ignored.

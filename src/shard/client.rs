@@ -36,6 +36,8 @@ pub struct Client {
     pub(super) auth_method: Option<MqttString>,
     /// A re-authentication in progress [MQTT-4.12.1].
     pub(super) reauth: Option<Box<dyn AuthExchange>>,
+    /// PUBACK / PUBREC / PUBCOMP waiting for the store (or behind one that does), in order.
+    pub(super) acks: std::collections::VecDeque<super::PendingAck>,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
             aliases: Vec::new(),
             auth_method,
             reauth: None,
+            acks: std::collections::VecDeque::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Client {
             && self.aliases.iter().all(Option::is_none)
             && self.auth_method.is_none()
             && self.reauth.is_none()
+            && self.acks.is_empty()
     }
 }
 
@@ -188,7 +192,14 @@ impl Shard {
         let mut guard = self.clients.borrow_mut();
         let clients = &mut *guard;
         clients.conns.insert(conn.id, conn.clone());
-        let takeover = self.take_over(clients, &client_id, connect.clean_start, now);
+        let mut takeover = self.take_over(clients, &client_id, connect.clean_start, now);
+        if let Some(old) = takeover.dropped.as_mut() {
+            // Forgotten on disk before the new session is recorded under the same client id.
+            if old.is_durable() {
+                self.forget_session(&old.client_id);
+                old.set_durable(false);
+            }
+        }
         let session_present = takeover.kept.is_some();
         let mut entry = takeover.kept.unwrap_or_else(|| {
             Entry::new(Session::new(
@@ -216,10 +227,11 @@ impl Shard {
         })));
         for r in entry.session.resume(now) {
             match r {
-                Resend::Publish(p) => conn.send_publish(p),
-                Resend::PubRel(id) => conn.send(&Packet::PubRel(PublishAck::new(id))),
+                Resend::Publish(p) => self.send_delivery(&conn, p),
+                Resend::PubRel(id) => self.send_release(&conn, Packet::PubRel(PublishAck::new(id))),
             };
         }
+        self.keep_session(&mut entry.session);
         clients.sessions.insert(client_id.clone(), entry);
         drop(guard);
         if let Some(old) = takeover.dropped {
@@ -429,6 +441,10 @@ impl Shard {
         for at in end.wake_at {
             clients.timers.push(Reverse((at, client.client_id.clone())));
         }
+        if !end.ends {
+            // Its expiry (and delayed will) recorded, for a restart meanwhile.
+            self.keep_session(&mut entry.session);
+        }
         let ended = end
             .ends
             .then(|| clients.sessions.remove(&client.client_id))
@@ -446,6 +462,9 @@ impl Shard {
     /// Ends a session: removes its subscriptions from the trie and its shared groups, and hands
     /// its unacknowledged shared messages to other members.
     pub(super) fn end_session(&self, mut session: Session) {
+        if session.is_durable() {
+            self.forget_session(&session.client_id);
+        }
         for (filter, _) in session.subscriptions.iter() {
             match TopicFilter::new(filter.clone()) {
                 Ok(f) if f.is_shared() => self.remove_shared_member(&f, &session.client_id),
@@ -473,8 +492,11 @@ impl Shard {
     ) -> Option<T> {
         let mut clients = self.clients.borrow_mut();
         let entry = clients.sessions.get_mut(&client.client_id)?;
-        entry
-            .is_served_by(client.conn.id)
-            .then(|| f(&mut entry.session))
+        if !entry.is_served_by(client.conn.id) {
+            return None;
+        }
+        let out = f(&mut entry.session);
+        self.keep(&mut entry.session);
+        Some(out)
     }
 }

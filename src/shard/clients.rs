@@ -170,8 +170,9 @@ impl Shard {
             return;
         };
         for p in entry.session.drain_queue(now) {
-            out.send_publish(p);
+            self.send_delivery(&out, p);
         }
+        self.keep(&mut entry.session);
         self.relieve(&mut entry.holds, &entry.session);
     }
 
@@ -198,6 +199,9 @@ impl Shard {
                 continue; // reconnected since: timers are void
             }
             let (will, expired) = entry.session.due(now);
+            if will.is_some() && !expired {
+                self.forget_will(&entry.session);
+            }
             let ended = if expired {
                 clients.sessions.remove(&client_id)
             } else {

@@ -9,6 +9,7 @@
 //! | `SharedGroups` | `shared.rs` | the shared subscription groups, local members and remote shards |
 //! | `Flow` | `flow.rs` | holds between lagging subscribers and their publishers |
 //! | `Barriers` | `barrier.rs` | "every shard confirmed" waits |
+//! | `Persist` | `persist.rs` | the shard's journal (COREMQ_DATA_DIR), acknowledgements and deliveries waiting for the disk |
 //!
 //! Other shards reach this one through the mesh: `mesh::Handler` (below) hands each message kind
 //! to the part it concerns, and `post` sends to another shard — or handles the message here when
@@ -23,6 +24,7 @@ mod login;
 pub mod outbox;
 mod packets;
 mod park;
+mod persist;
 mod retained;
 mod routing;
 mod shared;
@@ -37,6 +39,7 @@ pub use clients::{Arrival, Parked, Woken};
 pub use guard::{Refusal, Refusals};
 pub use login::{Admission, Admit, Admitted};
 pub use outbox::{ConnId, Outbox, Terms};
+pub use persist::{AckPoll, PendingAck, StoreBatch};
 
 use crate::auth::scram::ScramSha256;
 use crate::auth::security::Security;
@@ -123,6 +126,8 @@ pub struct Shard {
     barriers: RefCell<Barriers>,
     counters: Counters,
     stopping: Cell<bool>,
+    /// The shard's part of the store (COREMQ_DATA_DIR), once `enable_store` turned it on.
+    persist: Option<RefCell<persist::Persist>>,
 }
 
 impl Shard {
@@ -146,6 +151,7 @@ impl Shard {
             barriers: RefCell::default(),
             counters: Counters::default(),
             stopping: Cell::new(false),
+            persist: None,
         }
     }
 
@@ -415,8 +421,11 @@ impl Shard {
 
 /// Each message kind from the mesh goes to the part it concerns.
 impl mesh::Handler for Shard {
-    fn on_publish(&self, message: Message) {
+    fn on_publish(&self, message: Message, sync: mesh::SyncAck) {
         self.deliver_local(&message, Instant::now());
+        if let Some((to, token)) = sync {
+            self.ack_after_sync(to, token);
+        }
     }
 
     fn on_interest(&self, filter: MqttString, from: ShardId, add: bool, ack: Option<AckToken>) {
@@ -428,6 +437,10 @@ impl mesh::Handler for Shard {
 
     fn on_ack(&self, token: AckToken) {
         self.barriers.borrow_mut().ack(token);
+    }
+
+    fn on_sync_failed(&self, token: AckToken) {
+        self.barriers.borrow_mut().fail(token);
     }
 
     fn on_retain_request(&self, message: Message, from: ShardId, ack: Option<AckToken>) {
@@ -454,8 +467,14 @@ impl mesh::Handler for Shard {
         }
     }
 
-    fn on_shared_publish(&self, group: TopicFilter, message: Message, tried: ShardSet) {
-        self.deliver_shared_here(group, message, tried, Instant::now());
+    fn on_shared_publish(
+        &self,
+        group: TopicFilter,
+        message: Message,
+        tried: ShardSet,
+        sync: mesh::SyncAck,
+    ) {
+        self.deliver_shared_here(group, message, tried, sync, Instant::now());
     }
 
     fn on_hold(&self, publisher: ClientId, on: bool) {

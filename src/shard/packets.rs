@@ -71,11 +71,14 @@ impl Shard {
         if !known && client.terms().version.is_v5() {
             rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        client.conn.send(&Packet::PubRel(rel));
+        self.send_release(&client.conn, Packet::PubRel(rel));
     }
 
     /// PUBREL of an inbound QoS 2 message: PUBCOMP (0x92 for an unknown id, MQTT 5).
-    fn handle_pubrel(&self, client: &Client, a: PublishAck) {
+    /// With the store on, PUBCOMP waits until the release of the id is on disk: the client may
+    /// reuse the id once it has PUBCOMP, and a crash must not make the broker take its next
+    /// message for a duplicate.
+    fn handle_pubrel(&self, client: &mut Client, a: PublishAck) {
         let known = self
             .with_session(client, |s| s.handle_pubrel(a.packet_id))
             .unwrap_or(false);
@@ -83,7 +86,8 @@ impl Shard {
         if !known && client.terms().version.is_v5() {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        client.conn.send(&Packet::PubComp(comp));
+        let wait = self.sync_wait();
+        self.send_ack(client, Packet::PubComp(comp), wait);
     }
 
     /// UNSUBSCRIBE: one code per filter [MQTT-3.11.3-1], 0x11 when there was no subscription
@@ -93,6 +97,7 @@ impl Shard {
         for filter in &u.filters {
             let existed = self
                 .with_session(client, |s| {
+                    self.forget_subscription(s, filter.as_mqtt_str());
                     s.subscriptions.remove(filter.as_mqtt_str()).is_some()
                 })
                 .unwrap_or(false);
@@ -169,9 +174,22 @@ impl Shard {
         };
         let v5 = client.terms().version.is_v5();
         let mut ack = PublishAck::new(id);
+        let unstored = allowed && self.store_failed();
+        if unstored && !v5 {
+            return Err(Violation {
+                reason: ReasonCode::UNSPECIFIED_ERROR,
+                what: "the store cannot keep QoS 1/2 messages now (see the log)",
+            });
+        }
         let wait = if !allowed && v5 {
             ack.reason_code = ReasonCode::NOT_AUTHORIZED;
             ack.properties.reason_string = client.diagnostic("not authorized by the ACL");
+            None
+        } else if unstored {
+            // Not acknowledged as kept what cannot be kept: 0x97, and the message is not routed.
+            ack.reason_code = ReasonCode::QUOTA_EXCEEDED;
+            ack.properties.reason_string =
+                client.diagnostic("the broker cannot store messages now");
             None
         } else {
             let (matched, wait) = match qos {
@@ -194,6 +212,11 @@ impl Shard {
         } else {
             Packet::PubAck(ack)
         };
+        if self.acks_wait_for_sync() {
+            // In order behind the acknowledgements still waiting for the disk; reading goes on.
+            self.send_ack(client, packet, wait);
+            return Ok(None);
+        }
         Ok(match wait {
             Some(w) => Some(Deferred {
                 waits: vec![w],
@@ -265,7 +288,8 @@ impl Shard {
         }
         Ok(match message {
             Some(m) if fresh => self.publish_message(m, true, now),
-            _ => (true, None),
+            // A resent PUBLISH: its PUBREC again, once the id's record is on disk.
+            _ => (true, self.sync_wait()),
         })
     }
 
@@ -403,6 +427,8 @@ impl Shard {
             },
             reason_codes: codes,
         });
+        // A durable session's new subscriptions are on disk before SUBACK says so.
+        waits.extend(self.sync_wait());
         if waits.is_empty() {
             client.conn.send(&suback);
             self.send_retained(client, &retained);
@@ -456,7 +482,8 @@ impl Shard {
         // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
         options.qos = options.qos.min(max_qos(self.config.max_qos));
         self.with_session(client, |sess| {
-            sess.subscriptions.insert(key.clone(), (options, id))
+            sess.subscriptions.insert(key.clone(), (options, id));
+            self.keep_subscription(sess, key, options, id);
         });
         if filter.is_shared() {
             // [MQTT-4.8.2] one member of the group gets each message; retained messages are not
@@ -512,7 +539,7 @@ impl Shard {
                     .with_session(client, |sess| sess.deliver(&m, delivery, Link::Online, now))
                     .flatten()
                 {
-                    client.conn.send_publish(p);
+                    self.send_delivery(&client.conn, p);
                 }
             }
         }

@@ -33,6 +33,11 @@ impl RetainedStore {
         self.bytes
     }
 
+    /// Calls `f` with every stored message.
+    pub fn for_each(&self, f: impl FnMut(&Message)) {
+        self.index.for_each(f);
+    }
+
     /// Stores, replaces, or (empty payload) removes the topic's message [MQTT-3.3.1-10].
     fn apply(&mut self, message: Message) {
         let old = if message.payload.is_empty() {
@@ -80,14 +85,25 @@ fn size(m: &Message) -> usize {
 
 impl Shard {
     /// Starts a retained update (store, replace, or delete when the payload is empty) from a
-    /// client on this shard. With `wait`, returns a barrier that completes once every shard
-    /// applied it.
-    pub(super) fn update_retained(&self, message: Message, wait: bool) -> Option<Barrier> {
-        let (ack, barrier) = if wait {
-            let (t, b) = self.barriers.borrow_mut().open(self.mesh.peer_count() + 1);
-            (Some(t), Some(b))
-        } else {
-            (None, None)
+    /// client on this shard. `wait`: `Some(None)` returns a barrier that completes once every
+    /// shard applied it; `Some(Some(token))` counts those acks into the caller's barrier instead
+    /// (the owner acks once the update is on disk, when the store is on).
+    pub(super) fn update_retained(
+        &self,
+        message: Message,
+        wait: Option<Option<AckToken>>,
+    ) -> Option<Barrier> {
+        let n = self.mesh.peer_count() + 1;
+        let (ack, barrier) = match wait {
+            None => (None, None),
+            Some(None) => {
+                let (t, b) = self.barriers.borrow_mut().open(n);
+                (Some(t), Some(b))
+            }
+            Some(Some(t)) => {
+                self.barriers.borrow_mut().expect(t, n);
+                (Some(t), None)
+            }
         };
         let owner = self.mesh.retain_owner(message.topic.as_bytes());
         let from = self.id();
@@ -95,8 +111,10 @@ impl Shard {
         barrier
     }
 
-    /// On the owner shard: apply, then forward to every other shard.
+    /// On the owner shard: record (when the store is on), apply, then forward to every other
+    /// shard. The owner's ack waits for the record to be on disk.
     pub(super) fn order_retained(&self, message: Message, from: ShardId, ack: Option<AckToken>) {
+        self.keep_retained(&message);
         self.mesh.broadcast(|| MeshMsg::RetainApply {
             message: message.clone(),
             from,
@@ -104,7 +122,7 @@ impl Shard {
         });
         self.apply_retained(message);
         if let Some(token) = ack {
-            self.post(from, MeshMsg::Ack(token));
+            self.ack_after_sync(from, token);
         }
     }
 

@@ -72,13 +72,21 @@ impl Routing {
 impl Shard {
     /// Delivers `message` to every matching subscriber, here and on other shards. `message.retain`
     /// is the publisher's flag; each subscriber sees it only with Retain As Published. Returns
-    /// whether any subscription (here, or possibly on another shard) matched.
-    pub fn route(&self, message: &Message, now: Instant) -> bool {
+    /// whether any subscription (here, or possibly on another shard) matched. With `sync` (a
+    /// barrier of this shard, held open by its caller), every shard the message reaches acks it
+    /// once what it stored of the message is on disk (see `persist.rs`).
+    pub fn route(&self, message: &Message, now: Instant, sync: Option<AckToken>) -> bool {
         let local = self.deliver_local(message, now);
         let shards = self.routing.borrow().interested(message.topic.as_str());
-        self.mesh
-            .send_to_set(shards, || MeshMsg::Publish(message.clone()));
-        let shared = self.route_shared(message);
+        let sync = sync.map(|token| {
+            self.barriers.borrow_mut().expect(token, shards.len());
+            (self.id(), token)
+        });
+        self.mesh.send_to_set(shards, || MeshMsg::Publish {
+            message: message.clone(),
+            sync,
+        });
+        let shared = self.route_shared(message, sync);
         local > 0 || !shards.is_empty() || shared
     }
 
@@ -164,9 +172,10 @@ impl Shard {
                 self.unpark(entry, &mut clients.parking, &mut clients.conns);
             }
             if let Some(conn) = &entry.conn {
-                conn.send_publish(publish);
+                self.send_delivery(conn, publish);
             }
         }
+        self.keep(&mut entry.session);
         self.note_pressure(
             &mut entry.holds,
             &entry.session,
@@ -183,19 +192,32 @@ impl Shard {
 
     /// Publishes a message from a client or a will: updates the retained store when the retain
     /// flag is set [MQTT-3.3.1-5], then routes it. Returns whether any subscription matched, and
-    /// with `wait` the retained barrier that QoS 1/2 acknowledgements wait for.
+    /// with `wait` the barrier that its QoS 1/2 acknowledgement waits for: every shard applied
+    /// the retained update, and, when acknowledgements wait for the disk (COREMQ_FSYNC always or
+    /// batch), every shard the message reached has it on disk.
     pub(super) fn publish_message(
         &self,
         message: Message,
         wait: bool,
         now: Instant,
     ) -> (bool, Option<Barrier>) {
-        let barrier = if message.retain {
-            self.update_retained(message.detached(), wait)
-        } else {
-            None
-        };
-        (self.route(&message, now), barrier)
+        let stored = wait && self.acks_wait_for_sync();
+        if !stored {
+            let barrier = if message.retain {
+                self.update_retained(message.detached(), wait.then_some(None))
+            } else {
+                None
+            };
+            return (self.route(&message, now, None), barrier);
+        }
+        // This shard's own part holds the barrier open while the others are counted in.
+        let (token, barrier) = self.barriers.borrow_mut().open(1);
+        if message.retain {
+            self.update_retained(message.detached(), Some(Some(token)));
+        }
+        let matched = self.route(&message, now, Some(token));
+        self.ack_after_sync(self.id(), token);
+        (matched, Some(barrier))
     }
 
     /// Adds (or updates) a local subscriber; tells other shards when the filter is new here.

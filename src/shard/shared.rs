@@ -27,7 +27,7 @@ use std::time::Instant;
 use super::barrier::Barrier;
 use super::Shard;
 use crate::config::SharedStrategy;
-use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
+use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet, SyncAck};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ClientId, MqttString, SubscriptionOptions, TopicFilter};
 use crate::session::Link;
@@ -235,8 +235,9 @@ impl Shard {
         }
     }
 
-    /// Routes `message` to every shared group whose filter matches it: one member each.
-    pub(super) fn route_shared(&self, message: &Message) -> bool {
+    /// Routes `message` to every shared group whose filter matches it: one member each. With
+    /// `sync`, each group's copy carries one part of that barrier to wherever it ends up.
+    pub(super) fn route_shared(&self, message: &Message, sync: SyncAck) -> bool {
         let groups = {
             let shared = self.shared.borrow();
             // Most brokers have no shared subscriptions: skip the two trie walks.
@@ -246,8 +247,11 @@ impl Shard {
             shared.matching(message.topic.as_str(), self.id())
         };
         let matched = !groups.is_empty();
+        if let Some((_, token)) = sync {
+            self.barriers.borrow_mut().expect(token, groups.len());
+        }
         for (group, candidates) in groups {
-            self.dispatch_shared(group, message.clone(), candidates, ShardSet::EMPTY);
+            self.dispatch_shared(group, message.clone(), candidates, ShardSet::EMPTY, sync);
         }
         matched
     }
@@ -259,12 +263,14 @@ impl Shard {
         message: Message,
         candidates: ShardSet,
         tried: ShardSet,
+        sync: SyncAck,
     ) {
         let open = candidates.without(tried);
         if open.is_empty() {
             // Every shard with members was tried and none could take it even queued (the group
             // emptied meanwhile): nobody is left to receive it.
             crate::log!(Debug, "shared {:?}: no member left", group.as_str());
+            self.sync_done(sync);
             return;
         }
         let me = self.id();
@@ -288,8 +294,17 @@ impl Shard {
                 group,
                 message,
                 tried,
+                sync,
             },
         );
+    }
+
+    /// This shard's part of a shared delivery's `sync` is over: nothing was stored here, or what
+    /// was is on disk.
+    fn sync_done(&self, sync: SyncAck) {
+        if let Some((to, token)) = sync {
+            self.ack_after_sync(to, token);
+        }
     }
 
     /// A message for one member of `group` here (from this shard or another).
@@ -298,10 +313,11 @@ impl Shard {
         group: TopicFilter,
         message: Message,
         tried: ShardSet,
+        sync: SyncAck,
         now: Instant,
     ) {
         let candidates = self.shared.borrow().shards_of(&group, self.id());
-        self.deliver_shared_among(group, message, candidates, tried, now);
+        self.deliver_shared_among(group, message, candidates, tried, sync, now);
     }
 
     /// Steps 2 and 3: a member here that can take it, else another shard, else queue here.
@@ -311,17 +327,19 @@ impl Shard {
         message: Message,
         candidates: ShardSet,
         tried: ShardSet,
+        sync: SyncAck,
         now: Instant,
     ) {
         let tried = tried.union(ShardSet::of(self.id()));
         let last_resort = candidates.without(tried).is_empty();
         match self.pick_member(&group, &message, last_resort, now) {
             Some((client_id, delivery)) => {
-                self.deliver_shared_to(&client_id, &message, delivery, now)
+                self.deliver_shared_to(&client_id, &message, delivery, now);
+                self.sync_done(sync);
             }
             // No member here may read it, and every other shard was tried.
-            None if last_resort => {}
-            None => self.dispatch_shared(group, message, candidates, tried),
+            None if last_resort => self.sync_done(sync),
+            None => self.dispatch_shared(group, message, candidates, tried, sync),
         }
     }
 
@@ -402,16 +420,17 @@ impl Shard {
                 self.unpark(entry, &mut clients.parking, &mut clients.conns);
             }
             if let Some(conn) = &entry.conn {
-                conn.send_publish(p);
+                self.send_delivery(conn, p);
             }
         }
+        self.keep(&mut entry.session);
     }
 
     /// Gives the shared messages an ending session still held back to their groups.
     pub(super) fn reroute_shared(&self, pending: Vec<(TopicFilter, Message)>) {
         for (group, message) in pending {
             let candidates = self.shared.borrow().shards_of(&group, self.id());
-            self.dispatch_shared(group, message, candidates, ShardSet::EMPTY);
+            self.dispatch_shared(group, message, candidates, ShardSet::EMPTY, None);
         }
     }
 }

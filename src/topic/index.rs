@@ -156,6 +156,11 @@ impl<V> TopicIndex<V> {
         }
     }
 
+    /// Calls `f` on every value, `$` topics included.
+    pub fn for_each(&self, mut f: impl FnMut(&V)) {
+        Self::every_value(&self.root, &mut f);
+    }
+
     /// Keeps only the values `keep` accepts (and prunes the branches left empty).
     pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
         let removed = Self::retain_rec(&mut self.root, &mut keep);

@@ -47,6 +47,7 @@ mod pauses;
 mod reads;
 mod shutdown;
 mod slow_consumer;
+mod store;
 mod storm;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
