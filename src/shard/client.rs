@@ -225,13 +225,15 @@ impl Shard {
             session_present,
             ..ack
         })));
-        for r in entry.session.resume(now) {
+        let resends = entry.session.resume(now);
+        // Recorded before anything goes out (see `persist.rs`: what was sent is on disk first).
+        self.keep_session(&mut entry.session);
+        for r in resends {
             match r {
                 Resend::Publish(p) => self.send_delivery(&conn, p),
                 Resend::PubRel(id) => self.send_release(&conn, Packet::PubRel(PublishAck::new(id))),
             };
         }
-        self.keep_session(&mut entry.session);
         clients.sessions.insert(client_id.clone(), entry);
         drop(guard);
         if let Some(old) = takeover.dropped {

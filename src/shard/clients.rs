@@ -169,10 +169,11 @@ impl Shard {
         let Some(out) = entry.conn.clone().filter(|c| c.id == conn) else {
             return;
         };
-        for p in entry.session.drain_queue(now) {
+        let sends = entry.session.drain_queue(now);
+        self.keep(&mut entry.session);
+        for p in sends {
             self.send_delivery(&out, p);
         }
-        self.keep(&mut entry.session);
         self.relieve(&mut entry.holds, &entry.session);
     }
 

@@ -167,7 +167,10 @@ impl Shard {
         }
         let qos = delivery.qos;
         entry.session.set_stretch(Self::stretching(&entry.holds));
-        if let Some(publish) = entry.session.deliver(message, delivery, link, now) {
+        let sent = entry.session.deliver(message, delivery, link, now);
+        // Recorded before it goes out (see `persist.rs`).
+        self.keep(&mut entry.session);
+        if let Some(publish) = sent {
             if entry.parked.is_some() {
                 self.unpark(entry, &mut clients.parking, &mut clients.conns);
             }
@@ -175,7 +178,6 @@ impl Shard {
                 self.send_delivery(conn, publish);
             }
         }
-        self.keep(&mut entry.session);
         self.note_pressure(
             &mut entry.holds,
             &entry.session,

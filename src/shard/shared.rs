@@ -415,7 +415,9 @@ impl Shard {
             return;
         };
         let link = entry.link(now);
-        if let Some(p) = entry.session.deliver(message, delivery, link, now) {
+        let sent = entry.session.deliver(message, delivery, link, now);
+        self.keep(&mut entry.session);
+        if let Some(p) = sent {
             if entry.parked.is_some() {
                 self.unpark(entry, &mut clients.parking, &mut clients.conns);
             }
@@ -423,7 +425,6 @@ impl Shard {
                 self.send_delivery(conn, p);
             }
         }
-        self.keep(&mut entry.session);
     }
 
     /// Gives the shared messages an ending session still held back to their groups.

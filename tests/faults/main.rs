@@ -37,6 +37,7 @@ macro_rules! each_version {
     )*};
 }
 
+mod crash;
 mod flow;
 mod guard;
 mod kill;
