@@ -40,10 +40,32 @@ struct Process {
 
 impl Process {
     fn start(addr: SocketAddr, dir: &Path) -> Self {
+        Self::start_with(addr, dir, None, Stdio::inherit())
+    }
+
+    /// With `file_limit`, every file it writes is limited to that many bytes (RLIMIT_FSIZE,
+    /// with SIGXFSZ ignored, so a write past it fails with EFBIG: a disk that is full for it).
+    fn start_with(addr: SocketAddr, dir: &Path, file_limit: Option<u64>, stderr: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_coremq"));
         for (key, _) in std::env::vars() {
             if key.starts_with("COREMQ_") {
                 cmd.env_remove(key);
+            }
+        }
+        if let Some(limit) = file_limit {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let r = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
             }
         }
         let child = cmd
@@ -55,15 +77,19 @@ impl Process {
             // the queue limit: a message dropped by a full queue is a limit at work (counted and
             // logged), not a loss this test looks for.
             .env("COREMQ_MAX_QUEUED_MESSAGES", "10000000")
+            // Every client here, and the start-up probe, comes from 127.0.0.1.
+            .env("COREMQ_CONNECTION_RATE_PER_ADDRESS", "0")
             .env("COREMQ_MAX_QUEUED_BYTES", "1000000000")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("coremq starts");
         let process = Self { child };
+        // Ready once it answers a CONNECT (a bare TCP connect can land in a listener's backlog
+        // before start-up is over: such connections were seen reset).
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
+        while Link::open(addr, connect_packet("crash-probe", true)).is_none() {
             assert!(
                 Instant::now() < deadline,
                 "coremq did not listen on {addr} within 20 s"
@@ -88,10 +114,19 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// A failed test must not leave its broker running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A connection that reports a broken link instead of panicking.
 struct Link {
     stream: TcpStream,
     buf: BytesMut,
+    version: ProtocolVersion,
 }
 
 impl Link {
@@ -105,6 +140,7 @@ impl Link {
         let mut link = Self {
             stream,
             buf: BytesMut::new(),
+            version: connect.protocol,
         };
         link.send(&Packet::Connect(Box::new(connect))).ok()?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -122,7 +158,7 @@ impl Link {
 
     fn send(&mut self, packet: &Packet) -> Result<(), ()> {
         let mut out = BytesMut::new();
-        packet.encode(V, &mut out).map_err(|_| ())?;
+        packet.encode(self.version, &mut out).map_err(|_| ())?;
         self.stream.write_all(&out).map_err(|_| ())
     }
 
@@ -130,7 +166,7 @@ impl Link {
     /// connection broke.
     fn recv(&mut self) -> Result<Option<Packet>, ()> {
         loop {
-            match decode(&mut self.buf, V, u32::MAX) {
+            match decode(&mut self.buf, self.version, u32::MAX) {
                 Ok(Some(p)) => return Ok(Some(p)),
                 Ok(None) => {}
                 Err(e) => panic!("the broker sent an undecodable packet: {e}"),
@@ -531,4 +567,137 @@ fn no_acknowledged_message_is_lost_when_the_broker_is_killed_again_and_again() {
         retained >= last_acked,
         "{context}: retained {retained:?}, last acknowledged {last_acked:?}"
     );
+}
+
+/// A `PUBLISH` of `payload` to `topic` with packet id 1 (unless QoS 0).
+fn publish_of(topic: &str, payload: &[u8], qos: QoS) -> Packet {
+    Packet::Publish(Publish {
+        qos,
+        packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(1)),
+        ..Publish::new(topic_name(topic), Bytes::copy_from_slice(payload))
+    })
+}
+
+/// The next packet within 5 s that is not `None` (a read timeout); `None` when the link broke.
+fn next_packet(link: &mut Link) -> Option<Packet> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match link.recv() {
+            Ok(Some(p)) => return Some(p),
+            Ok(None) => {}
+            Err(()) => return None,
+        }
+    }
+    panic!("no packet within 5 s");
+}
+
+#[test]
+fn a_full_disk_refuses_qos1_and_qos2_but_keeps_qos0_flowing() {
+    let _guard = alone();
+    let dir = TempDir::new("disk-full");
+    let addr = free_addr();
+    let log = dir.path.join("broker.log");
+    let data = dir.path.join("data");
+    // Each of the broker's files may grow to 256 KiB: the logs fill up after a few dozen
+    // 4 KiB messages queued for an offline subscriber.
+    let stderr = std::fs::File::create(&log).unwrap();
+    let broker = Process::start_with(addr, &data, Some(256 << 10), stderr.into());
+    let sub_id = id_on(2, 1, "full-sub");
+    let (mut sub, _) = Link::open(addr, connect_packet(&sub_id, false)).expect("connects");
+    sub.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Default::default(),
+        filters: vec![(
+            TopicFilter::copy_from("full/#").unwrap(),
+            SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        )],
+    }))
+    .unwrap();
+    assert!(matches!(next_packet(&mut sub), Some(Packet::SubAck(_))));
+    drop(sub);
+    let (mut live, _) = Link::open(addr, connect_packet("full-live", true)).expect("connects");
+    live.send(&Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Default::default(),
+        filters: vec![(
+            TopicFilter::copy_from("live/#").unwrap(),
+            SubscriptionOptions::with_qos(QoS::AtMostOnce),
+        )],
+    }))
+    .unwrap();
+    assert!(matches!(next_packet(&mut live,), Some(Packet::SubAck(_))));
+
+    let (mut publisher, _) =
+        Link::open(addr, connect_packet(&id_on(2, 0, "full-pub"), true)).expect("connects");
+    let payload = vec![b'x'; 4096];
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(
+            accepted < 1000,
+            "1000 messages of 4 KiB acknowledged past a 256 KiB limit"
+        );
+        publisher
+            .send(&publish_of("full/data", &payload, QoS::AtLeastOnce))
+            .unwrap();
+        match next_packet(&mut publisher) {
+            Some(Packet::PubAck(a)) if !a.reason_code.is_error() => accepted += 1,
+            Some(Packet::PubAck(a)) => break a,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    };
+    // MQTT 5: 0x97 rather than an acknowledgement of what cannot be kept.
+    assert_eq!(
+        refusal.reason_code,
+        coremq::protocol::ReasonCode::QUOTA_EXCEEDED
+    );
+    assert!(accepted > 0, "the first messages fit");
+    // The next QoS 2 message is refused at once, the same way.
+    publisher
+        .send(&publish_of("full/data", &payload, QoS::ExactlyOnce))
+        .unwrap();
+    match next_packet(&mut publisher) {
+        Some(Packet::PubRec(a)) => {
+            assert_eq!(a.reason_code, coremq::protocol::ReasonCode::QUOTA_EXCEEDED)
+        }
+        other => panic!("expected PUBREC 0x97, got {other:?}"),
+    }
+    // QoS 0 keeps flowing.
+    publisher
+        .send(&publish_of("live/x", b"still here", QoS::AtMostOnce))
+        .unwrap();
+    match next_packet(&mut live) {
+        Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"still here"),
+        other => panic!("expected the QoS 0 message, got {other:?}"),
+    }
+    // MQTT 3.1.1 cannot say so: its QoS 1 PUBLISH is not acknowledged, the connection closes.
+    let mut old = connect_packet("full-311", true);
+    old.protocol = ProtocolVersion::V3_1_1;
+    let (mut old, _) = Link::open(addr, old).expect("connects");
+    old.send(&publish_of("full/data", &payload, QoS::AtLeastOnce))
+        .unwrap();
+    assert_eq!(next_packet(&mut old), None, "3.1.1: closed without PUBACK");
+    broker.kill();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("cannot write") && text.contains("refused"),
+        "the log says so at once: {text}"
+    );
+    // Without the limit, every acknowledged message is there.
+    let broker = Process::start(addr, &data);
+    let (mut sub, present) = Link::open(addr, connect_packet(&sub_id, false)).expect("connects");
+    assert!(present);
+    let mut got = 0;
+    while got < accepted {
+        match next_packet(&mut sub) {
+            Some(Packet::Publish(p)) => {
+                got += 1;
+                sub.send(&Packet::PubAck(PublishAck::new(p.packet_id.unwrap())))
+                    .unwrap();
+            }
+            other => panic!("after {got} of {accepted} messages: {other:?}"),
+        }
+    }
+    drop(sub);
+    broker.stop();
 }
