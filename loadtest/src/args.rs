@@ -42,6 +42,8 @@ load:
   --max-messages N      stop publishing after N messages in total (connects for `connect`)
   --threads N           pinned worker threads (default: one per CPU)
   --no-pin              do not pin worker threads to CPUs
+  --persistent          persistent sessions (3.1.1 Clean Session 0; MQTT 5 Clean Start 0 and a
+                        Session Expiry Interval of 300 s), e.g. to load a broker's store
 
 time (seconds, or with a unit: 500ms, 10s, 2m):
   --duration D          measured period (default 10s)
@@ -117,6 +119,8 @@ pub struct Args {
     pub max_messages: Option<u64>,
     pub threads: usize,
     pub pin: bool,
+    /// Persistent sessions (`--persistent`).
+    pub persistent: bool,
     pub duration: Duration,
     pub warmup: Duration,
     pub drain: Duration,
@@ -189,6 +193,7 @@ struct Raw {
     max_messages: Option<u64>,
     threads: Option<usize>,
     no_pin: bool,
+    persistent: bool,
     allow_remote: bool,
     duration: Option<Duration>,
     warmup: Option<Duration>,
@@ -217,6 +222,10 @@ pub fn parse(argv: &[String], cpus: usize) -> Result<Args, ArgError> {
             }
             "--allow-remote" => {
                 raw.allow_remote = true;
+                continue;
+            }
+            "--persistent" => {
+                raw.persistent = true;
                 continue;
             }
             _ => {}
@@ -509,6 +518,7 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         max_messages: raw.max_messages,
         threads: raw.threads.unwrap_or(cpus.max(1)),
         pin: !raw.no_pin,
+        persistent: raw.persistent,
         duration,
         warmup,
         drain,

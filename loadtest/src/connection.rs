@@ -70,6 +70,8 @@ pub struct Login<'a> {
     pub username: Option<&'a MqttString>,
     pub password: Option<&'a Bytes>,
     pub keep_alive: u16,
+    /// A persistent session rather than a clean one.
+    pub persistent: bool,
 }
 
 pub struct Conn {
@@ -130,14 +132,17 @@ impl Conn {
         };
         let connect = Connect {
             protocol: version,
-            clean_start: true,
+            clean_start: !login.persistent,
             keep_alive: login.keep_alive,
             client_id: ClientId::copy_from(login.client_id)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?,
             will: None,
             username: login.username.cloned(),
             password: login.password.cloned(),
-            properties: ConnectProperties::default(),
+            properties: ConnectProperties {
+                session_expiry_interval: (login.persistent && version.is_v5()).then_some(300),
+                ..ConnectProperties::default()
+            },
         };
         conn.queue(Packet::Connect(Box::new(connect)), now_ns);
         Ok(conn)
@@ -190,6 +195,7 @@ impl Conn {
             username: None,
             password: None,
             keep_alive: 60,
+            persistent: false,
         };
         let mut c = Conn::open(listener.local_addr().unwrap(), version, &login, 0).unwrap();
         c.wbuf.clear();

@@ -73,6 +73,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub version: ProtocolVersion,
     pub qos: QoS,
+    /// Persistent sessions (`--persistent`).
+    pub persistent: bool,
     pub username: Option<MqttString>,
     pub password: Option<Bytes>,
     pub payload: Bytes,

@@ -321,6 +321,7 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         addr: args.addr,
         version: args.version,
         qos: args.qos,
+        persistent: args.persistent,
         username: args
             .username
             .as_deref()

@@ -296,6 +296,7 @@ impl Worker {
             username: user.as_ref(),
             password: pass.as_ref(),
             keep_alive: KEEP_ALIVE,
+            persistent: self.cfg.persistent,
         };
         let mut conn = Conn::open(self.cfg.addr, self.cfg.version, &login, now)
             .map_err(|e| format!("{id}: connect: {e}"))?;
