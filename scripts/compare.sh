@@ -28,6 +28,11 @@
 #   QoS 0 fan-out 1->100, QoS 0 pairs x100, QoS 1 pairs x100, QoS 0 fan-in 100->1,
 #   fixed rate: QoS 1 pairs x10 at RATE msgs/s in total (open loop, latency corrected for
 #   coordinated omission), idle: IDLE connections held for 5 s.
+#   Persistence (issue 14): QoS 1 pairs x100 and QoS 1 fan-in 100->1 with persistent sessions
+#   (--persistent), coremq with COREMQ_DATA_DIR and COREMQ_FSYNC=$FSYNC (default batch: every
+#   acknowledgement waits for a group-committed fdatasync), Mosquitto with `persistence true`
+#   (which saves on its autosave interval and at exit only); extra figure "disk B/msg": bytes the
+#   broker wrote to disk (/proc/PID/io write_bytes) per message delivered.
 #
 # Settings both brokers get (where they overlap; everything else is each broker's default):
 #   listen on 127.0.0.1 only, anonymous clients allowed, no persistence, no TLS
@@ -54,7 +59,9 @@
 # Environment: DURATION (s, default 10), WARMUP (s, 2), DRAIN (s, 3), RATE (msgs/s, 20000),
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
-# ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle).
+# ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle persist-pairs
+# persist-fanin; the default runs all but the persist-* ones), FSYNC (always or batch, for the
+# persist-* scenarios: `FSYNC=always ONLY="persist-pairs persist-fanin" scripts/compare.sh`).
 #
 # Cleans up: only the processes it started (brokers and load tests, by PID) are stopped, on any
 # exit. Exit status: 0 when every run succeeded, 1 when a run failed (the load tester's exit status
@@ -67,6 +74,9 @@ WARMUP="${WARMUP:-2}"
 DRAIN="${DRAIN:-3}"
 RATE="${RATE:-20000}"
 IDLE="${IDLE:-10000}"
+FSYNC="${FSYNC:-batch}"
+# Set by run_one for the persist-* scenarios: the broker keeps its state on disk.
+persist=0
 IDLE_HOLD=5
 LT="$here/target/release/coremq-loadtest"
 COREMQ="$here/target/release/coremq"
@@ -224,6 +234,7 @@ launch_broker() {
         COREMQ_QUEUE_QOS0=false COREMQ_MAX_PACKET_SIZE=1MiB COREMQ_MAX_CONNECTIONS=100000 \
         COREMQ_MAX_KEEPALIVE=65535 COREMQ_TOPIC_ALIAS_MAXIMUM=10 \
         COREMQ_MAX_CONNECTIONS_PER_ADDRESS=0 COREMQ_CONNECTION_RATE_PER_ADDRESS=0 \
+        COREMQ_DATA_DIR="$([ "$persist" = 1 ] && echo "$tmp/data-$bport")" COREMQ_FSYNC="$FSYNC" \
         "$COREMQ" >>"$tmp/coremq.log" 2>&1 &
       bpid=$!
       ;;
@@ -231,7 +242,8 @@ launch_broker() {
       cat >"$tmp/mosquitto.conf" <<EOF
 listener $bport 127.0.0.1
 allow_anonymous true
-persistence false
+persistence $([ "$persist" = 1 ] && echo true || echo false)
+persistence_location $tmp/
 max_inflight_messages 20
 max_queued_messages 1000
 max_queued_bytes 67108864
@@ -307,7 +319,12 @@ scenarios=(
   "qos0-fanin|QoS 0 fan-in 100->1|--scenario fan-in --publishers 100 --subscribers 1 --qos 0"
   "rate|QoS 1 pairs x10 at $RATE/s|--scenario pairs --pairs 10 --qos 1 --rate $RATE"
   "idle|$IDLE idle connections|--scenario idle --connections $IDLE"
+  "persist-pairs|QoS 1 pairs x100, stored|--scenario pairs --pairs 100 --qos 1 --persistent"
+  "persist-fanin|QoS 1 fan-in 100->1, stored|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --persistent"
 )
+if [ -z "${ONLY:-}" ]; then
+  ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle"
+fi
 if [ -n "${ONLY:-}" ]; then
   chosen=()
   for s in "${scenarios[@]}"; do
@@ -325,6 +342,7 @@ started="$(date +%s)"
 run_one() {
   local key="$1" broker="$2"
   shift 2
+  case "$key" in persist-*) persist=1 ;; *) persist=0 ;; esac
   start_broker "$broker"
   local flags=("$@" --port "$bport" --json "$tmp/$key.$broker.json")
   if [ "$key" = idle ]; then
@@ -356,6 +374,7 @@ run_one() {
   else
     c1="$(cpu_ticks "$bpid")"
     awk '/^VmHWM:/ { print $2 }' "/proc/$bpid/status" >"$tmp/$key.$broker.hwm"
+    awk '/^write_bytes:/ { print $2 }' "/proc/$bpid/io" >"$tmp/$key.$broker.disk"
   fi
   awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }' >"$tmp/$key.$broker.cpu"
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }' >"$tmp/$key.$broker.wall"
@@ -397,6 +416,10 @@ value() {
       ;;
     cores) awk -v c="$(cat "$f.cpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
     ltcores) awk -v c="$(cat "$f.ltcpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
+    disk)
+      [ -s "$f.disk" ] && awk -v d="$(cat "$f.disk")" -v n="$(field "$f.json" throughput received_total)" \
+        'BEGIN { if (n > 0) printf "%.1f", d / n }'
+      ;;
     hwm) if [ -s "$f.hwm" ]; then awk '{ printf "%.1f", $1 / 1024 }' "$f.hwm"; fi ;;
     kib_conn)
       awk -v a="$(top_field "$f.json" broker_rss_before_kib)" \
@@ -452,6 +475,7 @@ row() {
       [ "$(value "$key" coremq lost)$(value "$key" mosquitto lost)" != 00 ] &&
         row "" "lost" "$key" lost ""
       [ "$key" = rate ] && row "" "behind schedule" "$key" behind ""
+      case "$key" in persist-*) row "" "disk B/msg" "$key" disk "" ;; esac
     fi
     for broker in coremq mosquitto; do
       [ -f "$tmp/$key.$broker.failed" ] && echo "  !! $broker run FAILED (exit status $(cat "$tmp/$key.$broker.failed"))"
