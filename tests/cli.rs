@@ -465,3 +465,60 @@ fn sighup_reloads_the_acl_file() {
     broker.sigterm();
     assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
 }
+
+/// The store's start-up report (issue 14): what it recovered, how long it took, and whether the
+/// last stop was clean — SIGTERM flushes and closes every log, SIGKILL does not; a second broker
+/// on the same data directory is refused while the first runs.
+#[test]
+fn the_store_reports_what_it_recovered_and_whether_the_last_stop_was_clean() {
+    let dir = TempDir::new("cli-store");
+    let data = dir.path.join("data");
+    let data = data.to_str().unwrap();
+    let flags = [("COREMQ_DATA_DIR", data)];
+    {
+        let (mut broker, addr, _lines, before) = start_broker_logging(&flags);
+        let report = before.join("\n");
+        assert!(report.contains("(a new data directory)"), "{report}");
+        // A persistent session (Clean Session 0) with one subscription.
+        let mut client = RawClient::connect(addr, ProtocolVersion::V3_1_1);
+        client.send(&Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: false,
+            keep_alive: 60,
+            client_id: ClientId::copy_from("kept").unwrap(),
+            will: None,
+            username: None,
+            password: None,
+            properties: Default::default(),
+        })));
+        assert!(matches!(client.expect_packet(), Packet::ConnAck(_)));
+        assert_eq!(
+            subscribe(&mut client, "kept/#", 1),
+            ReasonCode::granted(QoS::AtMostOnce)
+        );
+        // Another broker on the same directory stops at once, saying why.
+        let out = run(&mut coremq(&[
+            ("COREMQ_LISTEN", "127.0.0.1:0"),
+            ("COREMQ_DATA_DIR", data),
+        ]));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("another coremq uses it"),
+            "{}",
+            stderr_of(&out)
+        );
+        broker.sigterm();
+        assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
+    }
+    let (mut broker, _addr, _lines, before) = start_broker_logging(&flags);
+    let report = before.join("\n");
+    assert!(report.contains("recovered 1 sessions"), "{report}");
+    assert!(report.contains("(after a clean shutdown)"), "{report}");
+    // SIGKILL: the next start says the last stop was not clean, and still recovers.
+    broker.signal(libc::SIGKILL);
+    broker.wait(STOP_LIMIT);
+    let (_broker, _addr, _lines, before) = start_broker_logging(&flags);
+    let report = before.join("\n");
+    assert!(report.contains("recovered 1 sessions"), "{report}");
+    assert!(report.contains("after a crash"), "{report}");
+}
