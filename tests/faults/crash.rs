@@ -313,18 +313,12 @@ impl Subscriber {
         if !present {
             self.unreleased.clear();
         }
-        if !self.subscribed {
-            let s = Subscribe {
-                packet_id: packet_id(1),
-                properties: Default::default(),
-                filters: vec![(
-                    TopicFilter::copy_from("crash/#").unwrap(),
-                    SubscriptionOptions::with_qos(QoS::ExactlyOnce),
-                )],
-            };
-            if link.send(&Packet::Subscribe(s)).is_err() {
-                return;
-            }
+        if !self.subscribed
+            && link
+                .send(&subscribe_packet("crash/#", QoS::ExactlyOnce))
+                .is_err()
+        {
+            return;
         }
         loop {
             let packet = match link.recv() {
@@ -503,15 +497,8 @@ fn no_acknowledged_message_is_lost_when_the_broker_is_killed_again_and_again() {
     subscribers = subs.join().unwrap();
     // The retained value: a fresh subscriber gets it.
     let (mut link, _) = Link::open(addr, connect_packet("crash-retained", true)).expect("connects");
-    link.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
-        properties: Default::default(),
-        filters: vec![(
-            TopicFilter::copy_from("crash/q1").unwrap(),
-            SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-        )],
-    }))
-    .unwrap();
+    link.send(&subscribe_packet("crash/q1", QoS::AtLeastOnce))
+        .unwrap();
     let mut retained = None;
     let deadline = Instant::now() + Duration::from_secs(5);
     while retained.is_none() && Instant::now() < deadline {
@@ -569,6 +556,18 @@ fn no_acknowledged_message_is_lost_when_the_broker_is_killed_again_and_again() {
     );
 }
 
+/// A SUBSCRIBE to one filter at `qos`, packet id 1.
+fn subscribe_packet(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: packet_id(1),
+        properties: Default::default(),
+        filters: vec![(
+            TopicFilter::copy_from(filter).unwrap(),
+            SubscriptionOptions::with_qos(qos),
+        )],
+    })
+}
+
 /// A `PUBLISH` of `payload` to `topic` with packet id 1 (unless QoS 0).
 fn publish_of(topic: &str, payload: &[u8], qos: QoS) -> Packet {
     Packet::Publish(Publish {
@@ -604,27 +603,13 @@ fn a_full_disk_refuses_qos1_and_qos2_but_keeps_qos0_flowing() {
     let broker = Process::start_with(addr, &data, Some(256 << 10), stderr.into());
     let sub_id = id_on(2, 1, "full-sub");
     let (mut sub, _) = Link::open(addr, connect_packet(&sub_id, false)).expect("connects");
-    sub.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
-        properties: Default::default(),
-        filters: vec![(
-            TopicFilter::copy_from("full/#").unwrap(),
-            SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-        )],
-    }))
-    .unwrap();
+    sub.send(&subscribe_packet("full/#", QoS::AtLeastOnce))
+        .unwrap();
     assert!(matches!(next_packet(&mut sub), Some(Packet::SubAck(_))));
     drop(sub);
     let (mut live, _) = Link::open(addr, connect_packet("full-live", true)).expect("connects");
-    live.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
-        properties: Default::default(),
-        filters: vec![(
-            TopicFilter::copy_from("live/#").unwrap(),
-            SubscriptionOptions::with_qos(QoS::AtMostOnce),
-        )],
-    }))
-    .unwrap();
+    live.send(&subscribe_packet("live/#", QoS::AtMostOnce))
+        .unwrap();
     assert!(matches!(next_packet(&mut live,), Some(Packet::SubAck(_))));
 
     let (mut publisher, _) =

@@ -22,6 +22,15 @@ each_version!(
     inbound_qos2_id_survives_a_restart,
 );
 
+/// A retained PUBLISH of `payload` to `topic` (packet id 1 unless QoS 0).
+fn retained(topic: &str, payload: &[u8], qos: QoS) -> Packet {
+    let mut p = publish_packet(topic, payload, qos, 1);
+    if let Packet::Publish(p) = &mut p {
+        p.retain = true;
+    }
+    p
+}
+
 /// A broker with `shards` shards keeping its state in `dir`.
 fn durable(shards: usize, dir: &Path) -> TestBroker {
     let dir = dir.to_path_buf();
@@ -184,21 +193,17 @@ fn retained_messages_survive_a_restart_and_deletions_stay_deleted() {
     {
         let broker = durable(2, &dir.path);
         let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
-        for (topic, payload) in [("r/a", "1"), ("r/b", "2"), ("r/c", "3"), ("r/a", "4")] {
-            let mut p = publish_packet(topic, payload, QoS::AtLeastOnce, 1);
-            if let Packet::Publish(p) = &mut p {
-                p.retain = true;
-            }
-            publisher.send(&p);
+        // The empty one deletes r/b [MQTT-3.3.1-10].
+        for (topic, payload) in [
+            ("r/a", "1"),
+            ("r/b", "2"),
+            ("r/c", "3"),
+            ("r/a", "4"),
+            ("r/b", ""),
+        ] {
+            publisher.send(&retained(topic, payload.as_bytes(), QoS::AtLeastOnce));
             publisher.finish_publish(packet_id(1), QoS::AtLeastOnce);
         }
-        // An empty retained message deletes r/b [MQTT-3.3.1-10].
-        let mut p = publish_packet("r/b", b"", QoS::AtLeastOnce, 1);
-        if let Packet::Publish(p) = &mut p {
-            p.retain = true;
-        }
-        publisher.send(&p);
-        publisher.finish_publish(packet_id(1), QoS::AtLeastOnce);
         publisher.disconnect();
         broker.broker.shutdown();
     }
@@ -292,11 +297,13 @@ fn fill(dir: &Path) {
         } else {
             QoS::ExactlyOnce
         };
-        let mut p = publish_packet(&format!("c/{i}"), format!("m{i}"), qos, 1);
-        if let Packet::Publish(p) = &mut p {
-            p.retain = i % 5 == 0;
+        let topic = format!("c/{i}");
+        let payload = format!("m{i}");
+        if i % 5 == 0 {
+            publisher.send(&retained(&topic, payload.as_bytes(), qos));
+        } else {
+            publisher.send(&publish_packet(&topic, payload, qos, 1));
         }
-        publisher.send(&p);
         publisher.finish_publish(packet_id(1), qos);
     }
     publisher.disconnect();
