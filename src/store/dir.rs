@@ -34,7 +34,8 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    fn create(path: PathBuf, content: &[u8]) -> io::Result<Self> {
+    /// A new log holding `content`, synced (an existing file is replaced).
+    pub fn create(path: PathBuf, content: &[u8]) -> io::Result<Self> {
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(true)
