@@ -398,3 +398,51 @@ fn damaged_data_files_never_keep_the_broker_from_starting() {
     let stats = crate::stats_when(&broker, "restored", |s| s.sessions > 0);
     assert_eq!((stats.sessions, stats.retained), (2, 8), "{stats:?}");
 }
+
+#[test]
+fn a_log_is_compacted_once_what_it_holds_was_acknowledged() {
+    let _guard = beside();
+    let v = ProtocolVersion::V5;
+    let dir = TempDir::new("store-compact");
+    let broker = durable(2, &dir.path);
+    // Subscriber and publisher on one shard: one log takes every record.
+    let mut sub = connect(&broker, v, &broker.id_on(0, "sub"), false);
+    subscribe(&mut sub, "big/#", QoS::AtLeastOnce);
+    let mut publisher = connect(&broker, v, &broker.id_on(0, "pub"), true);
+    let payload = vec![b'x'; 512 << 10];
+    // 100 MiB of acknowledged messages pass through the durable session.
+    for _ in 0..200 {
+        publish(&mut publisher, "big/data", &payload, QoS::AtLeastOnce);
+        let p = expect_message(&mut sub, "big/data", &payload);
+        sub.acknowledge(&p);
+    }
+    // One more record after the last acknowledgement lets the writer see the grown log.
+    publish(&mut publisher, "big/last", b"small", QoS::AtLeastOnce);
+    let p = expect_message(&mut sub, "big/last", b"small");
+    sub.acknowledge(&p);
+    let logs = || -> u64 {
+        files(&dir.path)
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "log"))
+            .map(|(_, data)| data.len() as u64)
+            .sum()
+    };
+    // Compacted: far below the 100 MiB that went through (the 64 MiB threshold at most).
+    let size = crate::eventually("the log compacted", logs, |&n| n < 64 << 20);
+    assert!(size > 0);
+    // And what it kept is right: the session and its subscription.
+    drop(publisher);
+    drop(sub);
+    broker.broker.shutdown();
+    let broker = durable(2, &dir.path);
+    let mut sub = RawClient::connect(broker.addr, v);
+    assert!(handshake(&mut sub, connect_packet(v, &broker.id_on(0, "sub"), false)).session_present);
+    let mut publisher = connect(&broker, v, &broker.id_on(1, "pub"), true);
+    publish(
+        &mut publisher,
+        "big/after",
+        b"still subscribed",
+        QoS::AtLeastOnce,
+    );
+    expect_message(&mut sub, "big/after", b"still subscribed");
+}
