@@ -86,7 +86,7 @@ impl Session {
     }
 
     /// The will waiting for its Will Delay Interval (offline), with its delay and due time.
-    pub(super) fn delayed_will(&self) -> Option<(Message, Duration, Instant)> {
+    pub fn delayed_will(&self) -> Option<(Message, Duration, Instant)> {
         let w = self.will.as_ref()?;
         Some((w.message.clone(), w.delay, w.due?))
     }
@@ -108,11 +108,6 @@ impl Session {
         let mut out: Vec<Instant> = self.expires_at.into_iter().collect();
         out.extend(self.will.as_ref().and_then(|w| w.due));
         out
-    }
-
-    /// Whether a delayed will waits (offline).
-    pub fn has_delayed_will(&self) -> bool {
-        self.will.as_ref().is_some_and(|w| w.due.is_some())
     }
 
     /// The Session Expiry Interval in seconds (`None`: never expires).

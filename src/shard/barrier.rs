@@ -42,11 +42,6 @@ impl Barrier {
         self.0.failed.get()
     }
 
-    /// Whether every ack arrived (without registering a waker).
-    pub fn is_done(&self) -> bool {
-        self.0.remaining.get() == 0
-    }
-
     /// `Ready` once every ack arrived; otherwise registers the task to be woken.
     pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
         while self.0.remaining.get() > 0 {

@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use super::barrier::Barrier;
 use super::client::{Client, Violation};
@@ -229,8 +230,8 @@ impl Shard {
             (true, true) => {
                 self.keep(session);
                 self.record_meta(session);
-                if session.has_delayed_will() {
-                    self.record_will(session);
+                if let Some(will) = session.delayed_will() {
+                    self.record_will(&session.client_id, will);
                 }
             }
             (true, false) => {
@@ -261,18 +262,13 @@ impl Shard {
         });
     }
 
-    fn record_will(&self, session: &Session) {
+    /// Records a durable session's delayed will (its message, delay and due time).
+    fn record_will(&self, client: &ClientId, (message, delay, due): (Message, Duration, Instant)) {
         let clock = Clock::now();
-        let will = session.image().will.map(|(m, delay, due)| {
-            (
-                clock.store(&m),
-                u32::try_from(delay.as_secs()).unwrap_or(u32::MAX),
-                clock.to_wall(due),
-            )
-        });
+        let delay = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
         self.record(&Record::Will {
-            client: session.client_id.clone(),
-            will,
+            client: client.clone(),
+            will: Some((clock.store(&message), delay, clock.to_wall(due))),
         });
     }
 
