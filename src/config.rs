@@ -71,6 +71,12 @@ pub struct Config {
     pub slow_reader_timeout: Duration,
     /// Subscriptions per client.
     pub max_subscriptions: usize,
+    /// Longest content filter expression, in bytes.
+    pub filter_max_length: usize,
+    /// Deepest nesting of a content filter expression (and longest JSON path).
+    pub filter_max_depth: usize,
+    /// Most evaluation cost units in one content filter expression.
+    pub filter_max_cost: usize,
     /// Longest topic name or filter, in bytes.
     pub max_topic_length: usize,
     /// Most levels in a topic name or filter.
@@ -497,6 +503,40 @@ pub static FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "COREMQ_FILTER_MAX_LENGTH",
+        default: "1024",
+        accepts: "an integer from 1 to 65535",
+        help: "Longest content filter expression ($filter/ prefix or the MQTT 5 `filter` user \
+               property), in bytes; a longer one gets SUBACK 0x83 (MQTT 5) or 0x80 (3.1.1).",
+        set: |c, v| {
+            c.filter_max_length = parse_int(v, 1, 65_535)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FILTER_MAX_DEPTH",
+        default: "16",
+        accepts: "an integer from 1 to 64",
+        help: "Deepest nesting of parentheses and `!` in a content filter expression, and the \
+               longest JSON field path; deeper gets SUBACK 0x83 (MQTT 5) or 0x80 (3.1.1).",
+        set: |c, v| {
+            c.filter_max_depth = parse_int(v, 1, 64)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_FILTER_MAX_COST",
+        default: "128",
+        accepts: "an integer from 1 to 100000",
+        help: "Most evaluation cost units in one content filter expression (one per condition, \
+               operand, path step and list item): bounds the time a filter takes per message; \
+               beyond it SUBACK 0x83 (MQTT 5) or 0x80 (3.1.1).",
+        set: |c, v| {
+            c.filter_max_cost = parse_int(v, 1, 100_000)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "COREMQ_MAX_TOPIC_LENGTH",
         default: "65535",
         accepts: "an integer from 1 to 65535",
@@ -810,6 +850,9 @@ impl Default for Config {
             max_outbound_buffer: 0,
             slow_reader_timeout: Duration::ZERO,
             max_subscriptions: 0,
+            filter_max_length: 0,
+            filter_max_depth: 0,
+            filter_max_cost: 0,
             max_topic_length: 0,
             max_topic_levels: 0,
             allow_anonymous: None,

@@ -50,6 +50,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod filter;
 pub mod gate;
 pub mod guard;
 pub mod log;

@@ -65,10 +65,10 @@ impl Client {
     /// MQTT 5, and it did not set Request Problem Information to 0 [MQTT-3.1.2-29]. (Success
     /// acknowledgements carry none; `Outbox::send` removes it again where it would exceed the
     /// client's Maximum Packet Size.)
-    pub fn diagnostic(&self, why: &'static str) -> Option<MqttString> {
+    pub fn diagnostic(&self, why: &str) -> Option<MqttString> {
         let terms = self.terms();
         (terms.version.is_v5() && terms.problem_information)
-            .then(|| MqttString::from_static(why).ok())
+            .then(|| MqttString::copy_from(why).ok())
             .flatten()
     }
 
@@ -127,6 +127,8 @@ pub struct RetainedFor {
     pub filter: TopicFilter,
     pub qos: QoS,
     pub id: Option<NonZeroU32>,
+    /// The subscription's content filter: retained messages are filtered the same way.
+    pub content: Option<Rc<crate::filter::Filter>>,
 }
 
 /// A copy of `s` in its own allocation (falls back to `s` itself, which cannot happen: it was
@@ -467,11 +469,8 @@ impl Shard {
         if session.is_durable() {
             self.forget_session(&session.client_id);
         }
-        for (filter, _) in session.subscriptions.iter() {
-            match TopicFilter::new(filter.clone()) {
-                Ok(f) if f.is_shared() => self.remove_shared_member(&f, &session.client_id),
-                _ => self.remove_subscriber(filter, &session.client_id),
-            }
+        for (key, _) in session.subscriptions.iter() {
+            self.detach_subscription(key, &session.client_id);
         }
         self.reroute_shared(session.take_shared());
     }

@@ -18,6 +18,7 @@
 pub mod barrier;
 mod client;
 mod clients;
+mod filtering;
 mod flow;
 mod guard;
 mod login;
@@ -121,6 +122,8 @@ pub struct Shard {
     routing: RefCell<Routing>,
     retained: RefCell<RetainedStore>,
     shared: RefCell<SharedGroups>,
+    /// The JSON paths this shard's content filters read (`filtering.rs`).
+    schema: crate::filter::Schema,
     flow: Flow,
     guards: RefCell<guard::Guards>,
     barriers: RefCell<Barriers>,
@@ -146,6 +149,7 @@ impl Shard {
             routing: RefCell::default(),
             retained: RefCell::default(),
             shared: RefCell::default(),
+            schema: crate::filter::Schema::default(),
             flow: Flow::default(),
             guards: RefCell::new(guards),
             barriers: RefCell::default(),

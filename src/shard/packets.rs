@@ -8,12 +8,14 @@ use std::num::NonZeroU32;
 
 use super::barrier::Barrier;
 use super::client::{Client, Deferred, RetainedFor, Violation};
+use super::filtering::{property_expression, Refusal, Spec};
 use super::Shard;
 use crate::auth::AuthStep;
 use crate::message::{Delivery, Message};
 use crate::protocol::{
-    AckProperties, Auth, AuthProperties, Disconnect, Packet, PacketId, Publish, PublishAck, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe,
+    AckProperties, Auth, AuthProperties, Disconnect, MqttString, Packet, PacketId, Publish,
+    PublishAck, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
+    TopicFilter, Unsubscribe,
 };
 use crate::session::Link;
 
@@ -94,22 +96,29 @@ impl Shard {
     /// (MQTT 5; 3.1.1's UNSUBACK has no codes).
     fn handle_unsubscribe(&self, client: &Client, u: Unsubscribe) {
         let mut codes = Vec::with_capacity(u.filters.len());
+        // [filter] MQTT 5: the `filter` User Property names the filtered subscriptions to remove.
+        let property = property_expression(&u.properties.user_properties);
         for filter in &u.filters {
+            let spec = match property {
+                Ok(p) => Spec::parse(filter, p),
+                Err(ref e) => Err(e.clone()),
+            };
+            let Ok(spec) = spec else {
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            };
+            let key = &spec.key;
             let existed = self
                 .with_session(client, |s| {
-                    self.forget_subscription(s, filter.as_mqtt_str());
-                    s.subscriptions.remove(filter.as_mqtt_str()).is_some()
+                    self.forget_subscription(s, key);
+                    s.subscriptions.remove(key).is_some()
                 })
                 .unwrap_or(false);
             if !existed {
                 codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
                 continue;
             }
-            if filter.is_shared() {
-                self.remove_shared_member(filter, &client.client_id);
-            } else {
-                self.remove_subscriber(filter.as_mqtt_str(), &client.client_id);
-            }
+            self.detach_subscription(key, &client.client_id);
             codes.push(ReasonCode::SUCCESS);
         }
         let v5 = client.terms().version.is_v5();
@@ -397,11 +406,20 @@ impl Shard {
         let id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
         // Why the first refused filter was refused, for the SUBACK's Reason String.
-        let mut why: Option<&'static str> = None;
+        let mut why: Option<String> = None;
         let mut waits = Vec::new();
         let mut retained = Vec::new();
+        // [filter] MQTT 5: one `filter` User Property applies to every filter of the SUBSCRIBE.
+        let property = property_expression(&s.properties.user_properties);
         for (filter, options) in &s.filters {
-            match self.subscribe_filter(client, filter, *options, id, username.as_deref()) {
+            let spec = match property {
+                Ok(p) => Spec::parse(filter, p),
+                Err(ref e) => Err(e.clone()),
+            };
+            let granted = spec.and_then(|spec| {
+                self.subscribe_filter(client, &spec, *options, id, username.as_deref())
+            });
+            match granted {
                 Ok(granted) => {
                     codes.push(ReasonCode::granted(granted.qos));
                     waits.extend(granted.wait);
@@ -422,7 +440,7 @@ impl Shard {
             packet_id: s.packet_id,
             properties: AckProperties {
                 // Only when a filter was refused: success goes out without properties.
-                reason_string: why.and_then(|w| client.diagnostic(w)),
+                reason_string: why.and_then(|w| client.diagnostic(&w)),
                 user_properties: Vec::new(),
             },
             reason_codes: codes,
@@ -447,20 +465,21 @@ impl Shard {
     fn subscribe_filter(
         &self,
         client: &Client,
-        filter: &TopicFilter,
+        spec: &Spec,
         mut options: SubscriptionOptions,
         id: Option<NonZeroU32>,
         username: Option<&str>,
-    ) -> Result<Granted, (ReasonCode, &'static str)> {
+    ) -> Result<Granted, Refusal> {
         // Subscriptions live long: copy the filter out of the SUBSCRIBE's read buffer.
+        let filter = &spec.topic;
         let filter = &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
+        let key = &MqttString::copy_from(spec.key.as_str()).unwrap_or_else(|_| spec.key.clone());
         if !self.topic_within_limits(filter.filter()) {
             return Err((
                 ReasonCode::TOPIC_FILTER_INVALID,
-                "filter beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS",
+                "filter beyond COREMQ_MAX_TOPIC_LENGTH or COREMQ_MAX_TOPIC_LEVELS".into(),
             ));
         }
-        let key = filter.as_mqtt_str();
         let over_quota = self
             .with_session(client, |sess| {
                 sess.subscriptions.len() >= self.config.max_subscriptions
@@ -471,14 +490,20 @@ impl Shard {
             // COREMQ_MAX_SUBSCRIPTIONS: 0x97 Quota exceeded for this filter.
             return Err((
                 ReasonCode::QUOTA_EXCEEDED,
-                "COREMQ_MAX_SUBSCRIPTIONS reached",
+                "COREMQ_MAX_SUBSCRIPTIONS reached".into(),
             ));
         }
         let security = self.security();
+        // [ACL] first, on the topic filter proper: a content filter never widens what a client
+        // may read.
         if !security.may_subscribe(client.client_id.as_str(), username, filter.filter()) {
             // [ACL] 0x87 Not authorized (MQTT 5) / 0x80 failure (3.1.1) for this filter.
-            return Err((ReasonCode::NOT_AUTHORIZED, "not authorized by the ACL"));
+            return Err((
+                ReasonCode::NOT_AUTHORIZED,
+                "not authorized by the ACL".into(),
+            ));
         }
+        let content = self.compile_filter(spec)?;
         // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
         options.qos = options.qos.min(max_qos(self.config.max_qos));
         self.with_session(client, |sess| {
@@ -488,14 +513,20 @@ impl Shard {
         if filter.is_shared() {
             // [MQTT-4.8.2] one member of the group gets each message; retained messages are not
             // sent to shared subscriptions.
-            let wait = self.add_shared_member(filter, &client.client_id, options, id);
+            let wait = self.add_shared_member(filter, &client.client_id, options, id, content);
             return Ok(Granted {
                 qos: options.qos,
                 wait,
                 retained: None,
             });
         }
-        let (existed, wait) = self.add_subscriber(key, &client.client_id, options, id);
+        let (existed, wait) = self.add_subscriber(
+            filter.as_mqtt_str(),
+            &client.client_id,
+            options,
+            id,
+            content.clone(),
+        );
         // [MQTT-3.3.1-9..11] Retain Handling: 0 always, 1 only for a new subscription, 2 never.
         let send = match options.retain_handling {
             RetainHandling::SendAtSubscribe => true,
@@ -509,6 +540,7 @@ impl Shard {
                 filter: filter.clone(),
                 qos: options.qos,
                 id,
+                content,
             }),
         })
     }
@@ -528,6 +560,12 @@ impl Shard {
                     m.topic.as_str(),
                 ) {
                     continue;
+                }
+                // [filter] retained messages pass the subscription's content filter too.
+                if let Some(f) = &sub.content {
+                    if !f.matches(&self.subject(&m)) {
+                        continue;
+                    }
                 }
                 let delivery = Delivery {
                     qos: m.qos.min(sub.qos),

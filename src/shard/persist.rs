@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::barrier::Barrier;
 use super::client::{Client, Violation};
+use super::filtering::Spec;
 use super::outbox::{ConnId, Outbox};
 use super::Shard;
 use crate::config::Fsync;
@@ -31,7 +32,6 @@ use crate::mesh::{AckToken, MeshMsg, ShardId};
 use crate::message::{Message, Outgoing};
 use crate::protocol::{
     ClientId, MqttString, Packet, PacketId, PublishAck, QoS, ReasonCode, SubscriptionOptions,
-    TopicFilter,
 };
 use crate::session::{Change, Image, Session};
 use crate::store::replay::{snapshot_retained, snapshot_session};
@@ -124,10 +124,35 @@ impl Shard {
         for image in sessions {
             let session = Session::restore(image, self.limits());
             let client_id = session.client_id.clone();
-            for (filter, (options, id)) in session.subscriptions.iter() {
-                let wait = match TopicFilter::new(filter.clone()) {
-                    Ok(f) if f.is_shared() => self.add_shared_member(&f, &client_id, *options, *id),
-                    _ => self.add_subscriber(filter, &client_id, *options, *id).1,
+            for (key, (options, id)) in session.subscriptions.iter() {
+                let Some(spec) = Spec::of_key(key) else {
+                    continue;
+                };
+                // Compiled again here, on its home shard; refused only if the COREMQ_FILTER_MAX_*
+                // limits were lowered since it was granted.
+                let content = match self.compile_filter(&spec) {
+                    Ok(c) => c,
+                    Err((_, why)) => {
+                        crate::log!(
+                            Warn,
+                            "restored subscription {:?} of {:?} left out: {why}",
+                            key.as_str(),
+                            client_id.as_str()
+                        );
+                        continue;
+                    }
+                };
+                let wait = if spec.topic.is_shared() {
+                    self.add_shared_member(&spec.topic, &client_id, *options, *id, content)
+                } else {
+                    self.add_subscriber(
+                        spec.topic.as_mqtt_str(),
+                        &client_id,
+                        *options,
+                        *id,
+                        content,
+                    )
+                    .1
                 };
                 waits.extend(wait);
             }

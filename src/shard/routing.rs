@@ -6,12 +6,16 @@
 //! other shard (`MeshMsg::Interest`, with a barrier so SUBACK waits until all know); when it loses
 //! the last one it tells them again.
 
+use std::cell::OnceCell;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::barrier::Barrier;
+use super::filtering::same_expression;
 use super::Shard;
 use crate::auth::security::Security;
+use crate::filter::Filter;
 use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ClientId, MqttString, SubscriptionOptions};
@@ -26,6 +30,9 @@ struct Subscriber {
     options: SubscriptionOptions,
     /// The Subscription Identifier given with the SUBSCRIBE, if any.
     id: Option<NonZeroU32>,
+    /// The content filter, if the subscription has one: the session gets only messages it
+    /// passes. The same filter text with another expression is another subscriber entry.
+    content: Option<Rc<Filter>>,
 }
 
 /// Who subscribes to what: this shard's subscribers and the other shards' interest.
@@ -97,13 +104,17 @@ impl Shard {
     pub(super) fn deliver_local(&self, message: &Message, now: Instant) -> usize {
         let routing = self.routing.borrow();
         let mut matches: Vec<&Subscriber> = Vec::new();
+        // Built on the first filtered subscriber only: no cost when nobody filters.
+        let subject = OnceCell::new();
         routing
             .subs
             .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
-                matches.extend(
-                    subs.iter()
-                        .filter(|s| !(s.options.no_local && s.client_id == message.publisher)),
-                );
+                matches.extend(subs.iter().filter(|s| {
+                    !(s.options.no_local && s.client_id == message.publisher)
+                        && s.content.as_ref().is_none_or(|f| {
+                            f.matches(subject.get_or_init(|| self.subject(message)))
+                        })
+                }));
             });
         if matches.len() > 1 {
             matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
@@ -231,11 +242,15 @@ impl Shard {
         client_id: &ClientId,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
+        content: Option<Rc<Filter>>,
     ) -> (bool, Option<Barrier>) {
         let (existed, first) = {
             let mut routing = self.routing.borrow_mut();
             let subs = routing.subs.entry(filter.as_str(), Vec::new);
-            match subs.iter_mut().find(|s| &s.client_id == client_id) {
+            let expression = content.as_ref().map(|f| f.source());
+            match subs.iter_mut().find(|s| {
+                &s.client_id == client_id && same_expression(s.content.as_ref(), expression)
+            }) {
                 Some(s) => {
                     // [MQTT-3.8.4-3] a repeated subscription replaces the old one.
                     s.options = options;
@@ -247,6 +262,7 @@ impl Shard {
                         client_id: client_id.clone(),
                         options,
                         id,
+                        content,
                     });
                     (false, subs.len() == 1)
                 }
@@ -263,13 +279,20 @@ impl Shard {
     }
 
     /// Removes a local subscriber; tells other shards when it was the filter's last one here.
-    pub(super) fn remove_subscriber(&self, filter: &MqttString, client_id: &ClientId) {
+    pub(super) fn remove_subscriber(
+        &self,
+        filter: &MqttString,
+        client_id: &ClientId,
+        expression: Option<&str>,
+    ) {
         let emptied = self
             .routing
             .borrow_mut()
             .subs
             .update_remove(filter.as_str(), |subs| {
-                subs.retain(|s| &s.client_id != client_id);
+                subs.retain(|s| {
+                    !(&s.client_id == client_id && same_expression(s.content.as_ref(), expression))
+                });
                 subs.is_empty()
             });
         if emptied {

@@ -22,11 +22,14 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::barrier::Barrier;
+use super::filtering::same_expression;
 use super::Shard;
 use crate::config::SharedStrategy;
+use crate::filter::Filter;
 use crate::mesh::{AckToken, MeshMsg, ShardId, ShardSet, SyncAck};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ClientId, MqttString, SubscriptionOptions, TopicFilter};
@@ -48,6 +51,8 @@ struct Member {
     client_id: ClientId,
     options: SubscriptionOptions,
     id: Option<NonZeroU32>,
+    /// The member's content filter: it is chosen only for messages that pass it.
+    content: Option<Rc<Filter>>,
 }
 
 /// What other shards have members of a group: the group and those shards.
@@ -122,6 +127,7 @@ impl Shard {
         client_id: &ClientId,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
+        content: Option<Rc<Filter>>,
     ) -> Option<Barrier> {
         let first = {
             let mut guard = self.shared.borrow_mut();
@@ -140,7 +146,10 @@ impl Shard {
                 }
             };
             let group = &mut groups[pos];
-            match group.members.iter_mut().find(|m| &m.client_id == client_id) {
+            let expression = content.as_ref().map(|f| f.source());
+            match group.members.iter_mut().find(|m| {
+                &m.client_id == client_id && same_expression(m.content.as_ref(), expression)
+            }) {
                 Some(m) => {
                     m.options = options;
                     m.id = id;
@@ -149,6 +158,7 @@ impl Shard {
                     client_id: client_id.clone(),
                     options,
                     id,
+                    content,
                 }),
             }
             group.members.len() == 1
@@ -162,7 +172,12 @@ impl Shard {
     }
 
     /// Removes a member; tells the other shards when the group has no member here any more.
-    pub(super) fn remove_shared_member(&self, filter: &TopicFilter, client_id: &ClientId) {
+    pub(super) fn remove_shared_member(
+        &self,
+        filter: &TopicFilter,
+        client_id: &ClientId,
+        expression: Option<&str>,
+    ) {
         let mut emptied = false;
         self.shared
             .borrow_mut()
@@ -170,7 +185,10 @@ impl Shard {
             .update_remove(filter.filter(), |groups| {
                 if let Some(g) = groups.iter_mut().find(|g| &g.filter == filter) {
                     let before = g.members.len();
-                    g.members.retain(|m| &m.client_id != client_id);
+                    g.members.retain(|m| {
+                        !(&m.client_id == client_id
+                            && same_expression(m.content.as_ref(), expression))
+                    });
                     emptied = before > 0 && g.members.is_empty();
                 }
                 groups.retain(|g| !g.members.is_empty());
@@ -363,15 +381,20 @@ impl Shard {
             .and_then(|gs| gs.iter_mut().find(|g| &g.filter == group))
             .filter(|g| !g.members.is_empty())?;
         let entry = |m: &Member| clients.sessions.get(&m.client_id);
+        let subject = std::cell::OnceCell::new();
+        // [ACL] first; then the member's content filter, if any.
         let readable = |m: &Member| {
-            !security.checks_deliveries()
+            (!security.checks_deliveries()
                 || entry(m).is_some_and(|e| {
                     security.can_receive(
                         m.client_id.as_str(),
                         e.session.username.as_deref(),
                         message.topic.as_str(),
                     )
-                })
+                }))
+                && m.content
+                    .as_ref()
+                    .is_none_or(|f| f.matches(subject.get_or_init(|| self.subject(message))))
         };
         let able = |m: &Member| {
             let qos = message.qos.min(m.options.qos);

@@ -8,6 +8,7 @@ mod common;
 
 mod access;
 mod auth_hook;
+mod filter;
 mod metrics;
 mod paho;
 mod rumqttc_v311;

@@ -17,13 +17,13 @@ use crate::common::{RawClient, TestBroker};
 use crate::{raw_connect, raw_connect_with, Inbox};
 
 /// A connected MQTT 5 rumqttc client; its event loop runs on its own thread (see `Inbox`).
-struct Peer {
-    client: Client,
+pub struct Peer {
+    pub client: Client,
     inbox: Inbox<Packet, ConnectionError>,
 }
 
 impl Peer {
-    fn connect(broker: &TestBroker, id: &str) -> Self {
+    pub fn connect(broker: &TestBroker, id: &str) -> Self {
         Self::connect_with(broker, id, |_| {})
     }
 
@@ -45,11 +45,11 @@ impl Peer {
         peer
     }
 
-    fn expect<T>(&self, want: impl FnMut(&Packet) -> Option<T>) -> T {
+    pub fn expect<T>(&self, want: impl FnMut(&Packet) -> Option<T>) -> T {
         self.inbox.expect(want)
     }
 
-    fn next_publish(&self) -> Publish {
+    pub fn next_publish(&self) -> Publish {
         self.expect(|p| match p {
             Packet::Publish(p) => Some(p.clone()),
             _ => None,
