@@ -102,7 +102,84 @@ fn session_corpus_replays_clean() {
     assert!(completed > 0 && dropped > 0 && resent > 0);
 }
 
+/// The filter corpus replays clean, and the JSON scan agrees with serde_json on every payload
+/// of it (nesting within the scan's limit): what is JSON to one is JSON to the other.
+#[test]
+fn filter_corpus_replays_clean_and_agrees_with_serde_json() {
+    use coremq::filter::{Schema, MAX_JSON_DEPTH};
+    let (mut compiled, mut refused, mut passed, mut json) = (0, 0, 0, 0);
+    for (f, data) in corpus("filter") {
+        match coremq::filter::fuzz_check::check(&data) {
+            Ok(s) => {
+                compiled += s.compiled;
+                refused += s.refused;
+                passed += s.passed;
+            }
+            Err(broken) => panic!("{}: {broken}", f.display()),
+        }
+        let payload = data.splitn(2, |&b| b == b'\n').nth(1).unwrap_or(&[]);
+        let Ok(text) = std::str::from_utf8(payload) else {
+            continue;
+        };
+        let depth = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+        if depth > MAX_JSON_DEPTH {
+            continue;
+        }
+        let ours = Schema::default().extract(text).is_some();
+        let theirs = serde_json::from_str::<serde_json::Value>(text).is_ok();
+        assert_eq!(ours, theirs, "{}: is {text:?} JSON?", f.display());
+        json += usize::from(ours);
+    }
+    assert!(compiled > 0 && refused > 0 && passed > 0 && json > 0);
+}
+
 // ---- the seed corpus ---------------------------------------------------------------------------
+
+/// Expressions of every construct (and broken ones), each with a payload.
+fn filter_seeds() -> Vec<(String, Vec<u8>)> {
+    let exprs = [
+        r#"temp > 30 && site == "north""#,
+        r#"status in ["alarm", "fault"]"#,
+        "exists(battery) && battery < 0.2",
+        r#"payload contains "ERR""#,
+        r#"a.b[0].c == 1 || !(x != null)"#,
+        r#"topic[1] == "kitchen" && qos >= 1 && retain"#,
+        r#"user["unit"] == "C""#,
+        r#"content_type matches "application/*" && format == 1"#,
+        r#"kind == "json" && size < 100"#,
+        r#"$ == 42"#,
+        r#"$["a b"][3] == "\u00e9\n""#,
+        "((((a))))",
+        "temp >",
+        "a == \"x",
+        "a in [b]",
+        "!!!!!!!!!!!!!!!!!!!!!!!!a",
+        "1e999 > a",
+    ];
+    let payloads: [&[u8]; 8] = [
+        br#"{"temp": 31, "site": "north", "battery": 0.1, "status": "alarm"}"#,
+        br#"{"a": {"b": [{"c": 1}]}, "x": null, "a b": [0, 1, 2, "\u00e9\n"]}"#,
+        b"42",
+        b"ERR: disk full",
+        b"\xff\x00\x01",
+        b"[[[[[[[[[[]]]]]]]]]]",
+        br#"{"s": "\ud83d\ude00", "t": "\ud800"}"#,
+        br#"{"unterminated": [1, 2"#,
+    ];
+    let mut seeds = Vec::new();
+    for (i, e) in exprs.iter().enumerate() {
+        for (j, p) in payloads.iter().enumerate() {
+            if (i + j) % 3 != 0 {
+                continue;
+            }
+            let mut data = e.as_bytes().to_vec();
+            data.push(b'\n');
+            data.extend_from_slice(p);
+            seeds.push((format!("seed-{i:02}-{j}"), data));
+        }
+    }
+    seeds
+}
 
 fn s(v: &'static str) -> MqttString {
     MqttString::from_static(v).unwrap()
@@ -681,6 +758,7 @@ fn write_seed_corpus() {
         ("decode", seeds()),
         ("topic", topic_seeds()),
         ("session", session_seeds()),
+        ("filter", filter_seeds()),
     ] {
         let dir = corpus_dir(target);
         fs::create_dir_all(&dir).unwrap();

@@ -346,7 +346,11 @@ impl<'a> Scanner<'a, '_> {
             }
         }
         self.i = j;
-        self.src[start..j].parse().ok()
+        // Out of f64's range (1e999) is not a number serde_json accepts either.
+        self.src[start..j]
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite())
     }
 }
 
