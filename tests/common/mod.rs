@@ -308,8 +308,14 @@ impl RawClient {
         before
     }
 
-    /// Asserts nothing arrives within `wait` (the connection stays open and silent).
+    /// Asserts nothing arrives within `wait` (the connection stays open and silent), and that
+    /// nothing already read is waiting to be decoded.
     pub fn expect_silence(&mut self, wait: Duration) {
+        assert!(
+            self.buf.is_empty(),
+            "unexpected bytes already received: {:02x?}",
+            &self.buf[..]
+        );
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut chunk = [0u8; 64];
         match self.stream.read(&mut chunk) {

@@ -446,3 +446,45 @@ fn a_log_is_compacted_once_what_it_holds_was_acknowledged() {
     );
     expect_message(&mut sub, "big/after", b"still subscribed");
 }
+
+/// A durable session's filtered subscriptions come back after a restart (with another shard
+/// count) with their expressions compiled again: a plain one, a `$filter/` one and a filtered
+/// shared one on the same topics, each still getting only what its expression passes.
+#[test]
+fn filtered_subscriptions_survive_a_restart() {
+    let _guard = beside();
+    let dir = TempDir::new("store-filtered");
+    let v = ProtocolVersion::V3_1_1;
+    let sub_id;
+    {
+        let broker = durable(2, &dir.path);
+        sub_id = broker.id_on(1, "fsub");
+        let mut sub = connect(&broker, v, &sub_id, false);
+        subscribe(&mut sub, "$filter/level >= 5/f/#", QoS::AtLeastOnce);
+        subscribe(
+            &mut sub,
+            r#"$filter/kind == "text"/$share/g/f/#"#,
+            QoS::AtLeastOnce,
+        );
+        sub.disconnect();
+        broker.broker.shutdown();
+    }
+    let broker = durable(3, &dir.path);
+    let mut sub = RawClient::connect(broker.addr, v);
+    assert!(handshake(&mut sub, connect_packet(v, &sub_id, false)).session_present);
+    let mut publisher = connect(&broker, v, &broker.id_on(2, "fpub"), true);
+    let messages: [&[u8]; 4] = [
+        br#"{"level": 1}"#,
+        b"plain text",
+        br#"{"level": 7}"#,
+        b"\xff\x00",
+    ];
+    for m in messages {
+        publish(&mut publisher, "f/x", m, QoS::AtLeastOnce);
+    }
+    for want in ["plain text", r#"{"level": 7}"#] {
+        let p = expect_message(&mut sub, "f/x", want);
+        sub.acknowledge(&p);
+    }
+    sub.expect_silence(Duration::from_millis(300));
+}
