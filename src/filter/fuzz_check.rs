@@ -11,7 +11,8 @@
 //! - `!(expr)` compiles too (when within the limits) and always evaluates to the opposite;
 //! - evaluating twice on one `Subject` and once on a fresh one agree; the payload is scanned at
 //!   most once per `Subject`;
-//! - the expression in the `$filter/` prefix form decodes back to itself;
+//! - the expression in the `$filter/` prefix form decodes back to itself, and the first line
+//!   read as a `$filter/` topic filter splits into what its canonical key splits into;
 //! - dropping the filters releases every JSON path they registered.
 
 use super::{split_prefix, subscription_key, Filter, Limits, Schema, Subject};
@@ -30,6 +31,16 @@ pub fn check(data: &[u8]) -> Result<Summary, String> {
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let (head, payload) = (&data[..split], data.get(split + 1..).unwrap_or(&[]));
     let expr = String::from_utf8_lossy(head);
+    // The first line read as a `$filter/` topic filter: whatever it splits into comes back
+    // unchanged from its canonical key.
+    let raw = format!("$filter/{expr}");
+    if let Some(Ok((e, rest))) = split_prefix(&raw) {
+        let key = subscription_key(&e, rest);
+        match split_prefix(&key) {
+            Some(Ok((e2, rest2))) if e2 == e && rest2 == rest => {}
+            other => return Err(format!("{raw:?} -> {key:?} reads back as {other:?}")),
+        }
+    }
     let limits = Limits::default();
     let schema = Schema::default();
     let filter = match Filter::compile(&expr, &limits, &schema) {

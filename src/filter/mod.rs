@@ -12,7 +12,8 @@
 //!   the values of registered paths (`json.rs`).
 //! - How clients ask: the MQTT 5 User Property `filter` on SUBSCRIBE / UNSUBSCRIBE, or (any
 //!   version) the topic-filter prefix `$filter/<expression>/<topic filter>`, where the expression
-//!   has `%`, `/`, `+` and `#` percent-encoded. Either way the session keys the subscription by
+//!   ends at its first `/` outside a "…" string and has `%`, `+`, `#` (and any other `/`)
+//!   percent-encoded. Either way the session keys the subscription by
 //!   `subscription_key`, the prefix form with the expression in its canonical encoding, so the same
 //!   topic filter with another expression is another subscription.
 //!
@@ -206,7 +207,7 @@ fn resolve(node: &mut Node, schema: &Schema, paths: &mut Vec<Vec<Segment>>) {
 /// the rest (a topic filter, possibly `$share/…`). `None` when `full` has no such prefix.
 pub fn split_prefix(full: &str) -> Option<Result<(String, &str), FilterError>> {
     let rest = full.strip_prefix(FILTER_PREFIX)?;
-    let Some(slash) = rest.find('/') else {
+    let Some(slash) = expression_end(rest) else {
         return Some(Err(FilterError {
             at: rest.len(),
             problem: Problem::Expected("'/' and a topic filter after the expression"),
@@ -222,14 +223,32 @@ pub fn split_prefix(full: &str) -> Option<Result<(String, &str), FilterError>> {
     Some(percent_decode(encoded).map(|expr| (expr, tail)))
 }
 
+/// Where the expression at the start of `s` ends: the first `/` outside a double-quoted string
+/// (so `content_type matches "application/*"` needs no encoding; `/` elsewhere does).
+fn expression_end(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'/' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The key a session stores a filtered subscription under: `$filter/`, the expression with `%`,
-/// `/`, `+`, `#` and control characters percent-encoded, `/`, the topic filter.
+/// `/`, `+`, `#`, `"` and control characters percent-encoded, `/`, the topic filter.
 pub fn subscription_key(expression: &str, topic_filter: &str) -> String {
     let mut key =
         String::with_capacity(FILTER_PREFIX.len() + expression.len() + topic_filter.len() + 1);
     key.push_str(FILTER_PREFIX);
     for c in expression.chars() {
-        if matches!(c, '%' | '/' | '+' | '#') || c.is_control() {
+        // `"` too: the key's expression then has no quotes, so it ends at its first `/`.
+        if matches!(c, '%' | '/' | '+' | '#' | '"') || c.is_control() {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 key.push_str(&format!("%{b:02X}"));

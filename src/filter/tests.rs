@@ -168,7 +168,7 @@ fn prefix_round_trip_and_canonical_key() {
     let key = subscription_key(expr, "$share/g/sensors/#");
     assert_eq!(
         key,
-        r#"$filter/a%2Fb == "x%2By%23z%25" && topic[0] == "q"/$share/g/sensors/#"#
+        r#"$filter/a%2Fb == %22x%2By%23z%25%22 && topic[0] == %22q%22/$share/g/sensors/#"#
     );
     let (decoded, rest) = split_prefix(&key).unwrap().unwrap();
     assert_eq!((decoded.as_str(), rest), (expr, "$share/g/sensors/#"));
@@ -178,6 +178,26 @@ fn prefix_round_trip_and_canonical_key() {
         .unwrap();
     assert_eq!(subscription_key(&d2, r2), "$filter/temp > 30/s/#");
     assert!(split_prefix("sensors/#").is_none());
+    // A quote given encoded reads back the same from the key.
+    let (d4, r4) = split_prefix("$filter/a == %22x/a/b").unwrap().unwrap();
+    assert_eq!((d4.as_str(), r4), ("a == \"x", "a/b"));
+    assert_eq!(
+        split_prefix(&subscription_key(&d4, r4)).unwrap().unwrap(),
+        (d4.clone(), r4)
+    );
+    // A `/` inside a quoted string does not end the expression; an escaped quote does not end
+    // the string.
+    let (d3, r3) = split_prefix(r#"$filter/ct matches "application/*" && s != "a\"/b"/docs/#"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d3.as_str(), r3),
+        (r#"ct matches "application/*" && s != "a\"/b""#, "docs/#")
+    );
+    assert_eq!(
+        split_prefix(&subscription_key(&d3, r3)).unwrap().unwrap(),
+        (d3.clone(), r3)
+    );
     for bad in [
         "$filter/x",
         "$filter/x/",

@@ -9,6 +9,7 @@ mod common;
 mod access;
 mod auth_hook;
 mod filter;
+mod filter_clients;
 mod metrics;
 mod paho;
 mod rumqttc_v311;
