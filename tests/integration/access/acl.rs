@@ -194,6 +194,46 @@ const SENSOR_TOPICS: [&str; 5] = [
     "sensors/z/temperature", // marker
 ];
 
+/// [ACL] before [filter]: a content filter never widens what a client may read. A filtered
+/// subscription to a denied filter is refused like an unfiltered one; on a partly readable
+/// wildcard, a filter that every message passes still gets only the readable topics.
+#[test]
+fn a_content_filter_never_widens_what_the_acl_allows() {
+    let files = Files::new("acl-filter");
+    files.write_acl(SENSORS_ACL);
+    let broker = files.start("auto");
+    let mut dave = raw_login(
+        &broker,
+        MQTT5,
+        &broker.id_on(1, "dave-f"),
+        Some("dave"),
+        None,
+    );
+    let mut carol = raw_login(
+        &broker,
+        MQTT5,
+        &broker.id_on(0, "carol-f"),
+        Some("carol"),
+        None,
+    );
+    assert_eq!(
+        raw_subscribe(
+            &mut carol,
+            1,
+            &[
+                ("$filter/true || !true/other/#", QoS::AtMostOnce),
+                ("$filter/true/sensors/#", QoS::AtMostOnce)
+            ]
+        ),
+        [ReasonCode::NOT_AUTHORIZED, ReasonCode::GRANTED_QOS_0]
+    );
+    for topic in SENSOR_TOPICS {
+        raw_publish_qos0(&mut dave, topic, "{}");
+    }
+    let readable = [SENSOR_TOPICS[0], SENSOR_TOPICS[2], SENSOR_TOPICS[4]];
+    assert_topics(&raw_topics_until(&mut carol, SENSOR_TOPICS[4]), &readable);
+}
+
 #[test]
 fn a_partly_allowed_wildcard_receives_only_readable_topics() {
     let files = Files::new("acl-partial");
