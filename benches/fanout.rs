@@ -30,6 +30,10 @@
 //!   publish summed over the cores, comparable with `fanout_local`.
 //! - `cpu_publisher`: CPU time of shard 0 alone (local half + the cross-shard hand-off).
 //!
+//! `fanout_filtered/{plain,filtered_all,filtered_10pct}/cpu_total/N`: the same on one shard with
+//! content filters (see `bench_filtered`): what filtering adds per subscription, and what it saves
+//! when most subscribers' filters fail.
+//!
 //! Needs io_uring and a locked-memory limit as the broker does (see the README).
 
 use std::cell::Cell;
@@ -195,9 +199,9 @@ fn ids_on(prefix: &str, shard: usize, shards: usize, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Connects `id` to `shard` and, with `subscribe`, subscribes it to `TOPIC` at QoS 0, waiting
-/// for every shard to know (the SUBACK barrier).
-async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
+/// Connects `id` to `shard` and, with `subscribe`, subscribes it to that filter (`TOPIC`, or
+/// `$filter/…/TOPIC`) at QoS 0, waiting for every shard to know (the SUBACK barrier).
+async fn connect(shard: &Shard, id: &str, subscribe: Option<String>) -> Client {
     let connect = Connect {
         protocol: V,
         clean_start: true,
@@ -211,7 +215,7 @@ async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
     let mut client = shard
         .handle_connect(connect, false, None)
         .unwrap_or_else(|_| panic!("CONNECT refused"));
-    if subscribe {
+    if let Some(filter) = subscribe {
         let options = SubscriptionOptions {
             qos: QoS::AtMostOnce,
             no_local: false,
@@ -221,7 +225,7 @@ async fn connect(shard: &Shard, id: &str, subscribe: bool) -> Client {
         let sub = Subscribe {
             packet_id: PacketId::new(1).unwrap(),
             properties: SubscribeProperties::default(),
-            filters: vec![(TopicFilter::from_static(TOPIC).unwrap(), options)],
+            filters: vec![(TopicFilter::copy_from(&filter).unwrap(), options)],
         };
         let deferred = shard
             .handle_packet(&mut client, Packet::Subscribe(sub))
@@ -249,8 +253,30 @@ struct Board {
     peer_cpu_ns: Vec<AtomicU64>,
 }
 
+/// What the subscribers subscribe to and what is published.
+#[derive(Clone)]
+struct Load {
+    /// Subscriber k's filter.
+    filter: fn(usize) -> String,
+    payload: Bytes,
+}
+
+impl Load {
+    /// `TOPIC`, 64 random bytes: the plain fan-out.
+    fn plain() -> Self {
+        Self {
+            filter: |_| TOPIC.to_owned(),
+            payload: payload(PAYLOAD),
+        }
+    }
+}
+
 impl Cluster {
     fn start(shards: usize, subscribers: usize) -> Cluster {
+        Self::start_with(shards, subscribers, Load::plain())
+    }
+
+    fn start_with(shards: usize, subscribers: usize, load: Load) -> Cluster {
         coremq::log::set_level(LogLevel::Warn);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (run_tx, run_rx) = mpsc::channel::<u64>();
@@ -272,6 +298,7 @@ impl Cluster {
             let sub_ids = ids_on("subscriber", i, shards, here);
             let ctl = if i == 0 { control.take() } else { None };
             let board = board.clone();
+            let load = load.clone();
             let handle = LocalExecutorBuilder::new(Placement::Fixed(i % cpus))
                 .name(&format!("bench-shard-{i}"))
                 .io_memory(64 << 10)
@@ -320,7 +347,9 @@ impl Cluster {
                     }
                     let mut clients = Vec::new();
                     for id in &sub_ids {
-                        let c = connect(&shard, id, true).await;
+                        // The subscriber's number in its id picks its filter.
+                        let k: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+                        let c = connect(&shard, id, Some((load.filter)(k))).await;
                         outboxes.push(c.conn.clone());
                         clients.push(c);
                     }
@@ -335,14 +364,15 @@ impl Cluster {
                         return;
                     };
                     let pub_id = ids_on("publisher", 0, shards, 1).remove(0);
-                    let mut publisher = connect(&shard, &pub_id, false).await;
+                    let mut publisher = connect(&shard, &pub_id, None).await;
                     outboxes.push(publisher.conn.clone());
                     while board.ready.load(Ordering::SeqCst) < shards {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
                     }
                     let mut spare = BytesMut::new();
                     drain(&outboxes, &mut spare);
-                    let publish = publish(QoS::AtMostOnce);
+                    let mut publish = publish(QoS::AtMostOnce);
+                    publish.payload = load.payload.clone();
                     // Every peer handled everything sent so far and noted its CPU time.
                     let sync = || async {
                         for peer in mesh.peers() {
@@ -457,5 +487,52 @@ fn bench_shards(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_local, bench_shards);
+/// `fanout_filtered/{plain,filtered_all,filtered_10pct}/{cpu_total}/N`: one shard, N QoS 0
+/// subscribers of one topic, a 64-byte JSON payload (`{"id": 3, "temp": 21.5, ...}`): without
+/// filters; each with `temp > 0` (every message passes); each with `id == k % 10` (a tenth
+/// pass). Throughput counts subscribers (matched by the trie), so the time per element is the
+/// cost per subscription of a publish, filter evaluation included.
+fn bench_filtered(c: &mut Criterion) {
+    let json =
+        Bytes::from_static(br#"{"id": 3, "temp": 21.5, "site": "north", "pad": "xxxxxxxxxxxxx"}"#);
+    assert_eq!(json.len(), PAYLOAD);
+    let loads: [(&str, Load); 3] = [
+        (
+            "plain",
+            Load {
+                filter: |_| TOPIC.to_owned(),
+                payload: json.clone(),
+            },
+        ),
+        (
+            "filtered_all",
+            Load {
+                filter: |_| format!("$filter/temp > 0/{TOPIC}"),
+                payload: json.clone(),
+            },
+        ),
+        (
+            "filtered_10pct",
+            Load {
+                filter: |k| format!("$filter/id == {}/{TOPIC}", k % 10),
+                payload: json.clone(),
+            },
+        ),
+    ];
+    let mut g = c.benchmark_group("fanout_filtered");
+    for n in [1usize, 10, 1000] {
+        for (name, load) in &loads {
+            let cluster = Cluster::start_with(1, n, load.clone());
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("{name}/cpu_total"), n),
+                &n,
+                |b, _| b.iter_custom(|iters| cluster.run(iters).cpu_total),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_local, bench_shards, bench_filtered);
 criterion_main!(benches);

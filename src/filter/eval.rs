@@ -24,6 +24,8 @@ pub struct Subject<'m> {
     pub payload_format: Option<bool>,
     pub user_properties: &'m [UserProperty],
     schema: &'m Schema,
+    /// The topic's levels, split once for every `topic[n]`.
+    levels: OnceCell<Vec<&'m str>>,
     text: OnceCell<Option<&'m str>>,
     json: OnceCell<Option<Vec<Option<JsonValue<'m>>>>>,
 }
@@ -40,9 +42,15 @@ impl<'m> Subject<'m> {
             payload_format: None,
             user_properties: &[],
             schema,
+            levels: OnceCell::new(),
             text: OnceCell::new(),
             json: OnceCell::new(),
         }
+    }
+
+    fn level(&self, n: u32) -> Option<&'m str> {
+        let levels = self.levels.get_or_init(|| self.topic.split('/').collect());
+        levels.get(n as usize).copied()
     }
 
     /// The payload as text, if it is UTF-8.
@@ -175,7 +183,7 @@ fn value<'a>(op: &'a Operand, s: &'a Subject<'_>) -> Option<Val<'a>> {
     Some(match op {
         Operand::Lit(l) => Val::of_literal(l),
         Operand::Topic => Val::Str(s.topic),
-        Operand::TopicLevel(n) => Val::Str(s.topic.split('/').nth(*n as usize)?),
+        Operand::TopicLevel(n) => Val::Str(s.level(*n)?),
         Operand::Qos => Val::Num(f64::from(s.qos)),
         Operand::Retain => Val::Bool(s.retain),
         Operand::Size => Val::Num(s.payload.len() as f64),

@@ -9,6 +9,7 @@
 //! used; `Spec` takes such a key (or a SUBSCRIBE's filter and User Property) apart again.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use super::Shard;
@@ -123,6 +124,19 @@ impl Shard {
                 };
                 (code, e.to_string())
             })
+    }
+
+    /// Whether `message` passes `filter`; `subject` is the message as filters see it, built by
+    /// the first filter that needs it. Kept out of line: the unfiltered delivery loop around it
+    /// stays as tight as before filters existed.
+    #[inline(never)]
+    pub(super) fn passes<'m>(
+        &'m self,
+        filter: &Filter,
+        message: &'m Message,
+        subject: &OnceCell<Subject<'m>>,
+    ) -> bool {
+        filter.matches(subject.get_or_init(|| self.subject(message)))
     }
 
     /// `message` as this shard's filters see it.

@@ -109,12 +109,17 @@ impl Shard {
         routing
             .subs
             .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
-                matches.extend(subs.iter().filter(|s| {
-                    !(s.options.no_local && s.client_id == message.publisher)
-                        && s.content.as_ref().is_none_or(|f| {
-                            f.matches(subject.get_or_init(|| self.subject(message)))
-                        })
-                }));
+                for s in subs {
+                    if s.options.no_local && s.client_id == message.publisher {
+                        continue;
+                    }
+                    if let Some(f) = &s.content {
+                        if !self.passes(f, message, &subject) {
+                            continue;
+                        }
+                    }
+                    matches.push(s);
+                }
             });
         if matches.len() > 1 {
             matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
