@@ -20,6 +20,9 @@ use coremq::filter::{Filter, Limits, Schema, Subject};
 
 const TOPIC: &str = "sensors/building-7/floor-3/temperature";
 
+/// A case: its name, filter k's expression, the payload.
+type Case<'a> = (&'static str, fn(usize) -> String, &'a [u8]);
+
 fn bench_eval(c: &mut Criterion) {
     let json64: &[u8] = br#"{"id": 3, "temp": 21.5, "site": "north", "pad": "xxxxxxxxxxxxx"}"#;
     assert_eq!(json64.len(), 64);
@@ -29,7 +32,7 @@ fn bench_eval(c: &mut Criterion) {
     }
     big.push_str(r#"0], "a": {"b": [{"c": 0}, {"c": 3}]}}"#);
     let binary: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37) | 0x80).collect();
-    let cases: [(&str, fn(usize) -> String, &[u8]); 4] = [
+    let cases: [Case; 4] = [
         (
             "json_10pct",
             |k| format!("id == {} && temp > 20", k % 10),
