@@ -28,6 +28,12 @@
 #   QoS 0 fan-out 1->100, QoS 0 pairs x100, QoS 1 pairs x100, QoS 0 fan-in 100->1,
 #   fixed rate: QoS 1 pairs x10 at RATE msgs/s in total (open loop, latency corrected for
 #   coordinated omission), idle: IDLE connections held for 5 s.
+#   Content filters (issue 17, keys `unfiltered` and `filtered`, not in the default set): 10
+#   publishers -> 100 subscribers on one topic, without filters, then with each subscriber's
+#   $filter/ passing one publisher (10% of the traffic); Mosquitto, which has no content filters,
+#   runs the unfiltered traffic both times (its subscribers would filter themselves). Extra
+#   figure "CPU us/published": broker CPU per message published; issue 17's target is coremq's
+#   `filtered` below its `unfiltered`.
 #   Persistence (issue 14): QoS 1 pairs x100 and QoS 1 fan-in 100->1 with persistent sessions
 #   (--persistent), coremq with COREMQ_DATA_DIR and COREMQ_FSYNC=$FSYNC (default batch: every
 #   acknowledgement waits for a group-committed fdatasync), Mosquitto with `persistence true`
@@ -60,7 +66,7 @@
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
 # ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle persist-pairs
-# persist-fanin; the default runs all but the persist-* ones), FSYNC (always or batch, for the
+# persist-fanin unfiltered filtered; the default runs all but the persist-* ones and those two), FSYNC (always or batch, for the
 # persist-* scenarios: `FSYNC=always ONLY="persist-pairs persist-fanin" scripts/compare.sh`).
 #
 # Cleans up: only the processes it started (brokers and load tests, by PID) are stopped, on any
@@ -321,6 +327,8 @@ scenarios=(
   "idle|$IDLE idle connections|--scenario idle --connections $IDLE"
   "persist-pairs|QoS 1 pairs x100, stored|--scenario pairs --pairs 100 --qos 1 --persistent"
   "persist-fanin|QoS 1 fan-in 100->1, stored|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --persistent"
+  "unfiltered|QoS 0 10->100, no filter|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
+  "filtered|QoS 0 10->100, 10% each|--scenario filtered --publishers 10 --subscribers 100 --qos 0|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
 )
 if [ -z "${ONLY:-}" ]; then
   ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle"
@@ -390,9 +398,14 @@ run_one() {
 }
 
 for s in "${scenarios[@]}"; do
-  IFS='|' read -r key title flags <<<"$s"
-  read -r -a args <<<"$flags"
+  IFS='|' read -r key title flags mflags <<<"$s"
   for broker in coremq mosquitto; do
+    # A fourth field: what Mosquitto runs instead (it has no content filters).
+    if [ "$broker" = mosquitto ] && [ -n "${mflags:-}" ]; then
+      read -r -a args <<<"$mflags"
+    else
+      read -r -a args <<<"$flags"
+    fi
     run_one "$key" "$broker" "${args[@]}"
   done
 done
@@ -413,6 +426,10 @@ value() {
     cpu_per_m)
       awk -v c="$(cat "$f.cpu")" -v n="$(field "$f.json" throughput received_total)" \
         'BEGIN { if (n > 0) printf "%.3f", c / (n / 1e6) }'
+      ;;
+    cpu_per_pub)
+      awk -v c="$(cat "$f.cpu")" -v n="$(field "$f.json" throughput sent_total)" \
+        'BEGIN { if (n > 0) printf "%.2f", c / n * 1e6 }'
       ;;
     cores) awk -v c="$(cat "$f.cpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
     ltcores) awk -v c="$(cat "$f.ltcpu")" -v w="$(cat "$f.wall")" 'BEGIN { if (w > 0) printf "%.2f", c / w }' ;;
@@ -465,7 +482,11 @@ row() {
     else
       goal_tp=">=1.5" goal_cpu="<=0.5" goal_p99=""
       [ "$key" = rate ] && goal_tp="" goal_cpu="" goal_p99="<1"
+      # coremq filters; Mosquitto carries all of it (its subscribers would filter): compare the
+      # broker CPU per published message (issue 17's target: below the unfiltered fan-out's).
+      case "$key" in unfiltered | filtered) goal_tp="" goal_cpu="" ;; esac
       row "$title" "msgs/s" "$key" msgs "$goal_tp"
+      case "$key" in unfiltered | filtered) row "" "CPU us/published" "$key" cpu_per_pub "" ;; esac
       row "" "p50 us" "$key" p50 ""
       row "" "p99 us" "$key" p99 "$goal_p99"
       row "" "CPU s/M msgs" "$key" cpu_per_m "$goal_cpu"

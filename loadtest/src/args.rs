@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use coremq::protocol::{ProtocolVersion, QoS};
 
-use crate::payload::HEADER_LEN;
+use crate::payload::{FILTER_MARKER_LEN, HEADER_LEN};
 
 pub const USAGE: &str = "\
 coremq-loadtest: drive an MQTT 3.1.1 / 5 broker and report throughput, latency and losses
@@ -24,6 +24,9 @@ scenarios:
   connect    connection storm: --connections concurrent connect/disconnect loops
   idle       hold --connections connections for --duration (RSS with --broker-pid)
   retained   publish --topics retained messages, then S subscribers fetch them all
+  filtered   P publishers -> S subscribers on one topic, each with a content filter
+             ($filter/payload contains \"~pK~\"/...) that passes publisher K = s % P only:
+             every subscriber gets 1/P of the messages (needs a coremq broker)
 
 target:
   --host ADDR           broker address (default 127.0.0.1; loopback only, see --allow-remote)
@@ -69,6 +72,7 @@ pub enum Scenario {
     Connect,
     Idle,
     Retained,
+    Filtered,
 }
 
 impl Scenario {
@@ -81,6 +85,7 @@ impl Scenario {
             Scenario::Connect => "connect",
             Scenario::Idle => "idle",
             Scenario::Retained => "retained",
+            Scenario::Filtered => "filtered",
         }
     }
 
@@ -88,7 +93,11 @@ impl Scenario {
     pub fn streams(self) -> bool {
         matches!(
             self,
-            Scenario::FanOut | Scenario::FanIn | Scenario::Pairs | Scenario::Shared
+            Scenario::FanOut
+                | Scenario::FanIn
+                | Scenario::Pairs
+                | Scenario::Shared
+                | Scenario::Filtered
         )
     }
 }
@@ -328,6 +337,7 @@ fn apply(raw: &mut Raw, flag: &'static str, v: String) -> Result<(), ArgError> {
                 "connect" => Scenario::Connect,
                 "idle" => Scenario::Idle,
                 "retained" => Scenario::Retained,
+                "filtered" => Scenario::Filtered,
                 _ => {
                     return Err(invalid(
                         flag,
@@ -451,7 +461,7 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
     if raw.max_messages.is_some() && matches!(scenario, Retained | Idle) {
         return conflict("--max-messages", "it publishes a fixed set or nothing");
     }
-    if raw.topics.is_some() && matches!(scenario, FanIn | Pairs | Connect | Idle) {
+    if raw.topics.is_some() && matches!(scenario, FanIn | Pairs | Connect | Idle | Filtered) {
         return conflict("--topics", "its topics follow from the client counts");
     }
     if raw.username.is_none() && raw.password.is_some() && raw.version != Some(ProtocolVersion::V5)
@@ -465,8 +475,20 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         FanIn => (10, 1, 1),
         Shared => (2, 4, 1),
         Retained => (1, 4, 1000),
+        Filtered => (10, 100, 1),
         Pairs | Connect | Idle => (0, 0, 0),
     };
+    if scenario == Filtered
+        && raw
+            .payload
+            .is_some_and(|p| p < HEADER_LEN + FILTER_MARKER_LEN)
+    {
+        return Err(invalid(
+            "--payload",
+            &raw.payload.unwrap_or(0).to_string(),
+            "at least 41 for `filtered` (the 28-byte stamp and a 13-byte publisher marker)",
+        ));
+    }
     let publishers = raw.publishers.unwrap_or(publishers);
     let topics = raw.topics.unwrap_or(topics);
     if scenario == FanOut && topics > publishers.max(raw.subscribers.unwrap_or(subscribers)) {

@@ -87,6 +87,23 @@ pub fn template(len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// Room for the `filtered` scenario's marker, `~p<publisher>~`, right after the stamp.
+pub const FILTER_MARKER_LEN: usize = 13;
+
+/// The content filter that passes publisher `p`'s messages (and no other's) in the `filtered`
+/// scenario: `payload contains "~p<p>~"` (the marker `with_marker` writes).
+pub fn marker_filter(p: u32) -> String {
+    format!("payload contains \"~p{p}~\"")
+}
+
+/// `template` with publisher `p`'s marker after the stamp.
+pub fn with_marker(template: &Bytes, p: u32) -> Bytes {
+    let mut v = template.to_vec();
+    let marker = format!("~p{p}~");
+    v[HEADER_LEN..HEADER_LEN + marker.len()].copy_from_slice(marker.as_bytes());
+    Bytes::from(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

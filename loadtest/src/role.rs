@@ -81,6 +81,8 @@ pub struct Knobs<'a> {
 
 /// A publisher's state.
 pub struct Pub {
+    /// This publisher's own payload template (`filtered`: with its marker); else the run's.
+    pub payload: Option<bytes::Bytes>,
     pub id: u32,
     pub topics: Vec<TopicName>,
     pub retain: bool,
@@ -104,6 +106,7 @@ pub struct Pub {
 impl Pub {
     pub fn new(id: u32, topics: Vec<TopicName>, retain: bool, cap: u64) -> Pub {
         Pub {
+            payload: None,
             id,
             topics,
             retain,
@@ -172,7 +175,8 @@ impl Pub {
                 seq,
                 sent_ns,
             };
-            conn.publish(topic, k.qos, self.retain, k.payload, &stamp, t);
+            let payload = self.payload.as_ref().unwrap_or(k.payload);
+            conn.publish(topic, k.qos, self.retain, payload, &stamp, t);
             self.next_seq += 1;
             self.last_send_ns = t;
             counters.sent += 1;

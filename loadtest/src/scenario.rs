@@ -15,12 +15,14 @@ use crate::args::{Args, Scenario};
 /// What one client does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// Publishes `0..cap` to `topics[seq % topics.len()]`.
+    /// Publishes `0..cap` to `topics[seq % topics.len()]`; with `marker`, its payloads carry
+    /// its `~p<id>~` marker (`filtered`).
     Publisher {
         id: u32,
         topics: Vec<TopicName>,
         retain: bool,
         cap: u64,
+        marker: bool,
     },
     /// Subscribes to `filter`; `deferred` subscribers wait for the coordinator's signal
     /// (`retained`: subscribe after the retained messages are in place).
@@ -95,6 +97,7 @@ impl Plan {
             storm_cap: None,
             topics: args.topics.max(1),
         };
+        let marker = args.scenario == Scenario::Filtered;
         let publisher = |n: u32, topics: Vec<TopicName>, retain: bool, cap: u64| ClientSpec {
             client_id: id("p", n),
             role: Role::Publisher {
@@ -102,6 +105,7 @@ impl Plan {
                 topics,
                 retain,
                 cap,
+                marker,
             },
         };
         let (pubs, subs) = match args.scenario {
@@ -135,6 +139,9 @@ impl Plan {
                     let n = topics.len() as u64;
                     publisher(p, topics, true, n)
                 }
+                Scenario::Filtered => {
+                    publisher(p, vec![topic(&format!("{pre}/filtered"))?], false, cap)
+                }
                 Scenario::Connect | Scenario::Idle => unreachable!("no publishers"),
             };
             clients.push(spec);
@@ -147,6 +154,11 @@ impl Plan {
                 Scenario::Shared if plan.topics > 1 => format!("$share/lt/{pre}/shared/+"),
                 Scenario::Shared => format!("$share/lt/{pre}/shared/0"),
                 Scenario::Retained => format!("{pre}/retained/#"),
+                // coremq's $filter/ prefix, `"` and `~` need no encoding.
+                Scenario::Filtered => format!(
+                    "$filter/{}/{pre}/filtered",
+                    crate::payload::marker_filter(s % pubs.max(1))
+                ),
                 Scenario::Connect | Scenario::Idle => unreachable!("no subscribers"),
             };
             clients.push(ClientSpec {
@@ -187,6 +199,7 @@ impl Plan {
         match self.scenario {
             Scenario::FanOut => publisher % self.topics == unit as u32 % self.topics,
             Scenario::Pairs => publisher as usize == unit,
+            Scenario::Filtered => publisher == unit as u32 % self.publishers.max(1),
             Scenario::FanIn | Scenario::Shared | Scenario::Retained => true,
             Scenario::Connect | Scenario::Idle => false,
         }
@@ -257,6 +270,18 @@ mod tests {
         assert_eq!(topics_of(&p.clients[4]), ["lt/00c0ffee/fan-out/0"]);
         assert!(p.expects(0, 2) && !p.expects(0, 3) && p.expects(1, 3));
         assert_eq!(p.expected_deliveries(&[10, 5]), 10 * 2 + 5 * 2);
+    }
+
+    #[test]
+    fn filtered_subscribers_each_pass_one_publisher() {
+        let p = plan("--scenario filtered --publishers 3 --subscribers 4");
+        assert_eq!(topics_of(&p.clients[2]), ["lt/00c0ffee/filtered"]);
+        assert_eq!(
+            topics_of(&p.clients[6]),
+            [r#"$filter/payload contains "~p0~"/lt/00c0ffee/filtered"#]
+        );
+        assert!(p.expects(0, 3) && p.expects(1, 1) && !p.expects(0, 1));
+        assert_eq!(p.expected_deliveries(&[10, 10, 10]), 40);
     }
 
     #[test]

@@ -173,7 +173,14 @@ impl Worker {
                     topics,
                     retain,
                     cap,
-                } => Kind::Pub(Pub::new(id, topics, retain, cap)),
+                    marker,
+                } => {
+                    let mut p = Pub::new(id, topics, retain, cap);
+                    if marker {
+                        p.payload = Some(crate::payload::with_marker(&cfg.payload, id));
+                    }
+                    Kind::Pub(p)
+                }
                 Role::Subscriber {
                     id,
                     filter,
