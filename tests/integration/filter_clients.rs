@@ -1,8 +1,9 @@
 //! The README's content-filter examples, run with the clients a user would type them into:
 //! Mosquitto's `mosquitto_sub` / `mosquitto_pub` (Debian `mosquitto-clients`) with the 3.1.1
-//! `$filter/` prefix and with MQTT 5's `-D subscribe user-property filter …`, and Eclipse paho's
-//! Python client (`paho_filter.py`) with both forms. All of them are installed by `scripts/test`
-//! (the README's test command); without them these tests fail and name it — they never skip.
+//! `$filter/` prefix and with MQTT 5's `-D subscribe user-property filter …`, Eclipse paho's
+//! Python client (`paho_filter.py`) and MQTT.js (`mqttjs_filter.js`, the README's JavaScript
+//! example) with both forms. All of them are installed by `scripts/test` (the README's test
+//! command); without them these tests fail and name it — they never skip.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -184,40 +185,24 @@ const PAHO_SCRIPT: &str = concat!(
     "/tests/integration/paho_filter.py"
 );
 
-/// paho-mqtt (Python): a v5 subscriber with the `filter` user property and a 3.1.1 one with the
-/// prefix, on different shards from the publisher; the script prints what each received.
-#[test]
-fn paho_subscribes_with_both_forms() {
-    let status = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "paho-mqtt is missing: scripts/test (the README's test command) installs it"
-    );
-    let broker = TestBroker::start(2);
+/// Runs `program script args…` (killed after 20 s) and returns its standard output, panicking
+/// with its stderr when it fails.
+fn run_script(program: &str, script: &str, args: &[String]) -> String {
     let mut child = Spawned(
-        Command::new("python3")
-            .arg(PAHO_SCRIPT)
-            .args([
-                broker.port().to_string(),
-                broker.id_on(0, "psub5"),
-                broker.id_on(0, "psub3"),
-                broker.id_on(1, "ppub"),
-            ])
+        Command::new(program)
+            .arg(script)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("python3 starts"),
+            .unwrap_or_else(|e| panic!("{program} starts: {e}")),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "paho_filter.py overran 20 s");
+        assert!(Instant::now() < deadline, "{script} overran 20 s");
         thread::sleep(Duration::from_millis(20));
     };
     let mut out = String::new();
@@ -236,9 +221,65 @@ fn paho_subscribes_with_both_forms() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert!(status.success(), "paho_filter.py failed: {err}");
-    assert_eq!(
-        out.trim(),
-        r#"{"v311":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"],"v5":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"],"v5_suback":[1]}"#
+    assert!(status.success(), "{script} failed: {err}");
+    out
+}
+
+/// What both scripts print: each subscriber got the two passing messages, in order.
+const BOTH_FORMS: &str = r#"{"v311":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"],"v5":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"]"#;
+
+/// MQTT.js (npm `mqtt`, under target/npm): the README's example, both forms.
+#[test]
+fn mqttjs_subscribes_with_both_forms() {
+    let module = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/npm/node_modules/mqtt/package.json"
     );
+    assert!(
+        std::path::Path::new(module).exists(),
+        "MQTT.js is missing: scripts/test (the README's test command) installs it under target/npm"
+    );
+    require("node");
+    let broker = TestBroker::start(2);
+    let out = run_script(
+        "node",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/mqttjs_filter.js"
+        ),
+        &[
+            broker.port().to_string(),
+            broker.id_on(0, "jsub5"),
+            broker.id_on(0, "jsub3"),
+            broker.id_on(1, "jpub"),
+        ],
+    );
+    assert_eq!(out.trim(), format!("{BOTH_FORMS}}}"));
+}
+
+/// paho-mqtt (Python): a v5 subscriber with the `filter` user property and a 3.1.1 one with the
+/// prefix, on different shards from the publisher; the script prints what each received.
+#[test]
+fn paho_subscribes_with_both_forms() {
+    let status = Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "paho-mqtt is missing: scripts/test (the README's test command) installs it"
+    );
+    let broker = TestBroker::start(2);
+    let out = run_script(
+        "python3",
+        PAHO_SCRIPT,
+        &[
+            broker.port().to_string(),
+            broker.id_on(0, "psub5"),
+            broker.id_on(0, "psub3"),
+            broker.id_on(1, "ppub"),
+        ],
+    );
+    assert_eq!(out.trim(), format!(r#"{BOTH_FORMS},"v5_suback":[1]}}"#));
 }
