@@ -748,11 +748,16 @@ fn seeds_pass_the_checks() {
             panic!("seed {name}: {broken}");
         }
     }
+    for (name, data) in filter_seeds() {
+        if let Err(broken) = coremq::filter::fuzz_check::check(&data) {
+            panic!("seed {name}: {broken}");
+        }
+    }
 }
 
 /// Writes the seed corpora; run by hand after changing the seeds.
 #[test]
-#[ignore = "writes fuzz/corpus/{decode,topic,session}/"]
+#[ignore = "writes fuzz/corpus/{decode,topic,session,filter}/"]
 fn write_seed_corpus() {
     for (target, seeds) in [
         ("decode", seeds()),

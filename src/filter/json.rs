@@ -13,7 +13,7 @@
 //! slot 1 = "x"; `big` is walked (to validate) but nothing in it is kept.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -57,7 +57,19 @@ struct Paths {
 /// The JSON paths the filters of one shard read (shard-local; cloning shares it). Filters
 /// register their paths when compiled and release them when dropped.
 #[derive(Debug, Clone, Default)]
-pub struct Schema(Rc<RefCell<Paths>>);
+pub struct Schema(Rc<RefCell<Paths>>, Rc<Cell<u64>>);
+
+/// The values a scan found, by path id (sorted; only paths present in the payload, so the cost
+/// follows the payload, not the number of paths registered).
+pub type Found<'a> = Vec<(u32, JsonValue<'a>)>;
+
+/// The value of path `id` in what a scan found.
+pub fn lookup<'f, 'a>(found: &'f [(u32, JsonValue<'a>)], id: u32) -> Option<&'f JsonValue<'a>> {
+    found
+        .binary_search_by_key(&id, |(i, _)| *i)
+        .ok()
+        .map(|k| &found[k].1)
+}
 
 impl Schema {
     /// The id of `path`, counting one more user.
@@ -99,21 +111,34 @@ impl Schema {
         self.len() == 0
     }
 
-    /// Validates `payload` as JSON and returns the value at every registered path (indexed by
-    /// id), or `None` when it is not JSON (or nests deeper than `MAX_JSON_DEPTH`).
-    pub fn extract<'a>(&self, payload: &'a str) -> Option<Vec<Option<JsonValue<'a>>>> {
+    /// Validates `payload` as JSON and returns the values at the registered paths it has, or
+    /// `None` when it is not JSON (or nests deeper than `MAX_JSON_DEPTH`). A key given twice
+    /// keeps its last value, as serde_json does.
+    pub fn extract<'a>(&self, payload: &'a str) -> Option<Found<'a>> {
+        self.1.set(self.1.get() + 1);
         let paths = self.0.borrow();
-        let mut slots = vec![None; paths.refs.len()];
+        let mut found = Vec::new();
         let mut s = Scanner {
             b: payload.as_bytes(),
             src: payload,
             i: 0,
-            slots: &mut slots,
+            found: &mut found,
         };
         s.ws();
         s.value(Some(&paths.root), 0)?;
         s.ws();
-        (s.i == s.b.len()).then_some(slots)
+        if s.i != s.b.len() {
+            return None;
+        }
+        found.reverse();
+        found.sort_by_key(|(id, _)| *id);
+        found.dedup_by_key(|(id, _)| *id);
+        Some(found)
+    }
+
+    /// Payloads scanned so far with this schema (to check "at most once per message").
+    pub fn scans(&self) -> u64 {
+        self.1.get()
     }
 }
 
@@ -152,7 +177,7 @@ struct Scanner<'a, 's> {
     b: &'a [u8],
     src: &'a str,
     i: usize,
-    slots: &'s mut Vec<Option<JsonValue<'a>>>,
+    found: &'s mut Found<'a>,
 }
 
 impl<'a> Scanner<'a, '_> {
@@ -204,7 +229,7 @@ impl<'a> Scanner<'a, '_> {
             _ => JsonValue::Num(self.number()?),
         };
         if let Some(id) = keep {
-            self.slots[id as usize] = Some(v);
+            self.found.push((id, v));
         }
         Some(())
     }
@@ -420,13 +445,22 @@ mod tests {
         let b1 = schema.register(&[k("a"), k("b"), Segment::Index(1)]);
         let obj = schema.register(&[k("a")]);
         let esc = schema.register(&[k("e")]);
-        let slots = schema
-            .extract(r#" {"temp": -3.5e1, "a": {"b": ["w", "x"]}, "big": [1, {"temp": 9}], "e": "\u00e9\n\ud83d\ude00"} "#)
+        let missing = schema.register(&[k("missing")]);
+        let found = schema
+            .extract(r#" {"temp": -3.5e1, "a": {"b": ["w", "x"]}, "big": [1, {"temp": 9}], "e": "\u00e9\n\ud83d\ude00", "temp": -35} "#)
             .unwrap();
-        assert_eq!(slots[temp as usize], Some(JsonValue::Num(-35.0)));
-        assert_eq!(slots[b1 as usize], Some(JsonValue::Str("x".into())));
-        assert_eq!(slots[obj as usize], Some(JsonValue::Composite));
-        assert_eq!(slots[esc as usize], Some(JsonValue::Str("é\n😀".into())));
+        assert_eq!(lookup(&found, temp), Some(&JsonValue::Num(-35.0)));
+        assert_eq!(lookup(&found, b1), Some(&JsonValue::Str("x".into())));
+        assert_eq!(lookup(&found, obj), Some(&JsonValue::Composite));
+        assert_eq!(lookup(&found, esc), Some(&JsonValue::Str("é\n😀".into())));
+        assert_eq!(lookup(&found, missing), None);
+        assert_eq!(found.len(), 4, "only what the payload has: {found:?}");
+        let last = schema.extract(r#"{"temp": 1, "temp": 2}"#).unwrap();
+        assert_eq!(
+            lookup(&last, temp),
+            Some(&JsonValue::Num(2.0)),
+            "last value wins"
+        );
     }
 
     #[test]

@@ -68,6 +68,47 @@ pub enum Operand {
     Field(u32),
 }
 
+/// A `matches` pattern, compiled: `*` matches any run of characters, everything else itself.
+/// Matching is one left-to-right pass (each literal piece found with `memmem` after the previous
+/// one), so its time is linear in the text, whatever the pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Glob {
+    /// The literal pieces between the `*`s (first and last may be empty).
+    pieces: Vec<Box<[u8]>>,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Self {
+            pieces: pattern.split('*').map(|p| p.as_bytes().into()).collect(),
+        }
+    }
+
+    pub fn matches(&self, text: &[u8]) -> bool {
+        let Some((first, rest)) = self.pieces.split_first() else {
+            return text.is_empty();
+        };
+        let Some((last, middle)) = rest.split_last() else {
+            return text == &**first; // no `*` at all
+        };
+        if text.len() < first.len() + last.len()
+            || !text.starts_with(first)
+            || !text.ends_with(last)
+        {
+            return false;
+        }
+        // The middle pieces, leftmost first, between the prefix and the suffix.
+        let mut hay = &text[first.len()..text.len() - last.len()];
+        for piece in middle {
+            match memchr::memmem::find(hay, piece) {
+                Some(at) => hay = &hay[at + piece.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 /// The parsed expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
@@ -77,7 +118,7 @@ pub enum Node {
     Cmp(Operand, Cmp, Operand),
     In(Operand, Vec<Literal>),
     Contains(Operand, Box<str>),
-    Matches(Operand, Box<str>),
+    Matches(Operand, Glob),
     Exists(Operand),
     /// A bare operand: true when it is the boolean `true`.
     Truthy(Operand),
@@ -412,7 +453,7 @@ impl Parser<'_> {
                 Ok(if contains {
                     Node::Contains(left, s)
                 } else {
-                    Node::Matches(left, s)
+                    Node::Matches(left, Glob::new(&s))
                 })
             }
             _ => Ok(Node::Truthy(left)),
@@ -612,7 +653,7 @@ mod tests {
         );
         assert_eq!(
             ok(r#"content_type matches "application/*""#),
-            Node::Matches(Operand::ContentType, "application/*".into())
+            Node::Matches(Operand::ContentType, Glob::new("application/*"))
         );
     }
 

@@ -506,10 +506,18 @@ impl Shard {
         let content = self.compile_filter(spec)?;
         // [MQTT-3.2.2-9] grant at most the server's Maximum QoS.
         options.qos = options.qos.min(max_qos(self.config.max_qos));
-        self.with_session(client, |sess| {
+        let held = self.with_session(client, |sess| {
             sess.subscriptions.insert(key.clone(), (options, id));
             self.keep_subscription(sess, key, options, id);
         });
+        if held.is_none() {
+            // The session was taken over by another connection: no session would hold this
+            // subscription, so it must not enter the trie (nothing would ever remove it).
+            return Err((
+                ReasonCode::UNSPECIFIED_ERROR,
+                "the session was taken over".into(),
+            ));
+        }
         if filter.is_shared() {
             // [MQTT-4.8.2] one member of the group gets each message; retained messages are not
             // sent to shared subscriptions.
