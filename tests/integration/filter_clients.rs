@@ -5,13 +5,17 @@
 //! example) with both forms. All of them are installed by `scripts/test` (the README's test
 //! command); without them these tests fail and name it — they never skip.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::TestBroker;
+use crate::run_script;
+
+/// How long a client script may run.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(20);
 
 /// A child process this test started, killed (by its own pid) if still running when dropped.
 struct Spawned(Child);
@@ -185,46 +189,6 @@ const PAHO_SCRIPT: &str = concat!(
     "/tests/integration/paho_filter.py"
 );
 
-/// Runs `program script args…` (killed after 20 s) and returns its standard output, panicking
-/// with its stderr when it fails.
-fn run_script(program: &str, script: &str, args: &[String]) -> String {
-    let mut child = Spawned(
-        Command::new(program)
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} starts: {e}")),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "{script} overran 20 s");
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{script} failed: {err}");
-    out
-}
-
 /// What both scripts print: each subscriber got the two passing messages, in order.
 const BOTH_FORMS: &str = r#"{"v311":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"],"v5":["{\"temp\": 31, \"site\": \"north\"}","{\"temp\": 35, \"site\": \"north\", \"end\": 1}"]"#;
 
@@ -253,6 +217,7 @@ fn mqttjs_subscribes_with_both_forms() {
             broker.id_on(0, "jsub3"),
             broker.id_on(1, "jpub"),
         ],
+        SCRIPT_LIMIT,
     );
     assert_eq!(out.trim(), format!("{BOTH_FORMS}}}"));
 }
@@ -261,15 +226,7 @@ fn mqttjs_subscribes_with_both_forms() {
 /// prefix, on different shards from the publisher; the script prints what each received.
 #[test]
 fn paho_subscribes_with_both_forms() {
-    let status = Command::new("python3")
-        .args(["-c", "import paho.mqtt.client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "paho-mqtt is missing: scripts/test (the README's test command) installs it"
-    );
+    crate::paho::require_paho();
     let broker = TestBroker::start(2);
     let out = run_script(
         "python3",
@@ -280,6 +237,7 @@ fn paho_subscribes_with_both_forms() {
             broker.id_on(0, "psub3"),
             broker.id_on(1, "ppub"),
         ],
+        SCRIPT_LIMIT,
     );
     assert_eq!(out.trim(), format!(r#"{BOTH_FORMS},"v5_suback":[1]}}"#));
 }

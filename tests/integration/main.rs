@@ -25,6 +25,52 @@ use coremq::protocol::{ClientId, Connect, ConnectProperties, Packet, ProtocolVer
 
 use common::{RawClient, TestBroker, PATIENCE};
 
+/// Runs `program script args…` and returns its standard output; panics with its stderr if it
+/// fails or overruns `limit` (then it is killed — only this child, by its pid).
+pub fn run_script(
+    program: &str,
+    script: &str,
+    args: &[String],
+    limit: std::time::Duration,
+) -> String {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(program)
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within {limit:?}");
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{script} failed ({status}):\n{err}");
+    out
+}
+
 /// A raw client that connected to `broker` as `id` (clean session, keep alive 60 s) and got a
 /// successful CONNACK; `tweak` adjusts the CONNECT first (e.g. to add a will).
 pub fn raw_connect_with(

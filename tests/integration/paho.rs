@@ -5,11 +5,11 @@
 //! Needs `python3` with paho-mqtt 2.x, which `scripts/test` (the README's test command) installs;
 //! without them the test fails and names that script — it never skips.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::TestBroker;
+use crate::run_script;
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -19,7 +19,7 @@ const SCRIPT: &str = concat!(
 /// How long the script may run (it gives up by itself after 5 s per step).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(20);
 
-fn require_paho() {
+pub fn require_paho() {
     let status = Command::new("python3")
         .args(["-c", "import paho.mqtt.client"])
         .stdout(Stdio::null())
@@ -36,48 +36,6 @@ fn require_paho() {
             "the paho interop test needs python3 with paho-mqtt, which scripts/test installs: {e}"
         ),
     }
-}
-
-/// Runs the script and returns its standard output; panics with its stderr if it fails or
-/// overruns `SCRIPT_LIMIT` (then it is killed — only this child, by its pid).
-fn run_script(args: &[String]) -> String {
-    let mut child = Command::new("python3")
-        .arg(SCRIPT)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 starts");
-    let deadline = Instant::now() + SCRIPT_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for python3") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("paho_interop.py did not finish within {SCRIPT_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(
-        status.success(),
-        "paho_interop.py failed ({status}):\n{err}"
-    );
-    out
 }
 
 /// The JSON the script prints when everything works, for one protocol version. Keys are sorted;
@@ -115,11 +73,16 @@ fn expected(version: &str, v5: bool) -> String {
 fn paho_mqtt_3_1_1_and_5_interop_across_shards() {
     require_paho();
     let broker = TestBroker::start(2);
-    let out = run_script(&[
-        broker.port().to_string(),
-        broker.id_on(0, "paho-sub"),
-        broker.id_on(1, "paho-pub"),
-    ]);
+    let out = run_script(
+        "python3",
+        SCRIPT,
+        &[
+            broker.port().to_string(),
+            broker.id_on(0, "paho-sub"),
+            broker.id_on(1, "paho-pub"),
+        ],
+        SCRIPT_LIMIT,
+    );
     let want = format!("{{{},{}}}", expected("v311", false), expected("v5", true));
     assert_eq!(out.trim(), want);
 }

@@ -86,8 +86,8 @@ class Peer:
                     fail(f"timed out waiting for {what}")
                 self.cond.wait(left)
 
-    def subscribe(self, topic, qos):
-        result, mid = self.client.subscribe(topic, qos)
+    def subscribe(self, topic, qos, properties=None):
+        result, mid = self.client.subscribe(topic, qos, properties=properties)
         if result != mqtt.MQTT_ERR_SUCCESS:
             fail(f"subscribe {topic}: {mqtt.error_string(result)}")
         self.wait(lambda: mid in self.subacks, f"SUBACK for {topic}")
