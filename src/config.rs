@@ -603,10 +603,11 @@ pub static FLAGS: &[Flag] = &[
         name: "COREMQ_FLOW_CONTROL",
         default: "true",
         accepts: "true or false",
-        help: "When a connected subscriber that keeps acknowledging falls behind (its queue past \
-               half of COREMQ_MAX_QUEUED_MESSAGES), stop reading from the publishers feeding it \
-               until it is back under a quarter, so acknowledged QoS 1/2 messages are not dropped \
-               (meanwhile only COREMQ_MAX_QUEUED_BYTES bounds its queue). A subscriber that \
+        help: "When a connected subscriber that keeps acknowledging falls behind (its queue \
+               holding more than 5 ms of what it acknowledges per second: at least 64 messages, \
+               at most half of COREMQ_MAX_QUEUED_MESSAGES), stop reading from the publishers \
+               feeding it until it is back under half that, so acknowledged QoS 1/2 messages are \
+               not dropped (meanwhile only COREMQ_MAX_QUEUED_BYTES bounds its queue). A subscriber that \
                acknowledges nothing for 1 s is a slow consumer: it holds nobody back and its \
                queue overflows (counted drops) instead. false: never slow publishers down; queues \
                overflow.",
