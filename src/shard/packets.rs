@@ -13,9 +13,8 @@ use super::Shard;
 use crate::auth::AuthStep;
 use crate::message::{Delivery, Message};
 use crate::protocol::{
-    AckProperties, Auth, AuthProperties, Disconnect, MqttString, Packet, PacketId, Publish,
-    PublishAck, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
-    TopicFilter, Unsubscribe,
+    AckProperties, Auth, AuthProperties, Disconnect, Packet, PacketId, Publish, PublishAck, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe,
 };
 use crate::session::Link;
 
@@ -473,7 +472,12 @@ impl Shard {
         // Subscriptions live long: copy the filter out of the SUBSCRIBE's read buffer.
         let filter = &spec.topic;
         let filter = &TopicFilter::copy_from(filter.as_str()).unwrap_or_else(|_| filter.clone());
-        let key = &MqttString::copy_from(spec.key.as_str()).unwrap_or_else(|_| spec.key.clone());
+        // The session's key: the filter itself (one allocation for both) unless it has an
+        // expression (then `$filter/…`, already a copy).
+        let key = &match spec.expression {
+            None => filter.as_mqtt_str().clone(),
+            Some(_) => spec.key.clone(),
+        };
         if !self.topic_within_limits(filter.filter()) {
             return Err((
                 ReasonCode::TOPIC_FILTER_INVALID,
