@@ -24,6 +24,9 @@ pub struct Counters {
     /// PUBLISH packets the ACL kept from being routed, and deliveries it kept from a subscriber.
     denied_publish: Cell<u64>,
     denied_delivery: Cell<u64>,
+    /// Content filter evaluations: the message passed / did not pass the subscription's filter.
+    filter_passed: Cell<u64>,
+    filter_failed: Cell<u64>,
     /// Successful logins (CONNECTs accepted).
     logins: Cell<u64>,
     /// Time the shard's executor spent running (not sleeping).
@@ -47,6 +50,8 @@ impl Default for Counters {
             too_large: Cell::new(0),
             denied_publish: Cell::new(0),
             denied_delivery: Cell::new(0),
+            filter_passed: Cell::new(0),
+            filter_failed: Cell::new(0),
             logins: Cell::new(0),
             busy: Cell::new(Duration::ZERO),
             latency: RefCell::new(latency_histogram()),
@@ -101,6 +106,18 @@ impl Counters {
         add(&self.denied_delivery, 1);
     }
 
+    /// One content filter evaluated against a message.
+    pub fn filtered(&self, passed: bool) {
+        add(
+            if passed {
+                &self.filter_passed
+            } else {
+                &self.filter_failed
+            },
+            1,
+        );
+    }
+
     pub fn login(&self) {
         add(&self.logins, 1);
     }
@@ -134,6 +151,8 @@ impl Counters {
         s.dropped.too_large = self.too_large.get();
         s.dropped.denied = self.denied_delivery.get();
         s.denied_publish = self.denied_publish.get();
+        s.filter_passed = self.filter_passed.get();
+        s.filter_failed = self.filter_failed.get();
         s.logins = self.logins.get();
         s.busy_seconds = self.busy.get().as_secs_f64();
         s.latency.clone_from(&self.latency.borrow());

@@ -257,6 +257,14 @@ fn losses(o: &mut Out, shards: &[ShardSnapshot]) {
         "PUBLISH packets the ACL kept from being routed.",
     );
     o.per_shard(name, shards, &[], |s| s.denied_publish);
+    let name = "coremq_filter_evaluations_total";
+    o.family(
+        name,
+        "counter",
+        "Content filter evaluations (one per message and filtered subscription), by result.",
+    );
+    o.per_shard(name, shards, &[("result", "passed")], |s| s.filter_passed);
+    o.per_shard(name, shards, &[("result", "failed")], |s| s.filter_failed);
     counter_by(
         o,
         shards,

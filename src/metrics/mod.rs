@@ -94,6 +94,9 @@ pub struct ShardSnapshot {
     pub dropped: Dropped,
     /// PUBLISH packets the ACL kept from being routed.
     pub denied_publish: u64,
+    /// Content filter evaluations that passed and that did not.
+    pub filter_passed: u64,
+    pub filter_failed: u64,
     pub refused: Refusals,
     pub logins: u64,
     /// Messages and batches this shard sent to each shard (by index; its own stays 0).

@@ -136,7 +136,14 @@ impl Shard {
         message: &'m Message,
         subject: &OnceCell<Subject<'m>>,
     ) -> bool {
-        filter.matches(subject.get_or_init(|| self.subject(message)))
+        self.evaluate(filter, subject.get_or_init(|| self.subject(message)))
+    }
+
+    /// Evaluates `filter` on `subject`, counted in the metrics.
+    pub(super) fn evaluate(&self, filter: &Filter, subject: &Subject<'_>) -> bool {
+        let passed = filter.matches(subject);
+        self.counters().filtered(passed);
+        passed
     }
 
     /// `message` as this shard's filters see it.

@@ -575,7 +575,7 @@ impl Shard {
                 }
                 // [filter] retained messages pass the subscription's content filter too.
                 if let Some(f) = &sub.content {
-                    if !f.matches(&self.subject(&m)) {
+                    if !self.evaluate(f, &self.subject(&m)) {
                         continue;
                     }
                 }

@@ -394,7 +394,7 @@ impl Shard {
                 }))
                 && m.content
                     .as_ref()
-                    .is_none_or(|f| f.matches(subject.get_or_init(|| self.subject(message))))
+                    .is_none_or(|f| self.passes(f, message, &subject))
         };
         let able = |m: &Member| {
             let qos = message.qos.min(m.options.qos);

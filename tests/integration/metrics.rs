@@ -358,3 +358,44 @@ fn a_metrics_address_in_use_stops_start_up_naming_the_flag() {
         .to_string();
     assert!(err.contains("COREMQ_METRICS_LISTEN"), "{err}");
 }
+
+/// Content filters are counted per evaluation and result: a subscription whose filter two
+/// messages pass and one fails (plus one retained message it passes on SUBSCRIBE).
+#[test]
+fn filter_evaluations_are_counted_by_result() {
+    let broker = observed_broker();
+    let mut publisher = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(1, "fpub"),
+        true,
+    );
+    publisher.send(&{
+        let mut p = publish_packet("f/r", br#"{"n": 5}"#, QoS::AtLeastOnce, 1);
+        if let Packet::Publish(p) = &mut p {
+            p.retain = true;
+        }
+        p
+    });
+    publisher.finish_publish(packet_id(1), QoS::AtLeastOnce);
+    let mut sub = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(0, "fsub"),
+        true,
+    );
+    subscribe(&mut sub, "$filter/n > 1/f/#", QoS::AtMostOnce);
+    assert_eq!(&sub.expect_publish().payload[..], br#"{"n": 5}"#);
+    for m in [r#"{"n": 2}"#, r#"{"n": 0}"#, r#"{"n": 3}"#] {
+        publish(&mut publisher, "f/x", m, QoS::AtMostOnce);
+    }
+    for want in [r#"{"n": 2}"#, r#"{"n": 3}"#] {
+        assert_eq!(&sub.expect_publish().payload[..], want.as_bytes());
+    }
+    let m = scrape_until(&broker, "the filter evaluations counted", |s| {
+        s.sum("coremq_filter_evaluations_total", &[]) == 4.0
+    });
+    let passed = m.sum("coremq_filter_evaluations_total", &[("result", "passed")]);
+    let failed = m.sum("coremq_filter_evaluations_total", &[("result", "failed")]);
+    assert_eq!((passed, failed), (3.0, 1.0));
+}
