@@ -41,6 +41,9 @@ load:
   --topics N            topics (fan-out groups, shared topics, retained messages)
   --publishers N        --subscribers N     --pairs N     --connections N
   --inflight N          closed loop: unacknowledged messages per publisher (default 16)
+  --placement same|cross  pairs against coremq: each pair's two clients on the same shard, or on
+                        different ones (client ids chosen by coremq's home-shard hash)
+  --shards N            the coremq broker's shard count, for --placement (default: CPUs here)
   --rate MSGS_PER_SEC   open loop: fixed total rate, latency from the intended send time
   --max-messages N      stop publishing after N messages in total (connects for `connect`)
   --threads N           pinned worker threads (default: one per CPU)
@@ -102,6 +105,13 @@ impl Scenario {
     }
 }
 
+/// Where a pair's two clients land on a coremq broker's shards (`--placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Same,
+    Cross,
+}
+
 /// The validated command line, with scenario defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {
@@ -120,6 +130,9 @@ pub struct Args {
     pub subscribers: u32,
     /// `pairs` scenario: publisher/subscriber pairs.
     pub pairs: u32,
+    /// `pairs` against coremq: put each pair's publisher and subscriber on the same shard or on
+    /// different ones, for a broker with `shards` shards (client ids are chosen to hash so).
+    pub placement: Option<(Placement, usize)>,
     /// `connect`: concurrent connect loops; `idle`: connections held.
     pub connections: u32,
     pub inflight: u32,
@@ -196,6 +209,8 @@ struct Raw {
     publishers: Option<u32>,
     subscribers: Option<u32>,
     pairs: Option<u32>,
+    placement: Option<Placement>,
+    shards: Option<usize>,
     connections: Option<u32>,
     inflight: Option<u32>,
     rate: Option<u64>,
@@ -263,6 +278,8 @@ fn known_flag(name: &str) -> Option<&'static str> {
         "--publishers",
         "--subscribers",
         "--pairs",
+        "--placement",
+        "--shards",
         "--connections",
         "--inflight",
         "--rate",
@@ -379,6 +396,14 @@ fn apply(raw: &mut Raw, flag: &'static str, v: String) -> Result<(), ArgError> {
         "--publishers" => raw.publishers = Some(int(flag, &v, 1, 100_000, COUNT)?),
         "--subscribers" => raw.subscribers = Some(int(flag, &v, 1, 100_000, COUNT)?),
         "--pairs" => raw.pairs = Some(int(flag, &v, 1, 100_000, COUNT)?),
+        "--placement" => {
+            raw.placement = Some(match v.as_str() {
+                "same" => Placement::Same,
+                "cross" => Placement::Cross,
+                _ => return Err(invalid(flag, &v, "same or cross")),
+            })
+        }
+        "--shards" => raw.shards = Some(int(flag, &v, 1, 1024, "an integer from 1 to 1024")?),
         "--connections" => raw.connections = Some(int(flag, &v, 1, 100_000, COUNT)?),
         "--inflight" => {
             raw.inflight = Some(int(flag, &v, 1, 65_535, "an integer from 1 to 65535")?)
@@ -446,6 +471,15 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
     };
     if raw.pairs.is_some() && scenario != Pairs {
         return conflict("--pairs", "only `pairs` has pairs");
+    }
+    if (raw.placement.is_some() || raw.shards.is_some()) && scenario != Pairs {
+        return conflict("--placement/--shards", "only `pairs` places pairs");
+    }
+    let shards = raw.shards.unwrap_or(cpus.max(1));
+    if raw.placement == Some(Placement::Cross) && shards < 2 {
+        return Err(ArgError::Conflict(
+            "--placement cross needs --shards 2 or more".to_string(),
+        ));
     }
     if raw.connections.is_some() && !matches!(scenario, Connect | Idle) {
         return conflict("--connections", "use --publishers / --subscribers");
@@ -528,6 +562,7 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         publishers,
         subscribers: raw.subscribers.unwrap_or(subscribers),
         pairs: raw.pairs.unwrap_or(if scenario == Pairs { 10 } else { 0 }),
+        placement: raw.placement.map(|p| (p, shards)),
         connections: raw.connections.unwrap_or(match scenario {
             Connect => 50,
             Idle => 1000,

@@ -10,7 +10,7 @@
 
 use coremq::protocol::{TopicFilter, TopicName};
 
-use crate::args::{Args, Scenario};
+use crate::args::{Args, Placement, Scenario};
 
 /// What one client does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,17 @@ fn topic(s: &str) -> Result<TopicName, String> {
 
 fn filter(s: &str) -> Result<TopicFilter, String> {
     TopicFilter::copy_from(s).map_err(|e| format!("filter {s:?}: {e:?}"))
+}
+
+/// `base`, or `base-1`, `base-2`, … : the first whose home shard on a coremq broker with `shards`
+/// shards is (`Same`) or is not (`Cross`) the home shard of `partner`.
+fn placed(base: &str, partner: &str, placement: Placement, shards: usize) -> String {
+    let home = |id: &str| coremq::mesh::home_shard(id.as_bytes(), shards);
+    let want = |id: &str| (home(id) == home(partner)) == (placement == Placement::Same);
+    std::iter::once(base.to_string())
+        .chain((1..).map(|k| format!("{base}-{k}")))
+        .find(|id| want(id))
+        .unwrap_or_else(|| base.to_string())
 }
 
 /// Publisher `p`'s share of a total cap, split as evenly as possible.
@@ -161,8 +172,14 @@ impl Plan {
                 ),
                 Scenario::Connect | Scenario::Idle => unreachable!("no subscribers"),
             };
+            let client_id = match (args.scenario, args.placement) {
+                (Scenario::Pairs, Some((placement, shards))) => {
+                    placed(&id("s", s), &id("p", s), placement, shards)
+                }
+                _ => id("s", s),
+            };
             clients.push(ClientSpec {
-                client_id: id("s", s),
+                client_id,
                 role: Role::Subscriber {
                     id: s,
                     filter: filter(&f)?,
@@ -282,6 +299,21 @@ mod tests {
         );
         assert!(p.expects(0, 3) && p.expects(1, 1) && !p.expects(0, 1));
         assert_eq!(p.expected_deliveries(&[10, 10, 10]), 40);
+    }
+
+    #[test]
+    fn pairs_placement_picks_ids_on_the_same_or_other_shard() {
+        use coremq::mesh::home_shard;
+        for (placement, same) in [("same", true), ("cross", false)] {
+            let p = plan(&format!(
+                "--scenario pairs --pairs 20 --placement {placement} --shards 3"
+            ));
+            for k in 0..20 {
+                let (publ, sub) = (&p.clients[k].client_id, &p.clients[20 + k].client_id);
+                let on = |id: &String| home_shard(id.as_bytes(), 3);
+                assert_eq!(on(publ) == on(sub), same, "{publ} {sub}");
+            }
+        }
     }
 
     #[test]
