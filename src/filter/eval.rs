@@ -9,6 +9,7 @@
 //! never ordered. Numbers compare as f64, strings by bytes.
 
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 use super::json::{lookup, Found, JsonValue, Schema};
 #[cfg(test)]
@@ -29,7 +30,7 @@ pub struct Subject<'m> {
     /// The topic's levels, split once for every `topic[n]`.
     levels: OnceCell<Vec<&'m str>>,
     text: OnceCell<Option<&'m str>>,
-    json: OnceCell<Option<Found<'m>>>,
+    json: OnceCell<Option<Rc<Found<'m>>>>,
 }
 
 impl<'m> Subject<'m> {
@@ -65,8 +66,33 @@ impl<'m> Subject<'m> {
     /// The registered paths' values, if the payload is JSON (scanned at most once).
     fn json(&self) -> Option<&[(u32, JsonValue<'m>)]> {
         self.json
-            .get_or_init(|| self.text().and_then(|t| self.schema.extract(t)))
+            .get_or_init(|| {
+                self.text()
+                    .and_then(|t| self.schema.extract(t))
+                    .map(Rc::new)
+            })
             .as_deref()
+            .map(Vec::as_slice)
+    }
+
+    /// Gives this subject the result of an earlier scan of the same payload with the same
+    /// schema (see `Schema::version`), so it is not scanned again.
+    pub fn seed(&self, scan: Option<Rc<Found<'m>>>) {
+        let _ = self.json.set(scan);
+    }
+
+    /// What scanning found, if this subject's payload was scanned, as an owned copy that outlives
+    /// the payload borrow (`None`: not scanned; `Some(None)`: not JSON).
+    pub fn scan_result(&self) -> Option<Option<Rc<Found<'static>>>> {
+        let scan = self.json.get()?;
+        Some(scan.as_ref().map(|found| {
+            Rc::new(
+                found
+                    .iter()
+                    .map(|(id, v)| (*id, v.clone().into_owned()))
+                    .collect(),
+            )
+        }))
     }
 
     fn kind(&self) -> &'static str {

@@ -33,6 +33,19 @@ pub enum JsonValue<'a> {
     Composite,
 }
 
+impl JsonValue<'_> {
+    /// The same value, owning its string.
+    pub fn into_owned(self) -> JsonValue<'static> {
+        match self {
+            JsonValue::Null => JsonValue::Null,
+            JsonValue::Bool(b) => JsonValue::Bool(b),
+            JsonValue::Num(n) => JsonValue::Num(n),
+            JsonValue::Str(s) => JsonValue::Str(Cow::Owned(s.into_owned())),
+            JsonValue::Composite => JsonValue::Composite,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PathNode {
     keys: HashMap<Box<str>, PathNode>,
@@ -57,7 +70,7 @@ struct Paths {
 /// The JSON paths the filters of one shard read (shard-local; cloning shares it). Filters
 /// register their paths when compiled and release them when dropped.
 #[derive(Debug, Clone, Default)]
-pub struct Schema(Rc<RefCell<Paths>>, Rc<Cell<u64>>);
+pub struct Schema(Rc<RefCell<Paths>>, Rc<Cell<u64>>, Rc<Cell<u64>>);
 
 /// The values a scan found, by path id (sorted; only paths present in the payload, so the cost
 /// follows the payload, not the number of paths registered).
@@ -83,6 +96,10 @@ impl Schema {
                 Segment::Index(i) => node.indexes.entry(*i).or_default(),
             };
         }
+        if node.id.is_none() {
+            // A new path: scans made before did not look for it.
+            self.2.set(self.2.get() + 1);
+        }
         let id = *node.id.get_or_insert_with(|| match paths.free.pop() {
             Some(id) => id,
             None => {
@@ -98,7 +115,11 @@ impl Schema {
     pub(super) fn release(&self, path: &[Segment]) {
         let mut paths = self.0.borrow_mut();
         let paths = &mut *paths;
+        let freed = paths.free.len();
         release_rec(&mut paths.root, path, &mut paths.refs, &mut paths.free);
+        if paths.free.len() != freed {
+            self.2.set(self.2.get() + 1);
+        }
     }
 
     /// Number of distinct paths registered.
@@ -139,6 +160,13 @@ impl Schema {
     /// Payloads scanned so far with this schema (to check "at most once per message").
     pub fn scans(&self) -> u64 {
         self.1.get()
+    }
+
+    /// Changes whenever the set of paths does (a path registered for the first time, or its
+    /// last user gone): a scan result is valid for later subjects only under the version it was
+    /// made with.
+    pub fn version(&self) -> u64 {
+        self.2.get()
     }
 }
 
@@ -506,14 +534,20 @@ mod tests {
     #[test]
     fn paths_are_refcounted_and_ids_reused() {
         let schema = Schema::default();
+        let v0 = schema.version();
         let a = schema.register(&[k("a"), k("b")]);
+        let v1 = schema.version();
+        assert_ne!(v1, v0, "a new path changes the version");
         assert_eq!(schema.register(&[k("a"), k("b")]), a);
+        assert_eq!(schema.version(), v1, "one more user of a path does not");
         let c = schema.register(&[k("c")]);
         assert_eq!(schema.len(), 2);
         schema.release(&[k("a"), k("b")]);
         assert_eq!(schema.len(), 2);
+        let v2 = schema.version();
         schema.release(&[k("a"), k("b")]);
         assert_eq!(schema.len(), 1);
+        assert_ne!(schema.version(), v2, "a path gone changes it");
         assert!(!schema.0.borrow().root.keys.contains_key("a"), "pruned");
         let d = schema.register(&[Segment::Index(3)]);
         assert_eq!(d, a, "freed id reused");

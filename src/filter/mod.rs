@@ -27,7 +27,7 @@ mod parse;
 use std::fmt;
 
 pub use eval::Subject;
-pub use json::{Schema, MAX_JSON_DEPTH};
+pub use json::{Found, JsonValue, Schema, MAX_JSON_DEPTH};
 
 use parse::{Node, Operand};
 

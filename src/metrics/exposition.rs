@@ -265,6 +265,13 @@ fn losses(o: &mut Out, shards: &[ShardSnapshot]) {
     );
     o.per_shard(name, shards, &[("result", "passed")], |s| s.filter_passed);
     o.per_shard(name, shards, &[("result", "failed")], |s| s.filter_failed);
+    let name = "coremq_filter_payload_scans_total";
+    o.family(
+        name,
+        "counter",
+        "Payloads scanned as JSON for content filters (at most once per message per shard).",
+    );
+    o.per_shard(name, shards, &[], |s| s.filter_scans);
     counter_by(
         o,
         shards,

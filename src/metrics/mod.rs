@@ -97,6 +97,8 @@ pub struct ShardSnapshot {
     /// Content filter evaluations that passed and that did not.
     pub filter_passed: u64,
     pub filter_failed: u64,
+    /// Payloads scanned as JSON for content filters.
+    pub filter_scans: u64,
     pub refused: Refusals,
     pub logins: u64,
     /// Messages and batches this shard sent to each shard (by index; its own stays 0).

@@ -13,7 +13,9 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use super::Shard;
-use crate::filter::{self, Filter, FilterError, Limits, Subject};
+use bytes::Bytes;
+
+use crate::filter::{self, Filter, FilterError, Found, Limits, Subject};
 use crate::message::Message;
 use crate::protocol::{MqttString, ReasonCode, TopicFilter, UserProperty};
 
@@ -146,7 +148,8 @@ impl Shard {
         passed
     }
 
-    /// `message` as this shard's filters see it.
+    /// `message` as this shard's filters see it; with the last scan's result when it was of the
+    /// same payload (see `remember_scan`).
     pub(super) fn subject<'m>(&'m self, message: &'m Message) -> Subject<'m> {
         let mut s = Subject::new(message.topic.as_str(), &message.payload, &self.schema);
         s.qos = message.qos as u8;
@@ -154,7 +157,53 @@ impl Shard {
         s.content_type = message.properties.content_type.as_ref().map(|c| c.as_str());
         s.payload_format = message.properties.payload_format_indicator;
         s.user_properties = &message.properties.user_properties;
+        if let Some(last) = &*self.last_scan.borrow() {
+            if last.is_of(&message.payload, self.schema.version()) {
+                s.seed(last.found.clone());
+            }
+        }
         s
+    }
+
+    /// Keeps what `subject`'s scan found, if it scanned, for the shared groups this shard will
+    /// choose members of for the same message (a step of its own, after the local deliveries):
+    /// so the payload is scanned once per shard however many subscriptions and groups test it.
+    /// Only when this shard has shared groups: nothing else asks again.
+    pub(super) fn remember_scan(&self, message: &Message, subject: &Subject<'_>) {
+        if self.shared.borrow().local_groups() == 0 {
+            return;
+        }
+        if self
+            .last_scan
+            .borrow()
+            .as_ref()
+            .is_some_and(|last| last.is_of(&message.payload, self.schema.version()))
+        {
+            return;
+        }
+        if let Some(found) = subject.scan_result() {
+            *self.last_scan.borrow_mut() = Some(LastScan {
+                payload: message.payload.clone(),
+                version: self.schema.version(),
+                found,
+            });
+        }
+    }
+}
+
+/// The last payload a shard scanned for its filters and what the scan found (`None`: not
+/// JSON). Holds a reference to the payload, which is how it is recognised.
+pub(super) struct LastScan {
+    payload: Bytes,
+    version: u64,
+    found: Option<Rc<Found<'static>>>,
+}
+
+impl LastScan {
+    fn is_of(&self, payload: &Bytes, version: u64) -> bool {
+        self.version == version
+            && self.payload.as_ptr() == payload.as_ptr()
+            && self.payload.len() == payload.len()
     }
 }
 

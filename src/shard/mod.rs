@@ -124,6 +124,8 @@ pub struct Shard {
     shared: RefCell<SharedGroups>,
     /// The JSON paths this shard's content filters read (`filtering.rs`).
     schema: crate::filter::Schema,
+    /// The last payload scanned for them, for the shared groups' step (`filtering.rs`).
+    last_scan: RefCell<Option<filtering::LastScan>>,
     flow: Flow,
     guards: RefCell<guard::Guards>,
     barriers: RefCell<Barriers>,
@@ -150,6 +152,7 @@ impl Shard {
             retained: RefCell::default(),
             shared: RefCell::default(),
             schema: crate::filter::Schema::default(),
+            last_scan: RefCell::default(),
             flow: Flow::default(),
             guards: RefCell::new(guards),
             barriers: RefCell::default(),
@@ -272,6 +275,7 @@ impl Shard {
             }
         }
         s.shared_groups = self.shared.borrow().local_groups() as u64;
+        s.filter_scans = self.schema.scans();
         let retained = self.retained.borrow();
         s.retained_messages = retained.len() as u64;
         s.retained_bytes = retained.bytes() as u64;

@@ -121,6 +121,9 @@ impl Shard {
                     matches.push(s);
                 }
             });
+        if let Some(subject) = subject.get() {
+            self.remember_scan(message, subject);
+        }
         if matches.len() > 1 {
             matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         }

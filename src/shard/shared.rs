@@ -421,7 +421,13 @@ impl Shard {
             subscription_ids: m.id.into_iter().collect(),
             group: Some(group.clone()),
         };
-        Some((m.client_id.clone(), delivery))
+        let picked = (m.client_id.clone(), delivery);
+        drop((shared, clients));
+        if let Some(subject) = subject.get() {
+            // Another group may test the same message next: one scan per shard.
+            self.remember_scan(message, subject);
+        }
+        Some(picked)
     }
 
     /// Delivers a shared message to the member chosen for it.

@@ -399,3 +399,46 @@ fn filter_evaluations_are_counted_by_result() {
     let failed = m.sum("coremq_filter_evaluations_total", &[("result", "failed")]);
     assert_eq!((passed, failed), (3.0, 1.0));
 }
+
+/// "At most once per message per shard": a message tested by a plain filtered subscription and
+/// by two filtered shared groups, all on one shard, is scanned as JSON once there (and not at all
+/// on the publisher's shard, which has no filters).
+#[test]
+fn a_payload_is_scanned_once_per_shard_for_subscriptions_and_shared_groups() {
+    let broker = observed_broker();
+    let mut plain = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(0, "sc-a"),
+        true,
+    );
+    subscribe(&mut plain, "$filter/n > 1/s/#", QoS::AtMostOnce);
+    let mut g1 = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(0, "sc-b"),
+        true,
+    );
+    subscribe(&mut g1, "$filter/n > 2/$share/one/s/#", QoS::AtMostOnce);
+    let mut g2 = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(0, "sc-c"),
+        true,
+    );
+    subscribe(&mut g2, "$filter/n > 3/$share/two/s/#", QoS::AtMostOnce);
+    let mut publisher = connect(
+        &broker,
+        ProtocolVersion::V3_1_1,
+        &broker.id_on(1, "sc-p"),
+        true,
+    );
+    publish(&mut publisher, "s/x", r#"{"n": 9}"#, QoS::AtMostOnce);
+    for sub in [&mut plain, &mut g1, &mut g2] {
+        assert_eq!(&sub.expect_publish().payload[..], br#"{"n": 9}"#);
+    }
+    let m = scrape_until(&broker, "three filter evaluations counted", |s| {
+        s.sum("coremq_filter_evaluations_total", &[("result", "passed")]) == 3.0
+    });
+    assert_eq!(m.sum("coremq_filter_payload_scans_total", &[]), 1.0);
+}
