@@ -25,8 +25,9 @@
 //!   admission steps), the connection task, the read arena and writer, the idle watcher of
 //!   parked connections, and `net::stream`, the byte-stream seam TLS and WebSocket will use.
 //! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
-//!   parking), login, packets, routing, retained store, shared groups, flow control, barriers,
-//!   and `persist` (what it records in the store, and acknowledgements that wait for the disk).
+//!   parking), login, packets, routing, content filters, retained store, shared groups, flow
+//!   control, barriers, and `persist` (what it records in the store, and acknowledgements that
+//!   wait for the disk).
 //! - [`mesh`]: the only cross-core code — `ShardSet`, the home-shard hash, `post` (owner or
 //!   local), batching, and the `Handler` each shard implements for inbound messages.
 //! - [`session`]: one client's MQTT state, pure (time is a parameter): QoS windows, queues,
@@ -34,6 +35,9 @@
 //! - [`auth`]: password file, ACL, ban list, SCRAM, and the enhanced-authentication hook; pure.
 //! - [`guard`]: failed-login throttling and flapping detection, pure tables the shard keeps.
 //! - [`topic`]: the subscription `Trie` and the retained `TopicIndex`; pure.
+//! - [`filter`]: content and type filters — the expression language, its evaluation against a
+//!   message, and the shard's JSON paths with the one-pass payload scan; pure (the shard compiles
+//!   a subscription's expression and evaluates it after the trie match, `shard::filtering`).
 //! - [`store`]: durable state (COREMQ_DATA_DIR) — the checksummed record format, the per-shard
 //!   journal, replay into session images, and the data directory's epochs of per-shard logs.
 //! - [`message`]: a routed application message and how one session receives it.
