@@ -27,7 +27,9 @@
 # Scenarios (closed loop unless noted; MQTT 3.1.1, 64-byte payloads):
 #   QoS 0 fan-out 1->100, QoS 0 pairs x100, QoS 1 pairs x100, QoS 0 fan-in 100->1,
 #   fixed rate: QoS 1 pairs x10 at RATE msgs/s in total (open loop, latency corrected for
-#   coordinated omission), idle: IDLE connections held for 5 s.
+#   coordinated omission), one in flight: one QoS 1 pair waiting for each PUBACK, its two clients
+#   on the same coremq shard and on different ones (coremq-loadtest --placement; Mosquitto runs the
+#   same ids), idle: IDLE connections held for 5 s.
 #   Content filters (issue 17, keys `unfiltered` and `filtered`, not in the default set): 10
 #   publishers -> 100 subscribers on one topic, without filters, then with each subscriber's
 #   $filter/ passing one publisher (10% of the traffic); Mosquitto, which has no content filters,
@@ -65,7 +67,7 @@
 # Environment: DURATION (s, default 10), WARMUP (s, 2), DRAIN (s, 3), RATE (msgs/s, 20000),
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
-# ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle persist-pairs
+# ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle persist-pairs
 # persist-fanin unfiltered filtered; the default runs all but the persist-* ones and those two), FSYNC (always or batch, for the
 # persist-* scenarios: `FSYNC=always ONLY="persist-pairs persist-fanin" scripts/compare.sh`).
 #
@@ -324,6 +326,8 @@ scenarios=(
   "qos1-pairs|QoS 1 pairs x100|--scenario pairs --pairs 100 --qos 1"
   "qos0-fanin|QoS 0 fan-in 100->1|--scenario fan-in --publishers 100 --subscribers 1 --qos 0"
   "rate|QoS 1 pairs x10 at $RATE/s|--scenario pairs --pairs 10 --qos 1 --rate $RATE"
+  "one-same|QoS 1, 1 in flight, same|--scenario pairs --pairs 1 --qos 1 --inflight 1 --placement same"
+  "one-cross|QoS 1, 1 in flight, cross|--scenario pairs --pairs 1 --qos 1 --inflight 1 --placement cross"
   "idle|$IDLE idle connections|--scenario idle --connections $IDLE"
   "persist-pairs|QoS 1 pairs x100, stored|--scenario pairs --pairs 100 --qos 1 --persistent"
   "persist-fanin|QoS 1 fan-in 100->1, stored|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --persistent"
@@ -331,11 +335,13 @@ scenarios=(
   "filtered|QoS 0 10->100, 10% each|--scenario filtered --publishers 10 --subscribers 100 --qos 0|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
 )
 if [ -z "${ONLY:-}" ]; then
-  ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate idle"
+  ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle"
 fi
 if [ -n "${ONLY:-}" ]; then
   chosen=()
   for s in "${scenarios[@]}"; do
+    # Two clients on different shards need two shards.
+    [ "${s%%|*}" = one-cross ] && [ "$ncpu" -lt 2 ] && continue
     case " $ONLY " in *" ${s%%|*} "*) chosen+=("$s") ;; esac
   done
   [ "${#chosen[@]}" -gt 0 ] || die "ONLY=\"$ONLY\" matches no scenario"
@@ -482,6 +488,8 @@ row() {
     else
       goal_tp=">=1.5" goal_cpu="<=0.5" goal_p99=""
       [ "$key" = rate ] && goal_tp="" goal_cpu="" goal_p99="<1"
+      # Issue 22's goals for a client that waits for each acknowledgement.
+      case "$key" in one-*) goal_tp=">=1.2" goal_cpu="<=0.5" goal_p99="<=1" ;; esac
       # coremq filters; Mosquitto carries all of it (its subscribers would filter): compare the
       # broker CPU per published message (issue 17's target: below the unfiltered fan-out's).
       case "$key" in unfiltered | filtered) goal_tp="" goal_cpu="" ;; esac
