@@ -64,7 +64,10 @@
 # 25000 (or the hard limit, if lower); when the hard limit is too low it holds fewer idle
 # connections and says so.
 #
-# Environment: DURATION (s, default 10), WARMUP (s, 2), DRAIN (s, 3), RATE (msgs/s, 20000),
+# Environment: PEERS (the other brokers, default "mosquitto"; "mosquitto rumqttd" adds rumqttd
+# 0.20.0, installed with `cargo install rumqttd --version 0.20.0 --root target/rumqttd` when
+# missing; rumqttd keeps nothing on disk, so it sits out the persist-* scenarios),
+# DURATION (s, default 10), WARMUP (s, 2), DRAIN (s, 3), RATE (msgs/s, 20000),
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
 # ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle persist-pairs
@@ -83,6 +86,14 @@ DRAIN="${DRAIN:-3}"
 RATE="${RATE:-20000}"
 IDLE="${IDLE:-10000}"
 FSYNC="${FSYNC:-batch}"
+PEERS="${PEERS:-mosquitto}"
+for peer in $PEERS; do
+  case "$peer" in
+    mosquitto | rumqttd) ;;
+    *) echo "compare.sh: PEERS: unknown broker $peer (mosquitto, rumqttd)" >&2 && exit 2 ;;
+  esac
+done
+RUMQTTD="$here/target/rumqttd/bin/rumqttd"
 # Set by run_one for the persist-* scenarios: the broker keeps its state on disk.
 persist=0
 IDLE_HOLD=5
@@ -143,6 +154,16 @@ if [ -z "$MOSQUITTO" ]; then
   MOSQUITTO=/usr/sbin/mosquitto
   [ -x "$MOSQUITTO" ] || die "mosquitto not found after installing it"
 fi
+
+case " $PEERS " in
+  *" rumqttd "*)
+    if [ ! -x "$RUMQTTD" ]; then
+      say "rumqttd is missing: cargo install rumqttd --version 0.20.0 --root target/rumqttd"
+      cargo install rumqttd --version 0.20.0 --root "$here/target/rumqttd" >&2 ||
+        die "cargo install rumqttd failed"
+    fi
+    ;;
+esac
 
 # Open files: see the header.
 want_nofile=25000
@@ -267,6 +288,31 @@ log_type warning
 connection_messages false
 EOF
       "$MOSQUITTO" -c "$tmp/mosquitto.conf" >>"$tmp/mosquitto.log" 2>&1 &
+      bpid=$!
+      ;;
+    rumqttd)
+      # The same limits where rumqttd has them (no queue-length or keep-alive settings).
+      cat >"$tmp/rumqttd.toml" <<EOF
+id = 0
+
+[router]
+id = 0
+max_connections = 100010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$bport"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 1048576
+    max_inflight_count = 20
+    dynamic_filters = true
+EOF
+      "$RUMQTTD" --config "$tmp/rumqttd.toml" >>"$tmp/rumqttd.log" 2>&1 &
       bpid=$!
       ;;
   esac
@@ -405,9 +451,11 @@ run_one() {
 
 for s in "${scenarios[@]}"; do
   IFS='|' read -r key title flags mflags <<<"$s"
-  for broker in coremq mosquitto; do
-    # A fourth field: what Mosquitto runs instead (it has no content filters).
-    if [ "$broker" = mosquitto ] && [ -n "${mflags:-}" ]; then
+  for broker in coremq $PEERS; do
+    # rumqttd keeps nothing on disk.
+    case "$broker.$key" in rumqttd.persist-*) continue ;; esac
+    # A fourth field: what the other brokers run instead (they have no content filters).
+    if [ "$broker" != coremq ] && [ -n "${mflags:-}" ]; then
       read -r -a args <<<"$mflags"
     else
       read -r -a args <<<"$flags"
@@ -454,31 +502,45 @@ value() {
   return 0
 }
 
-# row TITLE LABEL KEY FIGURE TARGET: TARGET is ">=1.5", "<=0.5", "<1" or "<=1" (ratio goal) or "".
+# row TITLE LABEL KEY FIGURE TARGET: one figure of every broker, each peer's with coremq / it;
+# TARGET (">=1.5", "<=0.5", "<1", "<=1" or "") is judged on the ratio to the first peer.
 row() {
-  local a b
+  local a b cells="" first="" any=""
   a="$(value "$3" coremq "$4")"
-  b="$(value "$3" mosquitto "$4")"
-  [ -z "$a$b" ] && return 0
-  awk -v t="$1" -v l="$2" -v a="$a" -v b="$b" -v g="$5" 'BEGIN {
-    r = (a != "" && b != "" && b + 0 != 0) ? a / b : ""
-    rs = (r == "") ? "-" : sprintf("%.2f", r)
+  [ -n "$a" ] && any=1
+  for peer in $PEERS; do
+    b="$(value "$3" "$peer" "$4")"
+    [ -n "$b" ] && any=1
+    cells="$cells$(awk -v a="$a" -v b="$b" 'BEGIN {
+      r = (a != "" && b != "" && b + 0 != 0) ? sprintf("%.2f", a / b) : "-"
+      printf " %14s %8s", b == "" ? "-" : b, r }')"
+    if [ -z "$first" ]; then
+      first="$(awk -v a="$a" -v b="$b" 'BEGIN { if (a != "" && b != "" && b + 0 != 0) print a / b }')"
+    fi
+  done
+  [ -z "$any" ] && return 0
+  awk -v t="$1" -v l="$2" -v a="$a" -v c="$cells" -v r="$first" -v g="$5" 'BEGIN {
     verdict = ""
     if (g != "" && r != "") {
       op = g; sub(/[0-9.]+$/, "", op); x = g; sub(/^[<>=]+/, "", x)
       ok = (op == ">=") ? r >= x : (op == "<=") ? r <= x : (op == "<") ? r < x : 0
       verdict = g (ok ? " ok" : " MISS")
     }
-    printf "%-28s %-16s %14s %14s %8s  %s\n", t, l, a == "" ? "-" : a, b == "" ? "-" : b, rs, verdict }'
+    printf "%-28s %-16s %14s%s  %s\n", t, l, a == "" ? "-" : a, c, verdict }'
 }
 
 {
   echo
-  echo "coremq vs Mosquitto $("$MOSQUITTO" -h 2>&1 | head -1 | awk '{ print $3 }') · $(date -u +%Y-%m-%dT%H:%MZ) · $ncpu CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')) · Linux $(uname -r)"
+  # (`mosquitto -h` exits 3: the version is read from its output, whatever its status.)
+  versions="Mosquitto $({ "$MOSQUITTO" -h 2>&1 || true; } | head -1 | awk '{ print $3 }')"
+  case " $PEERS " in *" rumqttd "*) versions="$versions, rumqttd 0.20.0" ;; esac
+  echo "coremq vs $versions · $(date -u +%Y-%m-%dT%H:%MZ) · $ncpu CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')) · Linux $(uname -r)"
   echo "load average before: $load_before · after: $load_after · runs: warm-up ${WARMUP}s, measured ${DURATION}s, drain ≤${DRAIN}s · $(($(date +%s) - started)) s in all"
   [ -n "$idle_note" ] && echo "note: $idle_note"
   echo
-  printf '%-28s %-16s %14s %14s %8s  %s\n' scenario figure coremq mosquitto ratio target
+  header="$(printf '%-28s %-16s %14s' scenario figure coremq)"
+  for peer in $PEERS; do header="$header$(printf ' %14s %8s' "$peer" ratio)"; done
+  printf '%s  target\n' "$header"
   printf '%s\n' "$(printf '%.0s-' $(seq 100))"
   for s in "${scenarios[@]}"; do
     IFS='|' read -r key title _ <<<"$s"
@@ -506,12 +568,12 @@ row() {
       [ "$key" = rate ] && row "" "behind schedule" "$key" behind ""
       case "$key" in persist-*) row "" "disk B/msg" "$key" disk "" ;; esac
     fi
-    for broker in coremq mosquitto; do
+    for broker in coremq $PEERS; do
       [ -f "$tmp/$key.$broker.failed" ] && echo "  !! $broker run FAILED (exit status $(cat "$tmp/$key.$broker.failed"))"
     done
   done
   echo
-  echo "ratio = coremq / Mosquitto. Load tests: coremq-loadtest ${common[*]} SCENARIO FLAGS --port PORT"
+  echo "ratio = coremq / the broker left of it; targets are judged on the first. Load tests: coremq-loadtest ${common[*]} SCENARIO FLAGS --port PORT"
 } | sed 's/[[:space:]]*$//'
 
 exit "$status"
