@@ -368,28 +368,28 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Node, FilterError> {
-        let mut items = vec![self.and()?];
-        while self.peek() == Some(&Tok::Or) {
-            self.pos += 1;
-            items.push(self.and()?);
-        }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Node::Or(Vec::new()))
-        } else {
-            Node::Or(items)
-        })
+        self.list(Tok::Or, Self::and, Node::Or)
     }
 
     fn and(&mut self) -> Result<Node, FilterError> {
-        let mut items = vec![self.unary()?];
-        while self.peek() == Some(&Tok::And) {
+        self.list(Tok::And, Self::unary, Node::And)
+    }
+
+    /// `item ( sep item )*`: the item alone, or `node` of them all.
+    fn list(
+        &mut self,
+        sep: Tok,
+        item: fn(&mut Self) -> Result<Node, FilterError>,
+        node: fn(Vec<Node>) -> Node,
+    ) -> Result<Node, FilterError> {
+        let mut items = vec![item(self)?];
+        while self.peek() == Some(&sep) {
             self.pos += 1;
-            items.push(self.unary()?);
+            items.push(item(self)?);
         }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Node::And(Vec::new()))
-        } else {
-            Node::And(items)
+        Ok(match items.len() {
+            1 => items.swap_remove(0),
+            _ => node(items),
         })
     }
 

@@ -81,6 +81,18 @@ impl Spec {
         })
     }
 
+    /// `parse` with what `property_expression` made of the packet's User Properties (an error
+    /// there refuses every filter of the packet).
+    pub fn parse_with(
+        filter: &TopicFilter,
+        property: &Result<Option<&str>, Refusal>,
+    ) -> Result<Self, Refusal> {
+        match property {
+            Ok(p) => Self::parse(filter, *p),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     /// A key the session stored (always valid: it was made by `parse`).
     pub fn of_key(key: &MqttString) -> Option<Self> {
         Self::parse(&TopicFilter::new(key.clone()).ok()?, None).ok()

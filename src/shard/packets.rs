@@ -98,11 +98,7 @@ impl Shard {
         // [filter] MQTT 5: the `filter` User Property names the filtered subscriptions to remove.
         let property = property_expression(&u.properties.user_properties);
         for filter in &u.filters {
-            let spec = match property {
-                Ok(p) => Spec::parse(filter, p),
-                Err(ref e) => Err(e.clone()),
-            };
-            let Ok(spec) = spec else {
+            let Ok(spec) = Spec::parse_with(filter, &property) else {
                 codes.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             };
@@ -411,11 +407,7 @@ impl Shard {
         // [filter] MQTT 5: one `filter` User Property applies to every filter of the SUBSCRIBE.
         let property = property_expression(&s.properties.user_properties);
         for (filter, options) in &s.filters {
-            let spec = match property {
-                Ok(p) => Spec::parse(filter, p),
-                Err(ref e) => Err(e.clone()),
-            };
-            let granted = spec.and_then(|spec| {
+            let granted = Spec::parse_with(filter, &property).and_then(|spec| {
                 self.subscribe_filter(client, &spec, *options, id, username.as_deref())
             });
             match granted {
