@@ -24,6 +24,24 @@ pub const MAX_SHARDS: usize = 64;
 pub struct Config {
     /// Address every shard listens on (SO_REUSEPORT).
     pub listen: SocketAddr,
+    /// Address of the MQTT over TLS listener (`None`: off).
+    pub tls_listen: Option<SocketAddr>,
+    /// The server's certificate chain and private key (PEM), for the TLS and WSS listeners.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates client certificates are verified against (`None`: no client certificates).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (with `tls_client_ca`).
+    pub tls_client_auth: ClientAuth,
+    /// A client certificate's subject common name is the client's user name.
+    pub tls_identity_as_username: bool,
+    /// Addresses of the MQTT over WebSocket listeners, plain and over TLS (`None`: off).
+    pub ws_listen: Option<SocketAddr>,
+    pub wss_listen: Option<SocketAddr>,
+    /// The HTTP path WebSocket clients upgrade on.
+    pub ws_path: String,
+    /// Origins browsers may connect from (empty: any).
+    pub ws_origins: Vec<String>,
     /// Number of shards (pinned executors); 0 means one per online CPU.
     pub shards: usize,
     /// Pin each shard to a CPU.
@@ -135,6 +153,15 @@ pub enum Fsync {
     Never,
 }
 
+/// `COREMQ_TLS_CLIENT_AUTH`: whether TLS clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every TLS client presents a certificate signed by COREMQ_TLS_CLIENT_CA.
+    Required,
+    /// A client may present one (it is then verified) or not.
+    Optional,
+}
+
 /// `COREMQ_SHARED_STRATEGY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SharedStrategy {
@@ -197,6 +224,132 @@ pub static FLAGS: &[Flag] = &[
                network (then anonymous clients are refused unless COREMQ_ALLOW_ANONYMOUS=true).",
         set: |c, v| {
             c.listen = v.parse().map_err(|_| ())?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_LISTEN",
+        default: "",
+        accepts: "an IP address and port, e.g. 0.0.0.0:8883, or empty for none",
+        help: "Address of the MQTT over TLS listener (TLS 1.2 and 1.3, rustls; 8883 is the \
+               convention). Needs COREMQ_TLS_CERT and COREMQ_TLS_KEY. Everything the plain \
+               listener does works here too.",
+        set: |c, v| {
+            c.tls_listen = optional_address(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_CERT",
+        default: "",
+        accepts: "a PEM file path (the server certificate first, then its chain), or empty",
+        help: "The server's certificate for the TLS and WSS listeners. SIGHUP re-reads it and \
+               the key (new connections get the new ones; a file that does not load keeps the \
+               old ones, and the log says why).",
+        set: |c, v| {
+            c.tls_cert = optional_path(v);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_KEY",
+        default: "",
+        accepts: "a PEM file path (PKCS#8, PKCS#1 or SEC1 private key), or empty",
+        help: "The private key of COREMQ_TLS_CERT.",
+        set: |c, v| {
+            c.tls_key = optional_path(v);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_CLIENT_CA",
+        default: "",
+        accepts: "a PEM file path (one or more CA certificates), or empty for no client certificates",
+        help: "Mutual TLS: client certificates are verified against these CAs (chain, validity \
+               dates, client-auth usage). SIGHUP re-reads it.",
+        set: |c, v| {
+            c.tls_client_ca = optional_path(v);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_CLIENT_AUTH",
+        default: "required",
+        accepts: "required or optional",
+        help: "With COREMQ_TLS_CLIENT_CA: whether every TLS client must present a valid \
+               certificate (required: others fail the handshake) or may connect without one \
+               (optional: a certificate presented is still verified).",
+        set: |c, v| {
+            c.tls_client_auth = match v {
+                "required" => ClientAuth::Required,
+                "optional" => ClientAuth::Optional,
+                _ => return Err(()),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_IDENTITY_AS_USERNAME",
+        default: "false",
+        accepts: "true or false",
+        help: "On the TLS and WSS listeners, the client certificate's subject common name (CN) \
+               is the client's user name for the ACL, whatever CONNECT says, and stands in for \
+               the password (Mosquitto's use_identity_as_username). A client without a \
+               certificate, or with one without a CN, is refused as not authorized.",
+        set: |c, v| {
+            c.tls_identity_as_username = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_WS_LISTEN",
+        default: "",
+        accepts: "an IP address and port, e.g. 0.0.0.0:8080, or empty for none",
+        help: "Address of the MQTT over WebSocket listener (binary frames, subprotocol mqtt or \
+               mqttv3.1, at COREMQ_WS_PATH).",
+        set: |c, v| {
+            c.ws_listen = optional_address(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_WSS_LISTEN",
+        default: "",
+        accepts: "an IP address and port, e.g. 0.0.0.0:8081, or empty for none",
+        help: "Address of the MQTT over WebSocket over TLS listener (COREMQ_TLS_CERT and _KEY, \
+               and client certificates as on the TLS listener).",
+        set: |c, v| {
+            c.wss_listen = optional_address(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_WS_PATH",
+        default: "/mqtt",
+        accepts: "an HTTP path starting with /",
+        help: "The path WebSocket clients connect to (ws://host:port/mqtt); other paths get \
+               HTTP 404.",
+        set: |c, v| {
+            if !v.starts_with('/') || v.contains(|ch: char| ch.is_whitespace() || ch == '?') {
+                return Err(());
+            }
+            c.ws_path = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_WS_ORIGINS",
+        default: "",
+        accepts: "comma-separated origins, e.g. https://app.example.com, or empty for any",
+        help: "Browsers' Origin values allowed to open WebSocket connections (others get HTTP \
+               403). Clients that send no Origin (not browsers) are not affected.",
+        set: |c, v| {
+            c.ws_origins = v
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect();
             Ok(())
         },
     },
@@ -563,8 +716,8 @@ pub static FLAGS: &[Flag] = &[
         default: "auto",
         accepts: "auto, true or false",
         help: "Whether clients without a user name may connect (else CONNACK 0x87 / return code \
-               5). auto: only on a loopback listener (127.0.0.0/8, ::1) and only while no \
-               password file is configured; true must be set to allow them on any other \
+               5). auto: only while every listener (MQTT, TLS, WebSocket) is on a loopback \
+               address (127.0.0.0/8, ::1) and no password file is configured; true must be set to allow them on any other \
                address. Start-up says which applies and why.",
         set: |c, v| {
             c.allow_anonymous = match v {
@@ -828,6 +981,16 @@ impl Default for Config {
     fn default() -> Self {
         let mut c = Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_client_auth: ClientAuth::Required,
+            tls_identity_as_username: false,
+            ws_listen: None,
+            wss_listen: None,
+            ws_path: String::new(),
+            ws_origins: Vec::new(),
             shards: 0,
             pin: true,
             max_packet_size: 0,
@@ -915,6 +1078,21 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// Every address a listener is configured on: MQTT, then TLS, WebSocket, WebSocket over TLS.
+    pub fn listeners(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.listen).chain(
+            [self.tls_listen, self.ws_listen, self.wss_listen]
+                .into_iter()
+                .flatten(),
+        )
+    }
+
+    /// The first listener address that is not a loopback address, if any: the broker serves
+    /// the network there.
+    pub fn exposed(&self) -> Option<SocketAddr> {
+        self.listeners().find(|a| !a.ip().is_loopback())
+    }
+
     /// The number of shards to run: `shards`, or the number of online CPUs when 0.
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
@@ -978,6 +1156,19 @@ pub fn markdown_table() -> String {
         ));
     }
     s
+}
+
+/// An address, or `None` for the empty string.
+fn optional_address(v: &str) -> Result<Option<SocketAddr>, ()> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|_| ())
+}
+
+/// A path, or `None` for the empty string.
+fn optional_path(v: &str) -> Option<PathBuf> {
+    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 fn parse_bool(v: &str) -> Result<bool, ()> {

@@ -64,12 +64,31 @@ fn main() {
             "not pinned"
         }
     );
+    for (what, addr) in [
+        ("MQTT over TLS", broker.tls_addr()),
+        ("MQTT over WebSocket", broker.ws_addr()),
+        ("MQTT over WebSocket over TLS", broker.wss_addr()),
+    ] {
+        if let Some(addr) = addr {
+            coremq::log!(Info, "{what} on {addr}");
+        }
+    }
     let signal = loop {
         match wait_for_signal(&signals) {
-            libc::SIGHUP => match broker.reload() {
-                Ok(()) => coremq::log!(Info, "SIGHUP: password and ACL files reloaded"),
-                Err(e) => coremq::log!(Error, "SIGHUP: {e}; keeping the previous rules"),
-            },
+            libc::SIGHUP => {
+                match broker.reload() {
+                    Ok(()) => coremq::log!(Info, "SIGHUP: password and ACL files reloaded"),
+                    Err(e) => coremq::log!(Error, "SIGHUP: {e}; keeping the previous rules"),
+                }
+                match broker.reload_tls() {
+                    Ok(true) => coremq::log!(Info, "SIGHUP: TLS certificate and key reloaded"),
+                    Ok(false) => {}
+                    Err(e) => coremq::log!(
+                        Error,
+                        "SIGHUP: {e}; keeping the previous TLS certificate and key"
+                    ),
+                }
+            }
             other => break other,
         }
     };

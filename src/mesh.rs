@@ -167,11 +167,16 @@ pub enum MeshMsg {
     Ban { key: GuardKey, until: Instant },
 }
 
+/// What a connection's stream keeps beside its socket (a TLS session, WebSocket framing), moving
+/// with it to another shard or into the idle watcher. Only `net` looks inside.
+pub type Carried = Box<dyn std::any::Any + Send>;
+
 /// A live connection moving to its client id's home shard: the socket, the decoded CONNECT and
 /// whatever the client sent after it.
-#[derive(Debug)]
 pub struct Handoff {
     pub fd: OwnedFd,
+    /// The stream's state beside the socket (`None`: plain MQTT over TCP).
+    pub carried: Option<Carried>,
     pub connect: Box<Connect>,
     /// The server assigned the client id (it goes back in CONNACK).
     pub assigned: bool,
@@ -180,6 +185,16 @@ pub struct Handoff {
     /// The connection's place under COREMQ_MAX_CONNECTIONS.
     pub slot: crate::gate::ConnSlot,
     pub buf: BytesMut,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("fd", &self.fd)
+            .field("carried", &self.carried.is_some())
+            .field("client_id", &self.connect.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The shard count and the client-id → home-shard hash (FNV-1a, stable across runs so tests and

@@ -17,7 +17,8 @@
 //! - [`password`]: the password file (`username:hash`, Mosquitto 2.x `$6$`/`$7$` hashes), its
 //!   verification, and the `coremq passwd` subcommand that writes it;
 //! - [`acl`]: the ACL file (Mosquitto's acl_file syntax) compiled into per-topic checks;
-//! - [`scram`]: SCRAM-SHA-256, an [`Authenticator`] method for MQTT 5 enhanced authentication.
+//! - [`scram`]: SCRAM-SHA-256, an [`Authenticator`] method for MQTT 5 enhanced authentication;
+//! - [`cert`]: the user name a client certificate carries (COREMQ_TLS_IDENTITY_AS_USERNAME).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use bytes::Bytes;
 
 pub mod acl;
 pub mod banlist;
+pub mod cert;
 pub mod password;
 pub mod scram;
 pub mod security;

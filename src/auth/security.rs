@@ -70,12 +70,12 @@ pub enum Login {
     Verify(Box<dyn FnOnce() -> bool + Send>),
 }
 
-/// `COREMQ_ALLOW_ANONYMOUS`: `auto` allows anonymous clients only on a loopback listener and
-/// only while no password file is configured (as Mosquitto 2 does without a listener setting).
+/// `COREMQ_ALLOW_ANONYMOUS`: `auto` allows anonymous clients only while every listener (MQTT,
+/// TLS, WebSocket) is on a loopback address and no password file is configured (as Mosquitto 2 does without a listener setting).
 pub fn anonymous_allowed(config: &Config, has_passwords: bool) -> bool {
     config
         .allow_anonymous
-        .unwrap_or(!has_passwords && config.listen.ip().is_loopback())
+        .unwrap_or(!has_passwords && config.exposed().is_none())
 }
 
 /// Why anonymous clients are or are not allowed, for the start-up log.
@@ -85,17 +85,18 @@ pub fn anonymous_policy(config: &Config, has_passwords: bool) -> String {
     let why = match config.allow_anonymous {
         Some(_) => "COREMQ_ALLOW_ANONYMOUS is set".to_string(),
         None if has_passwords => "COREMQ_ALLOW_ANONYMOUS=auto and a password file is set".into(),
-        None if config.listen.ip().is_loopback() => format!(
-            "COREMQ_ALLOW_ANONYMOUS=auto and {} is a loopback address",
-            config.listen.ip()
-        ),
-        None => format!(
-            "COREMQ_ALLOW_ANONYMOUS=auto and {} is not a loopback address; set \
-             COREMQ_PASSWORD_FILE, or COREMQ_ALLOW_ANONYMOUS=true to open it to anyone",
-            config.listen.ip()
-        ),
+        None => match config.exposed() {
+            None => "COREMQ_ALLOW_ANONYMOUS=auto and every listener is on a loopback address"
+                .to_string(),
+            Some(addr) => format!(
+                "COREMQ_ALLOW_ANONYMOUS=auto and {} is not a loopback address; set \
+                 COREMQ_PASSWORD_FILE, or COREMQ_ALLOW_ANONYMOUS=true to open it to anyone",
+                addr.ip()
+            ),
+        },
     };
-    format!("anonymous clients {verdict} on {} ({why})", config.listen)
+    let on: Vec<String> = config.listeners().map(|a| a.to_string()).collect();
+    format!("anonymous clients {verdict} on {} ({why})", on.join(", "))
 }
 
 /// One shard's policy. Lives on one shard.
@@ -305,6 +306,15 @@ mod tests {
                 "{why}"
             );
         }
+        // One listener on the network is enough to refuse them, whichever kind it is.
+        let tls_out = Config {
+            listen: "127.0.0.1:1883".parse().unwrap(),
+            wss_listen: Some("0.0.0.0:8081".parse().unwrap()),
+            ..Config::default()
+        };
+        assert!(!anonymous_allowed(&tls_out, false));
+        let why = anonymous_policy(&tls_out, false);
+        assert!(why.contains("0.0.0.0 is not a loopback address"), "{why}");
         let line = super::super::password::PasswordHash::pbkdf2_with_salt(b"pw", b"salt", 1000);
         let text = format!("alice:{line}\n");
         let s = security(Some(&text), None, None);

@@ -10,6 +10,24 @@ use hdrhistogram::Histogram;
 /// Highest latency the histogram tells apart, in microseconds (longer ones count as this).
 const LATENCY_MAX_US: u64 = 60_000_000;
 
+/// The kinds of listener (COREMQ_LISTEN, _TLS_LISTEN, _WS_LISTEN, _WSS_LISTEN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Mqtt = 0,
+    Tls = 1,
+    Ws = 2,
+    Wss = 3,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 4] = [Listener::Mqtt, Listener::Tls, Listener::Ws, Listener::Wss];
+
+    /// The label value in metrics and the name in logs.
+    pub fn name(self) -> &'static str {
+        ["mqtt", "tls", "ws", "wss"][self as usize]
+    }
+}
+
 pub struct Counters {
     /// Packets read from clients and sent to them, by packet type (the fixed header's high nibble).
     packets_in: [Cell<u64>; 16],
@@ -29,6 +47,10 @@ pub struct Counters {
     filter_failed: Cell<u64>,
     /// Successful logins (CONNECTs accepted).
     logins: Cell<u64>,
+    /// Connections accepted per listener (`Listener` order), and those whose layers (TLS
+    /// handshake, WebSocket upgrade) failed or timed out.
+    accepted: [Cell<u64>; 4],
+    layer_failed: [Cell<u64>; 4],
     /// Time the shard's executor spent running (not sleeping).
     busy: Cell<Duration>,
     /// Time inside the broker of the messages written to subscribers: microseconds from reading
@@ -53,6 +75,8 @@ impl Default for Counters {
             filter_passed: Cell::new(0),
             filter_failed: Cell::new(0),
             logins: Cell::new(0),
+            accepted: Default::default(),
+            layer_failed: Default::default(),
             busy: Cell::new(Duration::ZERO),
             latency: RefCell::new(latency_histogram()),
             latency_sum_us: Cell::new(0),
@@ -122,6 +146,16 @@ impl Counters {
         add(&self.logins, 1);
     }
 
+    /// A connection accepted on `listener`.
+    pub fn accepted(&self, listener: Listener) {
+        add(&self.accepted[listener as usize], 1);
+    }
+
+    /// A connection whose TLS handshake or WebSocket upgrade on `listener` failed.
+    pub fn layer_failed(&self, listener: Listener) {
+        add(&self.layer_failed[listener as usize], 1);
+    }
+
     /// The executor's running time so far (glommio's `total_runtime`, which excludes sleeping
     /// and spinning).
     pub fn set_busy(&self, total: Duration) {
@@ -154,6 +188,8 @@ impl Counters {
         s.filter_passed = self.filter_passed.get();
         s.filter_failed = self.filter_failed.get();
         s.logins = self.logins.get();
+        s.accepted.copy_from_slice(&get(&self.accepted));
+        s.layer_failed.copy_from_slice(&get(&self.layer_failed));
         s.busy_seconds = self.busy.get().as_secs_f64();
         s.latency.clone_from(&self.latency.borrow());
         s.latency_sum_us = self.latency_sum_us.get();

@@ -12,7 +12,7 @@
 
 use std::fmt::{Display, Write};
 
-use super::{ShardSnapshot, PACKET_TYPES};
+use super::{Listener, ShardSnapshot, PACKET_TYPES};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -265,6 +265,20 @@ fn losses(o: &mut Out, shards: &[ShardSnapshot]) {
     );
     o.per_shard(name, shards, &[("result", "passed")], |s| s.filter_passed);
     o.per_shard(name, shards, &[("result", "failed")], |s| s.filter_failed);
+    let name = "coremq_listener_connections_total";
+    o.family(
+        name,
+        "counter",
+        "Connections accepted per listener, and those whose TLS handshake or WebSocket upgrade \
+         failed (bad certificate, not TLS, HTTP refused, timed out).",
+    );
+    for l in Listener::ALL {
+        let i = l as usize;
+        let accepted = [("listener", l.name()), ("result", "accepted")];
+        o.per_shard(name, shards, &accepted, move |s| s.accepted[i]);
+        let failed = [("listener", l.name()), ("result", "layer_failed")];
+        o.per_shard(name, shards, &failed, move |s| s.layer_failed[i]);
+    }
     let name = "coremq_filter_payload_scans_total";
     o.family(
         name,

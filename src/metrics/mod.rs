@@ -11,7 +11,7 @@ pub mod sys;
 
 use hdrhistogram::Histogram;
 
-pub use counters::Counters;
+pub use counters::{Counters, Listener};
 
 /// Deliveries dropped, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,6 +101,10 @@ pub struct ShardSnapshot {
     pub filter_scans: u64,
     pub refused: Refusals,
     pub logins: u64,
+    /// Connections accepted per listener (`Listener` order), and those whose TLS handshake or
+    /// WebSocket upgrade failed.
+    pub accepted: [u64; 4],
+    pub layer_failed: [u64; 4],
     /// Messages and batches this shard sent to each shard (by index; its own stays 0).
     pub mesh_messages: Vec<u64>,
     pub mesh_batches: Vec<u64>,

@@ -1,11 +1,12 @@
-//! A connection's CONNECT phase: read the CONNECT (within COREMQ_CONNECT_TIMEOUT), carry out the
-//! steps the shard's admission asks for (`shard::login`: send a packet and read the answer, run a
-//! password check off the event loop, refuse), then start the connection's task (`live`) on its
-//! client id's home shard — here, or on another shard after a hand-off through the mesh.
+//! A connection's CONNECT phase: open the listener's layers (TLS handshake, WebSocket upgrade),
+//! read the CONNECT (all within COREMQ_CONNECT_TIMEOUT), carry out the steps the shard's
+//! admission asks for (`shard::login`: send a packet and read the answer, run a password check
+//! off the event loop, refuse), then start the connection's task (`live`) on its client id's home
+//! shard — here, or on another shard after a hand-off through the mesh.
 
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::future;
@@ -14,14 +15,16 @@ use glommio::net::TcpStream;
 
 use super::io;
 use super::live;
-use super::stream::ByteStream;
+use super::stream::{tcp_stream, ByteStream, Layered};
+use super::ws::{self, Framing, Upgrade};
+use super::Protocol;
 use crate::gate::{ConnSlot, Connecting};
 use crate::mesh::Handoff;
 use crate::protocol::{
     connect_protocol_version, decode, ConnAck, Connect, DecodeError, Packet, ProtocolVersion,
     ReasonCode,
 };
-use crate::shard::{Admit, Admitted, Shard};
+use crate::shard::{Admit, Admitted, CertUser, Shard};
 
 /// How the CONNECT phase ended.
 enum Outcome {
@@ -31,14 +34,20 @@ enum Outcome {
     Close,
 }
 
+/// Who is connecting: the source address and what its certificate says (`Shard::admit`).
+struct Peer {
+    addr: IpAddr,
+    cert_user: CertUser,
+}
+
 /// Reads until the first complete packet, which must be CONNECT [MQTT-3.1.0-1].
-/// `has_slot` and `peer` as for `Shard::admit`.
+/// `has_slot` as for `Shard::admit`.
 async fn read_connect<S: ByteStream>(
     shard: &Shard,
     stream: &mut S,
     buf: &mut BytesMut,
     has_slot: bool,
-    peer: IpAddr,
+    peer: &Peer,
 ) -> Outcome {
     loop {
         // Peeked before `decode`, which consumes a whole frame even when it refuses it: a
@@ -85,9 +94,9 @@ async fn admit<S: ByteStream>(
     buf: &mut BytesMut,
     connect: Box<Connect>,
     has_slot: bool,
-    peer: IpAddr,
+    peer: &Peer,
 ) -> Outcome {
-    let (mut admission, mut next) = shard.admit(connect, has_slot, peer);
+    let (mut admission, mut next) = shard.admit(connect, has_slot, peer.addr, &peer.cert_user);
     loop {
         next = match next {
             Admit::Accept(a) => return Outcome::Accept(a),
@@ -138,18 +147,123 @@ async fn exchange<S: ByteStream>(
 
 /// Serves a connection the listener accepted on this shard from `peer`. `slot` holds its places
 /// (when not admitted under COREMQ_MAX_CONNECTIONS, the CONNECT is refused with 0x97);
-/// `connecting` is its place among sockets in the CONNECT phase, freed when that ends.
+/// `connecting` is its place among sockets in the CONNECT phase, freed when that ends. The
+/// listener's layers are opened first; COREMQ_CONNECT_TIMEOUT bounds that and the CONNECT
+/// together.
 pub async fn serve(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
     slot: ConnSlot,
     connecting: Connecting,
     peer: IpAddr,
+    protocol: Rc<Protocol>,
 ) {
+    let deadline = Instant::now() + shard.config.connect_timeout;
+    if protocol.is_plain() {
+        let peer = Peer {
+            addr: peer,
+            cert_user: CertUser::NotUsed,
+        };
+        let buf = BytesMut::new();
+        return serve_connect(shard, tcp, buf, slot, connecting, peer, deadline).await;
+    }
+    let opened = future::or(open(&shard, tcp, &protocol), async {
+        sleep_until(deadline).await;
+        None
+    });
+    let Some((stream, buf, cert_user)) = opened.await else {
+        shard.counters().layer_failed(protocol.listener);
+        return;
+    };
+    let peer = Peer {
+        addr: peer,
+        cert_user,
+    };
+    serve_connect(shard, stream, buf, slot, connecting, peer, deadline).await
+}
+
+async fn sleep_until(deadline: Instant) {
+    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+}
+
+/// Opens a listener's layers: the TLS handshake, then the WebSocket upgrade. Gives the stream,
+/// the MQTT bytes that came with the upgrade request, and the certificate's user name; `None`
+/// when the peer failed (an HTTP refusal was sent, a TLS alert if the socket took it).
+async fn open(
+    shard: &Shard,
+    tcp: TcpStream,
+    protocol: &Protocol,
+) -> Option<(Layered, BytesMut, CertUser)> {
+    let mut stream = Layered::new(tcp);
+    let mut cert_user = CertUser::NotUsed;
+    if let Some(board) = &protocol.tls {
+        stream.start_tls(board.accept().ok()?);
+        let done = std::future::poll_fn(|cx| stream.poll_handshake(cx)).await;
+        if let Err(e) = done {
+            crate::log!(
+                Debug,
+                "{} listener: TLS handshake failed: {e}",
+                protocol.listener.name()
+            );
+            return None;
+        }
+        if protocol.identity_as_username {
+            cert_user = match stream.peer_common_name() {
+                Some(name) => CertUser::Name(name),
+                None => CertUser::Missing,
+            };
+        }
+    }
     let mut buf = BytesMut::new();
-    let read = read_connect(&shard, &mut stream, &mut buf, slot.is_admitted(), peer);
+    if let Some(rules) = &protocol.ws {
+        loop {
+            match ws::upgrade(&buf, rules) {
+                Upgrade::Partial => match io::fill(&mut stream, &mut buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                },
+                Upgrade::Refuse { response, status } => {
+                    crate::log!(
+                        Debug,
+                        "{} listener: HTTP {status} to an upgrade request",
+                        protocol.listener.name()
+                    );
+                    if stream.write_all(&response).await.is_ok() {
+                        let _ = stream.flush().await;
+                    }
+                    let _ = stream.shutdown_now(None);
+                    return None;
+                }
+                Upgrade::Accept { response, consumed } => {
+                    stream.write_all(&response).await.ok()?;
+                    stream.flush().await.ok()?;
+                    let _ = buf.split_to(consumed);
+                    let max = u64::from(shard.config.max_packet_size);
+                    stream.start_ws(Framing::new(max));
+                    // Frames sent right behind the request.
+                    let n = stream.unframe_early(&mut buf).ok()?;
+                    buf.truncate(n);
+                    break;
+                }
+            }
+        }
+    }
+    Some((stream, buf, cert_user))
+}
+
+/// The CONNECT phase proper on an open stream, then the connection's task.
+async fn serve_connect<S: ByteStream>(
+    shard: Rc<Shard>,
+    mut stream: S,
+    mut buf: BytesMut,
+    slot: ConnSlot,
+    connecting: Connecting,
+    peer: Peer,
+    deadline: Instant,
+) {
+    let read = read_connect(&shard, &mut stream, &mut buf, slot.is_admitted(), &peer);
     let phase = future::or(read, async {
-        glommio::timer::sleep(shard.config.connect_timeout).await;
+        sleep_until(deadline).await;
         Outcome::Close
     });
     let outcome = phase.await;
@@ -171,33 +285,35 @@ pub async fn serve(
 }
 
 /// Sends the connection to its home shard: the socket (a duplicate of its fd: ours closes with
-/// `stream`, the home shard's keeps the socket open), the CONNECT and what came after it.
+/// `stream`, the home shard's keeps the socket open) with the stream's state, the CONNECT and
+/// what came after it.
 fn hand_off<S: ByteStream>(
     shard: &Shard,
-    stream: S,
+    mut stream: S,
     admitted: Admitted,
     buf: BytesMut,
     slot: ConnSlot,
 ) {
-    let fd = match stream.socket().map(|s| s.try_clone_to_owned()) {
-        Some(Ok(fd)) => fd,
-        Some(Err(e)) => {
+    let fd = match stream.socket().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
             crate::log!(Warn, "handoff failed (dup: {e}); closing the connection");
             return;
         }
-        None => {
-            crate::log!(
-                Warn,
-                "a stream with state of its own cannot move to another shard; closing it"
-            );
-            return;
-        }
+    };
+    let Ok(carried) = stream.carry() else {
+        crate::log!(
+            Warn,
+            "handoff failed (bytes still to send); closing the connection"
+        );
+        return;
     };
     drop(stream);
     shard.hand_over(
         admitted.home,
         Handoff {
             fd,
+            carried,
             connect: admitted.connect,
             assigned: admitted.assigned,
             auth_data: admitted.auth_data,
@@ -209,18 +325,15 @@ fn hand_off<S: ByteStream>(
 
 /// Serves a connection handed over by another shard.
 pub fn adopt(shard: Rc<Shard>, h: Handoff) {
-    let stream = stream_of(h.fd);
     let admitted = Admitted {
         home: shard.id(),
         connect: h.connect,
         assigned: h.assigned,
         auth_data: h.auth_data,
     };
-    live::start(shard, stream, admitted, h.buf, h.slot);
-}
-
-/// The TCP stream of a socket this shard now owns alone (handed over, or parked and woken).
-pub fn stream_of(fd: OwnedFd) -> TcpStream {
-    // SAFETY: the fd is a connected TCP socket we own exclusively.
-    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+    let tcp = tcp_stream(h.fd);
+    match h.carried {
+        None => live::start(shard, tcp, admitted, h.buf, h.slot),
+        Some(c) => live::start(shard, Layered::resume(tcp, c), admitted, h.buf, h.slot),
+    }
 }

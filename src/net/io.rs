@@ -145,8 +145,22 @@ impl Writer {
                     drained();
                 }
                 if conn.pending() == 0 {
+                    // What the stream itself still holds (TLS records, a WebSocket frame)
+                    // goes before anything else happens.
+                    match Pin::new(&mut *stream.borrow_mut()).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => {
+                            conn.fail();
+                            return self.finish(cx, stream);
+                        }
+                        Poll::Pending => {
+                            conn.note_stalled();
+                            conn.watch(cx);
+                            return Poll::Pending;
+                        }
+                    }
                     if conn.is_closing() {
-                        return self.finish(stream);
+                        return self.finish(cx, stream);
                     }
                     if conn.poll_ready(cx).is_pending() {
                         // Idle: keep no write buffers, ours nor the outbox's.
@@ -170,7 +184,7 @@ impl Writer {
                 Poll::Ready(_) => {
                     drop(s);
                     conn.fail();
-                    return self.finish(stream);
+                    return self.finish(cx, stream);
                 }
                 Poll::Pending => {
                     // The socket takes nothing now: the clock of a slow reader starts.
@@ -188,11 +202,11 @@ impl Writer {
         self.spare.is_empty() && !self.done
     }
 
-    fn finish<S: ByteStream>(&mut self, stream: &RefCell<S>) -> Poll<()> {
+    fn finish<S: ByteStream>(&mut self, cx: &mut Context<'_>, stream: &RefCell<S>) -> Poll<()> {
         self.done = true;
         self.spare = BytesMut::new();
         // Wakes our own reader (end of stream) and tells the client we are done.
-        let _ = stream.borrow().shutdown_now();
+        let _ = stream.borrow_mut().shutdown_now(Some(cx));
         Poll::Ready(())
     }
 }

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -15,11 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::io::{self, Writer};
-use super::stream::ByteStream;
+use super::stream::{tcp_stream, ByteStream, Carried, Layered};
 use crate::gate::ConnSlot;
 use crate::protocol::{
     decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
@@ -64,20 +64,33 @@ pub(super) async fn refuse<S: ByteStream>(
         let _ = write.await;
     }
     // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
-    let _ = stream.shutdown_now();
+    let _ = stream.shutdown_now(None);
 }
 
-/// Starts the task of a parked connection the shard woke (see `shard::park`) again: `deadline`
-/// is when its keep alive runs out, which a woken connection still honours.
+/// Starts the task of a parked connection the shard woke (see `shard::park`) again, around its
+/// socket and the stream state it `carried`: `deadline` is when its keep alive runs out, which
+/// a woken connection still honours.
 pub fn resume(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    fd: OwnedFd,
+    carried: Option<Carried>,
     client: Client,
     slot: ConnSlot,
     deadline: Option<Instant>,
 ) {
-    let live = Live::new(shard, stream, client, BytesMut::new(), slot, deadline);
-    glommio::spawn_local(live).detach();
+    let tcp = tcp_stream(fd);
+    let buf = BytesMut::new();
+    match carried {
+        None => {
+            let live = Live::new(shard, tcp, client, buf, slot, deadline);
+            glommio::spawn_local(live).detach();
+        }
+        Some(c) => {
+            let stream = Layered::resume(tcp, c);
+            let live = Live::new(shard, stream, client, buf, slot, deadline);
+            glommio::spawn_local(live).detach();
+        }
+    }
 }
 
 struct Live<S> {
@@ -351,22 +364,19 @@ impl<S: ByteStream> Live<S> {
         if !self.buf.is_empty() || !self.client.can_park() {
             return false;
         }
-        let Some(Ok(fd)) = self
-            .stream
-            .borrow()
-            .socket()
-            .map(|s| s.try_clone_to_owned())
-        else {
+        let Ok(fd) = self.stream.borrow().socket().try_clone_to_owned() else {
             return false;
         };
         let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
         let Some(slot) = self.slot.take() else {
             return false;
         };
-        match self
-            .shard
-            .park(&self.client, fd, slot, self.keep_alive_deadline)
-        {
+        let Ok(carried) = self.stream.get_mut().carry() else {
+            self.slot = Some(slot);
+            return false;
+        };
+        let deadline = self.keep_alive_deadline;
+        match self.shard.park(&self.client, fd, carried, slot, deadline) {
             Ok(key) => {
                 if let Err(e) = watcher.watch(raw, key) {
                     crate::log!(
@@ -377,8 +387,9 @@ impl<S: ByteStream> Live<S> {
                 }
                 true
             }
-            Err(slot) => {
+            Err((slot, carried)) => {
                 self.slot = Some(slot);
+                self.stream.get_mut().put_back(carried);
                 false
             }
         }

@@ -14,8 +14,11 @@ pub mod idle;
 mod io;
 mod live;
 pub mod stream;
+pub mod tls;
+pub mod ws;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use std::os::fd::AsRawFd;
@@ -23,12 +26,45 @@ use std::os::fd::AsRawFd;
 use glommio::net::TcpListener;
 
 use crate::gate::{ConnectionGate, GateRefusal};
+use crate::metrics::Listener;
 use crate::shard::{Arrival, Refusal, Shard};
+
+/// What a listener speaks under MQTT: TLS, WebSocket, both, or neither (plain MQTT over TCP).
+pub struct Protocol {
+    pub listener: Listener,
+    /// The TLS configuration new connections take (TLS and WSS listeners).
+    pub tls: Option<Arc<tls::TlsBoard>>,
+    /// The upgrade's rules (WS and WSS listeners).
+    pub ws: Option<ws::UpgradeRules>,
+    /// COREMQ_TLS_IDENTITY_AS_USERNAME: the client certificate's common name is the user name.
+    pub identity_as_username: bool,
+}
+
+impl Protocol {
+    /// Plain MQTT over TCP.
+    pub fn mqtt() -> Self {
+        Self {
+            listener: Listener::Mqtt,
+            tls: None,
+            ws: None,
+            identity_as_username: false,
+        }
+    }
+
+    fn is_plain(&self) -> bool {
+        self.tls.is_none() && self.ws.is_none()
+    }
+}
 
 /// Accepts connections until the task is dropped. The gate's broker-wide checks (sockets in
 /// their CONNECT phase, connections and new connections per source address) run first: a
 /// connection over them is closed at once, before it costs the shard anything.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: ConnectionGate) {
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    gate: ConnectionGate,
+    protocol: Rc<Protocol>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -50,8 +86,15 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, gate: Connecti
                     // CONNECT with "quota exceeded" instead of a bare close.
                     Ok((slot, connecting)) => {
                         let _ = stream.set_nodelay(true);
-                        let serve =
-                            connection::serve(shard.clone(), stream, slot, connecting, peer.ip());
+                        shard.counters().accepted(protocol.listener);
+                        let serve = connection::serve(
+                            shard.clone(),
+                            stream,
+                            slot,
+                            connecting,
+                            peer.ip(),
+                            protocol.clone(),
+                        );
                         glommio::spawn_local(serve).detach();
                     }
                     Err(why) => shard.count_refusal(match why {
@@ -81,8 +124,7 @@ pub async fn serve_arrivals(shard: Rc<Shard>) {
                     if let Some(watcher) = idle::watcher() {
                         watcher.unwatch(w.fd.as_raw_fd());
                     }
-                    let stream = connection::stream_of(w.fd);
-                    live::resume(shard.clone(), stream, w.client, w.slot, w.deadline);
+                    live::resume(shard.clone(), w.fd, w.carried, w.client, w.slot, w.deadline);
                 }
                 Arrival::Handoff(h) => connection::adopt(shard.clone(), h),
             }

@@ -25,6 +25,10 @@ use crate::gate::{ConnectionGate, GateLimits};
 use crate::mesh::{self, Mesh, MeshEnds};
 use crate::metrics::http::Endpoint;
 use crate::metrics::sys::SysTree;
+use crate::metrics::Listener;
+use crate::net::tls::TlsBoard;
+use crate::net::ws::UpgradeRules;
+use crate::net::Protocol;
 use crate::shard::{Shard, Stats};
 use board::MetricsBoard;
 
@@ -92,6 +96,8 @@ pub struct Broker {
     endpoint: Option<Endpoint>,
     /// The data directory's lock (COREMQ_DATA_DIR), held while the broker runs.
     store_lock: Option<std::fs::File>,
+    /// The TLS configuration of the TLS and WSS listeners, if any (SIGHUP reloads it).
+    tls: Option<Arc<TlsBoard>>,
 }
 
 impl Broker {
@@ -120,10 +126,25 @@ impl Broker {
             None => (Vec::new(), Arc::new(Vec::new()), None),
         };
         let (addr, placeholder) = reserve_address(config.listen)?;
+        let mut placeholders = vec![placeholder];
+        let mut reserve = |listen: Option<SocketAddr>| -> Result<Option<SocketAddr>, StartError> {
+            let Some(listen) = listen else {
+                return Ok(None);
+            };
+            let (addr, placeholder) = reserve_address(listen)?;
+            placeholders.push(placeholder);
+            Ok(Some(addr))
+        };
         let config = Arc::new(Config {
             listen: addr,
+            tls_listen: reserve(config.tls_listen)?,
+            ws_listen: reserve(config.ws_listen)?,
+            wss_listen: reserve(config.wss_listen)?,
             ..config
         });
+        let tls = TlsBoard::start(&config)
+            .map_err(StartError::Config)?
+            .map(Arc::new);
         let security = Arc::new(SecurityBoard {
             generation: AtomicU64::new(0),
             installed: (0..shards).map(|_| AtomicU64::new(0)).collect(),
@@ -147,6 +168,7 @@ impl Broker {
             }),
             stop: Arc::new(AtomicBool::new(false)),
             ready: ready_tx,
+            tls: tls.clone(),
             board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
             metrics: metrics.clone(),
         };
@@ -162,6 +184,7 @@ impl Broker {
             metrics,
             endpoint,
             store_lock,
+            tls,
         };
         let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -179,7 +202,7 @@ impl Broker {
         }
         drop(shared);
         broker.wait_until_listening(&ready_rx)?;
-        drop(placeholder);
+        drop(placeholders);
         Ok(broker)
     }
 
@@ -205,6 +228,31 @@ impl Broker {
     /// The address every shard listens on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address (the real port when configured with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.config.tls_listen
+    }
+
+    /// The WebSocket listener's address.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.config.ws_listen
+    }
+
+    /// The WebSocket over TLS listener's address.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.config.wss_listen
+    }
+
+    /// Re-reads the TLS certificate, key and client CA (SIGHUP): new connections get the new
+    /// ones. On error (named flag, file and reason) the old ones stay. Nothing to do without a
+    /// TLS or WSS listener.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            Some(board) => board.reload(&self.config).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The metrics endpoint's address (the real port when configured with port 0).
@@ -383,7 +431,7 @@ fn start_endpoint(
 fn warn_if_open(config: &Config, security: &SecurityBoard) {
     let has_passwords = security.files().has_passwords();
     let policy = anonymous_policy(config, has_passwords);
-    if anonymous_allowed(config, has_passwords) && !config.listen.ip().is_loopback() {
+    if anonymous_allowed(config, has_passwords) && config.exposed().is_some() {
         crate::log!(Warn, "{policy}");
     } else {
         crate::log!(Info, "{policy}");
@@ -442,6 +490,7 @@ struct ShardShared {
     gate: ConnectionGate,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
+    tls: Option<Arc<TlsBoard>>,
     board: StatsBoard,
     metrics: Arc<MetricsBoard>,
 }
@@ -450,13 +499,47 @@ struct ShardShared {
 /// message.
 type StoreStart = (crate::store::ShardStart, Arc<Vec<crate::message::Message>>);
 
+/// Binds this shard's listeners: plain MQTT, and the TLS, WebSocket and WebSocket over TLS ones
+/// that are configured.
+fn bind_listeners(
+    shared: &ShardShared,
+) -> Result<Vec<(glommio::net::TcpListener, Protocol)>, String> {
+    let config = &shared.config;
+    let rules = || UpgradeRules {
+        path: config.ws_path.clone(),
+        origins: config.ws_origins.clone(),
+    };
+    let tls = || shared.tls.clone();
+    let identity = config.tls_identity_as_username;
+    let kinds = [
+        (Some(config.listen), Listener::Mqtt, None, None),
+        (config.tls_listen, Listener::Tls, tls(), None),
+        (config.ws_listen, Listener::Ws, None, Some(rules())),
+        (config.wss_listen, Listener::Wss, tls(), Some(rules())),
+    ];
+    let mut bound = Vec::new();
+    for (addr, listener, tls, ws) in kinds {
+        let Some(addr) = addr else { continue };
+        let socket = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} ({}): {e}", listener.name()))?;
+        let identity_as_username = identity && tls.is_some();
+        let protocol = Protocol {
+            listener,
+            tls,
+            ws,
+            identity_as_username,
+        };
+        bound.push((socket, protocol));
+    }
+    Ok(bound)
+}
+
 /// One shard's life: connect the mesh, take back what the store kept, listen, serve until
 /// stopped, then close connections and the store.
 async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Option<StoreStart>) {
-    let listener = match glommio::net::TcpListener::bind(shared.config.listen) {
+    let listeners = match bind_listeners(&shared) {
         Ok(l) => l,
-        Err(e) => {
-            let msg = format!("cannot listen on {}: {e}", shared.config.listen);
+        Err(msg) => {
             let _ = shared.ready.send(Err(msg));
             return;
         }
@@ -488,8 +571,14 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
         None => None,
     };
     let arrivals = glommio::spawn_local(crate::net::serve_arrivals(shard.clone()));
-    let gate = shared.gate.clone();
-    let acceptor = glommio::spawn_local(crate::net::accept_loop(shard.clone(), listener, gate));
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, protocol)| {
+            let gate = shared.gate.clone();
+            let accept = crate::net::accept_loop(shard.clone(), listener, gate, Rc::new(protocol));
+            glommio::spawn_local(accept)
+        })
+        .collect();
     let watcher = start_idle_watcher(&shard, index);
     shared.publish_stats(index, &shard);
     let _ = shared.ready.send(Ok(()));
@@ -498,7 +587,7 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     serve_until_stopped(&shared, &shard, index).await;
     shared.metrics.shard_stopped();
 
-    drop(acceptor);
+    drop(acceptors);
     shard.begin_shutdown();
     let deadline = Instant::now() + DRAIN_LIMIT;
     while shard.stats().connections > 0 && Instant::now() < deadline {

@@ -19,7 +19,7 @@ use super::outbox::{ConnId, Outbox, Terms};
 use super::table::SessionTable;
 use super::{Client, Shard};
 use crate::gate::ConnSlot;
-use crate::mesh::Handoff;
+use crate::mesh::{Carried, Handoff};
 use crate::protocol::ClientId;
 use crate::session::{Link, Session};
 
@@ -70,6 +70,8 @@ impl Entry {
 /// What a parked connection keeps (in its session's entry).
 pub struct Parked {
     pub fd: OwnedFd,
+    /// The stream's state beside the socket (TLS, WebSocket), if any.
+    pub carried: Option<Carried>,
     /// Its place under COREMQ_MAX_CONNECTIONS: a parked connection still counts.
     pub slot: ConnSlot,
     /// When its keep alive runs out (1.5 × keep alive after the last packet), if it has one.
@@ -82,6 +84,7 @@ pub struct Parked {
 /// a fresh outbox, already the session's) and its keep-alive deadline.
 pub struct Woken {
     pub fd: OwnedFd,
+    pub carried: Option<Carried>,
     pub slot: ConnSlot,
     pub client: Client,
     pub deadline: Option<Instant>,

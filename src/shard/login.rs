@@ -54,6 +54,20 @@ pub struct Admitted {
     pub home: ShardId,
 }
 
+/// The user name a client certificate gives its connection (COREMQ_TLS_IDENTITY_AS_USERNAME,
+/// Mosquitto's `use_identity_as_username`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertUser {
+    /// Not in use on this listener: CONNECT's user name and password count.
+    NotUsed,
+    /// In use, but the client presented no certificate or one without a common name: refused
+    /// (not authorized).
+    Missing,
+    /// The certificate's subject common name: the client's user name, whatever CONNECT says;
+    /// the certificate (verified against COREMQ_TLS_CLIENT_CA) stands in for the password.
+    Name(String),
+}
+
 /// One CONNECT being admitted.
 pub struct Admission {
     connect: Option<Box<Connect>>,
@@ -69,12 +83,13 @@ pub struct Admission {
 
 impl Shard {
     /// Starts admitting `connect` from `peer`; `has_slot` is false when COREMQ_MAX_CONNECTIONS is
-    /// reached.
+    /// reached; `cert_user` is what the client's certificate says about its user name.
     pub fn admit(
         &self,
         mut connect: Box<Connect>,
         has_slot: bool,
         peer: IpAddr,
+        cert_user: &CertUser,
     ) -> (Admission, Admit) {
         let mut admission = Admission {
             peer,
@@ -97,14 +112,35 @@ impl Shard {
             Ok(assigned) => admission.assigned = assigned,
             Err(code) => return (admission, refuse(code)),
         }
+        match cert_user {
+            CertUser::NotUsed => {}
+            CertUser::Missing => {
+                crate::log!(
+                    Debug,
+                    "refusing a TLS client without a certificate common name \
+                     (COREMQ_TLS_IDENTITY_AS_USERNAME)"
+                );
+                self.count_refusal(Refusal::NotAuthorized);
+                return (admission, refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+            CertUser::Name(name) => {
+                let Ok(user) = MqttString::copy_from(name) else {
+                    self.count_refusal(Refusal::NotAuthorized);
+                    return (admission, refuse(ReasonCode::NOT_AUTHORIZED));
+                };
+                connect.username = Some(user);
+                connect.password = None;
+            }
+        }
         if let Some(why) = self.banned(&connect, peer) {
             // 0x8A Banned (3.1.1: return code 5), with no credential check at all.
             self.count_refusal(why);
             return (admission, refuse(ReasonCode::BANNED));
         }
-        let checked = match connect.properties.authentication_method.clone() {
-            Some(method) => admission.start_exchange(self, &connect, method),
-            None => admission.check_password(self, &connect),
+        let checked = match (cert_user, connect.properties.authentication_method.clone()) {
+            (CertUser::Name(_), _) => Checked::Done(None),
+            (_, Some(method)) => admission.start_exchange(self, &connect, method),
+            (_, None) => admission.check_password(self, &connect),
         };
         admission.connect = Some(connect);
         let next = admission.proceed(self, checked);

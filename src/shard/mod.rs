@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub use client::{Client, Deferred, RetainedFor, Violation};
 pub use clients::{Arrival, Parked, Woken};
 pub use guard::{Refusal, Refusals};
-pub use login::{Admission, Admit, Admitted};
+pub use login::{Admission, Admit, Admitted, CertUser};
 pub use outbox::{ConnId, Outbox, Terms};
 pub use persist::{AckPoll, PendingAck, StoreBatch};
 

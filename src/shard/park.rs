@@ -25,31 +25,35 @@ use std::time::Instant;
 use super::clients::{Arrival, Entry, Parked, Parking, Woken};
 use super::{Client, ConnId, Outbox, Shard};
 use crate::gate::ConnSlot;
+use crate::mesh::Carried;
 
 impl Shard {
-    /// Parks the connection of `client` (socket `fd`, keep alive running out at `deadline`):
-    /// its task ends once this returns `Ok` with the session's slot, under which `net` watches
-    /// the socket. Gives the connection's `slot` back when it must stay live.
+    /// Parks the connection of `client` (socket `fd` and the stream's `carried` state, keep
+    /// alive running out at `deadline`): its task ends once this returns `Ok` with the session's
+    /// slot, under which `net` watches the socket. Gives the connection's `slot` and `carried`
+    /// back when it must stay live.
     pub fn park(
         &self,
         client: &Client,
         fd: OwnedFd,
+        carried: Option<Carried>,
         slot: ConnSlot,
         deadline: Option<Instant>,
-    ) -> Result<u32, ConnSlot> {
+    ) -> Result<u32, (ConnSlot, Option<Carried>)> {
+        let refused = |slot, carried| Err((slot, carried));
         if !client.can_park() || self.is_stopping() {
-            return Err(slot);
+            return refused(slot, carried);
         }
         let mut guard = self.clients.borrow_mut();
         let clients = &mut *guard;
         let Some(key) = clients.sessions.key_of(&client.client_id) else {
-            return Err(slot);
+            return refused(slot, carried);
         };
         let Some(entry) = clients.sessions.by_key_mut(key) else {
-            return Err(slot);
+            return refused(slot, carried);
         };
         if !entry.is_served_by(client.conn.id) || entry.holds.is_holding() {
-            return Err(slot);
+            return refused(slot, carried);
         }
         entry.conn = None;
         clients.conns.remove(&client.conn.id);
@@ -62,6 +66,7 @@ impl Shard {
         }
         entry.parked = Some(Box::new(Parked {
             fd,
+            carried,
             slot,
             deadline,
             terms: client.conn.terms(),
@@ -135,6 +140,7 @@ impl Shard {
         };
         let Parked {
             fd,
+            carried,
             slot,
             deadline,
             terms,
@@ -145,6 +151,7 @@ impl Shard {
         parking.count -= 1;
         parking.arrive(Arrival::Woken(Woken {
             fd,
+            carried,
             slot,
             deadline,
             client: Client::new(entry.session.client_id.clone(), conn, None),

@@ -2,6 +2,9 @@
 //! ids chosen to land on a given shard, and a raw-socket MQTT client for exact-byte cases.
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod ws;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -424,9 +427,10 @@ pub fn connect(broker: &TestBroker, v: ProtocolVersion, client_id: &str, clean: 
 }
 
 /// Subscribes to `filters` (with packet id 1) and returns the SUBACK's codes.
-pub fn subscribe_codes(client: &mut RawClient, filters: &[(&str, QoS)]) -> Vec<ReasonCode> {
-    client.send(&Packet::Subscribe(Subscribe {
-        packet_id: packet_id(1),
+/// A SUBSCRIBE of `filters` with packet id `id`.
+pub fn subscribe_packet(filters: &[(&str, QoS)], id: u16) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: packet_id(id),
         properties: Default::default(),
         filters: filters
             .iter()
@@ -437,7 +441,11 @@ pub fn subscribe_codes(client: &mut RawClient, filters: &[(&str, QoS)]) -> Vec<R
                 )
             })
             .collect(),
-    }));
+    })
+}
+
+pub fn subscribe_codes(client: &mut RawClient, filters: &[(&str, QoS)]) -> Vec<ReasonCode> {
+    client.send(&subscribe_packet(filters, 1));
     match client.expect_packet() {
         Packet::SubAck(ack) if ack.packet_id == packet_id(1) => ack.reason_codes,
         other => panic!("expected SUBACK, got {other:?}"),

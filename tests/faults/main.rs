@@ -42,6 +42,7 @@ mod flow;
 mod guard;
 mod kill;
 mod limits;
+mod listeners;
 mod metrics_http;
 mod park;
 mod pauses;

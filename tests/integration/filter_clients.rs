@@ -5,107 +5,14 @@
 //! example) with both forms. All of them are installed by `scripts/test` (the README's test
 //! command); without them these tests fail and name it — they never skip.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::TestBroker;
 use crate::run_script;
+use crate::tools::{lines_until, mosquitto_pub, mosquitto_sub, require};
 
 /// How long a client script may run.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(20);
-
-/// A child process this test started, killed (by its own pid) if still running when dropped.
-struct Spawned(Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn require(program: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{program} is missing: scripts/test (the README's test command) installs it \
-         (Debian package mosquitto-clients)"
-    );
-}
-
-/// Starts `mosquitto_sub` with `args`, waits until it has its SUBACK (its `-d` output says so),
-/// and returns it with a channel of the payload lines it prints.
-fn mosquitto_sub(port: u16, args: &[&str]) -> (Spawned, mpsc::Receiver<String>) {
-    require("mosquitto_sub");
-    // Line-buffered (its stdout is a pipe), so each line is seen when printed.
-    let mut child = Command::new("stdbuf")
-        .args(["-oL", "mosquitto_sub"])
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "-W", "10"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto_sub starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            // `-d` output ("Client … received SUBACK", "Subscribed (mid: 1): 0") is not a payload.
-            if line.starts_with("Subscribed (mid") {
-                continue;
-            }
-            if line.starts_with("Client ") {
-                if line.contains("received SUBACK") {
-                    let _ = ready_tx.send(());
-                }
-                continue;
-            }
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let child = Spawned(child);
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("mosquitto_sub got its SUBACK");
-    (child, rx)
-}
-
-fn mosquitto_pub(port: u16, version: &str, topic: &str, message: &str, extra: &[&str]) {
-    require("mosquitto_pub");
-    let status = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
-        .args(["-q", "1", "-t", topic, "-m", message])
-        .args(extra)
-        .status()
-        .expect("mosquitto_pub runs");
-    assert!(status.success(), "mosquitto_pub {topic} {message}");
-}
-
-/// Lines from `rx` until `end` (included), or panics after 5 s.
-fn lines_until(rx: &mpsc::Receiver<String>, end: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut got = Vec::new();
-    while got.last().map(String::as_str) != Some(end) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => got.push(l),
-            Err(_) => panic!("{end:?} did not arrive; got {got:?}"),
-        }
-    }
-    got
-}
 
 const MESSAGES: [&str; 5] = [
     r#"{"temp": 31, "site": "north"}"#,

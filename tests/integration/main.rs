@@ -15,6 +15,9 @@ mod paho;
 mod rumqttc_v311;
 mod rumqttc_v5;
 mod shared;
+mod tls;
+mod tools;
+mod websocket;
 
 use std::fmt::Display;
 use std::sync::mpsc;

@@ -29,7 +29,12 @@ impl Peer {
 
     /// Connects as `id` (clean start) after `tweak` adjusted the options; waits for CONNACK.
     fn connect_with(broker: &TestBroker, id: &str, tweak: impl FnOnce(&mut MqttOptions)) -> Self {
-        let mut opts = MqttOptions::new(id, "127.0.0.1", broker.port());
+        Self::connect_to(broker.port(), id, tweak)
+    }
+
+    /// Like `connect_with`, to the listener on 127.0.0.1:`port`.
+    pub fn connect_to(port: u16, id: &str, tweak: impl FnOnce(&mut MqttOptions)) -> Self {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         tweak(&mut opts);
         let (client, mut connection) = Client::new(opts, 16);
@@ -56,7 +61,7 @@ impl Peer {
         })
     }
 
-    fn subscribe(&self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+    pub fn subscribe(&self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
         let filters = filters.iter().map(|(f, q)| Filter::new(*f, *q));
         self.client.subscribe_many(filters).unwrap();
         self.expect(|p| match p {

@@ -125,7 +125,7 @@ fn messages_keep_flowing_while_a_storm_of_bad_logins_runs() {
     for q in 0..4u32 {
         let from = storm_start + quarter * q;
         let window = from..from + quarter;
-        let count = during.iter().filter(|t| window.contains(t)).count();
+        let count = during.iter().filter(|t| window.contains(*t)).count();
         assert!(count > 0, "no message in quarter {q} of the storm");
     }
     // The storm left the good users' logins alone.

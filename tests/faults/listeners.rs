@@ -1,0 +1,262 @@
+//! Bad peers on the TLS and WebSocket listeners: each one affects only itself. Plain MQTT on the
+//! TLS port, garbage and stalled handshakes (bounded by COREMQ_CONNECT_TIMEOUT), HTTP requests
+//! that are no MQTT upgrade (426, 400, 404), text and oversized frames (close 1003, 1009), and a
+//! WebSocket client that never reads. Every case checks that a healthy client on another
+//! listener keeps working while it happens.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use coremq::protocol::{Packet, ProtocolVersion, QoS};
+
+use crate::common::pki::{client_config, tls_mqtt_connect, Ca, Pki};
+use crate::common::ws::{self, WsClient};
+use crate::common::{
+    connect, connect_packet, expect_message, ping, publish_packet, subscribe, RawClient, TestBroker,
+};
+use crate::{beside, stats_when};
+
+/// A broker with every listener: MQTT, TLS, WS and WSS.
+fn all_listeners(pki: &Pki, tweak: impl FnOnce(&mut coremq::Config)) -> (TestBroker, Ca) {
+    let ca = pki.ca("ca");
+    let server = pki.server(&ca, "server");
+    let broker = TestBroker::start_with(2, |c| {
+        for l in [&mut c.tls_listen, &mut c.ws_listen, &mut c.wss_listen] {
+            *l = Some("127.0.0.1:0".parse().unwrap());
+        }
+        c.tls_cert = Some(server.cert.clone());
+        c.tls_key = Some(server.key.clone());
+        c.connect_timeout = Duration::from_millis(500);
+        tweak(c);
+    });
+    (broker, ca)
+}
+
+/// A healthy client on each of the plain and TLS listeners still gets through.
+fn others_still_served(broker: &TestBroker, ca: &Ca) {
+    let mut plain = connect(broker, ProtocolVersion::V5, "healthy-plain", true);
+    ping(&mut plain);
+    let tls = broker.broker.tls_addr().unwrap();
+    let got = tls_mqtt_connect(tls, client_config(ca, None), "localhost", "healthy-tls");
+    assert_eq!(got, Ok(0));
+}
+
+/// Reads until the peer closes; panics if that takes longer than `limit`. Returns what was read.
+fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
+            Err(e) => panic!(
+                "not closed within {limit:?} ({e}) after {:?}",
+                start.elapsed()
+            ),
+        }
+    }
+}
+
+/// Plain MQTT sent to the TLS port gets no CONNACK: the handshake fails and the socket closes.
+#[test]
+fn plain_mqtt_on_the_tls_port_is_closed() {
+    let _g = beside();
+    let pki = Pki::new("bad-plain-on-tls");
+    let (broker, ca) = all_listeners(&pki, |_| {});
+    let tls = broker.broker.tls_addr().unwrap();
+    let v = ProtocolVersion::V3_1_1;
+    let mut lost = RawClient::connect(tls, v);
+    lost.send(&Packet::Connect(Box::new(connect_packet(v, "lost", true))));
+    let mut answer = Vec::new();
+    let _ = lost.stream.read_to_end(&mut answer);
+    assert!(
+        answer.first() != Some(&0x20),
+        "no CONNACK on the TLS port: {answer:02x?}"
+    );
+    others_still_served(&broker, &ca);
+}
+
+/// Garbage instead of a ClientHello is refused at once; a handshake that stalls (nothing sent,
+/// or half a ClientHello) is closed after COREMQ_CONNECT_TIMEOUT (500 ms here).
+#[test]
+fn garbage_and_stalled_handshakes_are_bounded() {
+    let _g = beside();
+    let pki = Pki::new("bad-handshakes");
+    let (broker, ca) = all_listeners(&pki, |_| {});
+    let tls = broker.broker.tls_addr().unwrap();
+
+    let mut garbage = TcpStream::connect(tls).unwrap();
+    let noise: Vec<u8> = (0..2000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _ = garbage.write_all(&noise);
+    read_to_close(&mut garbage, Duration::from_secs(2));
+
+    let mut silent = TcpStream::connect(tls).unwrap();
+    let mut half = TcpStream::connect(tls).unwrap();
+    half.write_all(&client_hello()[..40]).unwrap();
+    let start = Instant::now();
+    // Meanwhile, the other listeners serve as usual.
+    others_still_served(&broker, &ca);
+    read_to_close(&mut silent, Duration::from_secs(3));
+    read_to_close(&mut half, Duration::from_secs(3));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    // The same on the WSS port, and a stalled HTTP request on the WS port.
+    for addr in [
+        broker.broker.wss_addr().unwrap(),
+        broker.broker.ws_addr().unwrap(),
+    ] {
+        let mut stalled = TcpStream::connect(addr).unwrap();
+        stalled
+            .write_all(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        read_to_close(&mut stalled, Duration::from_secs(3));
+    }
+    stats_when(&broker, "only the healthy clients' connections left", |s| {
+        s.connections <= 1
+    });
+}
+
+/// The first flight of a real TLS client.
+fn client_hello() -> Vec<u8> {
+    let pki = Pki::new("hello");
+    let ca = pki.ca("ca");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(client_config(&ca, None), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// HTTP requests that are not an MQTT WebSocket upgrade get an HTTP error, then a close.
+#[test]
+fn http_requests_without_an_mqtt_upgrade_are_refused() {
+    let _g = beside();
+    let pki = Pki::new("bad-http");
+    let (broker, ca) = all_listeners(&pki, |c| c.ws_origins = vec!["https://app.example".into()]);
+    let addr = broker.broker.ws_addr().unwrap();
+    let cases = [
+        ("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(), 426),
+        (ws::request("/mqtt", None, ""), 400),
+        (ws::request("/mqtt", Some("chat"), ""), 400),
+        (ws::request("/other", Some("mqtt"), ""), 404),
+        (
+            ws::request("/mqtt", Some("mqtt"), "Origin: https://evil.example\r\n"),
+            403,
+        ),
+        (
+            "\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00".to_owned(),
+            400,
+        ),
+    ];
+    for (request, want) in cases {
+        let (mut stream, status, head) = ws::send_request(addr, &request);
+        assert_eq!(status, want, "{request:?} -> {head}");
+        read_to_close(&mut stream, Duration::from_secs(2));
+    }
+    let allowed = ws::request("/mqtt", Some("mqtt"), "Origin: https://app.example\r\n");
+    assert_eq!(ws::send_request(addr, &allowed).1, 101);
+    others_still_served(&broker, &ca);
+}
+
+/// A text frame closes with 1003, a frame longer than COREMQ_MAX_PACKET_SIZE with 1009 (from its
+/// header alone: the broker does not wait for the body), an unmasked frame with 1002.
+#[test]
+fn bad_frames_close_with_the_rfc_code() {
+    let _g = beside();
+    let pki = Pki::new("bad-frames");
+    let (broker, ca) = all_listeners(&pki, |c| c.max_packet_size = 64 * 1024);
+    let addr = broker.broker.ws_addr().unwrap();
+    let v = ProtocolVersion::V5;
+    let header_of_a_huge_frame = {
+        let mut f = vec![0x82, 0xff];
+        f.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f
+    };
+    let cases: [(Vec<u8>, u16); 3] = [
+        (WsClient::frame(true, ws::TEXT, b"\x10\x00"), 1003),
+        (header_of_a_huge_frame, 1009),
+        (vec![0x82, 0x02, 0xc0, 0x00], 1002),
+    ];
+    for (i, (frame, code)) in cases.into_iter().enumerate() {
+        let mut c = WsClient::connect(addr, v);
+        c.send(&Packet::Connect(Box::new(connect_packet(
+            v,
+            &format!("bad-{i}"),
+            true,
+        ))));
+        assert!(matches!(c.expect_packet(), Packet::ConnAck(_)));
+        c.send_raw(&frame);
+        assert_eq!(
+            c.recv_frame(),
+            Some((ws::CLOSE, code.to_be_bytes().to_vec()))
+        );
+        assert_eq!(c.recv_frame(), None);
+    }
+    others_still_served(&broker, &ca);
+}
+
+/// A WebSocket subscriber that stops reading holds nothing up: a healthy subscriber on the plain
+/// listener gets every message at once, the stuck one's QoS 0 messages are dropped (counted)
+/// once its socket has taken nothing for COREMQ_SLOW_READER_TIMEOUT, and the broker's buffers for
+/// it stay bounded by COREMQ_MAX_OUTBOUND_BUFFER.
+#[test]
+fn a_websocket_client_that_never_reads_holds_nothing_up() {
+    let _g = beside();
+    let pki = Pki::new("ws-stuck");
+    let (broker, ca) = all_listeners(&pki, |c| {
+        c.max_outbound_buffer = 64 * 1024;
+        c.slow_reader_timeout = Duration::from_millis(100);
+    });
+    let v = ProtocolVersion::V3_1_1;
+    let stuck_addr: SocketAddr = broker.broker.ws_addr().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&stuck_addr.into()).unwrap();
+    let mut stuck = WsClient::upgrade_stream(socket.into(), v);
+    stuck.send(&Packet::Connect(Box::new(connect_packet(v, "stuck", true))));
+    assert!(matches!(stuck.expect_packet(), Packet::ConnAck(_)));
+    stuck.send(&crate::common::subscribe_packet(
+        &[("flood/#", QoS::AtMostOnce)],
+        1,
+    ));
+    assert!(matches!(stuck.expect_packet(), Packet::SubAck(_)));
+    // From here on the stuck client reads nothing.
+
+    let mut healthy = connect(&broker, v, &broker.id_on(1, "healthy"), true);
+    subscribe(&mut healthy, "flood/#", QoS::AtMostOnce);
+    let mut publisher = connect(&broker, v, &broker.id_on(0, "flooder"), true);
+    // Rounds of 40 KiB: the healthy subscriber, reading each round, never has more than that
+    // waiting; the stuck one has 16 MiB sent its way, more than the kernel's socket buffers
+    // between it and the broker hold.
+    let payload = vec![0x5a; 4096];
+    for round in 0..400 {
+        for i in 0..10 {
+            let topic = format!("flood/{round}/{i}");
+            publisher.send(&publish_packet(&topic, &payload, QoS::AtMostOnce, 0));
+        }
+        for i in 0..10 {
+            expect_message(&mut healthy, &format!("flood/{round}/{i}"), &payload);
+        }
+        if round == 100 {
+            // Past the slow reader timeout: from now on its messages are dropped.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    let s = stats_when(&broker, "the stuck subscriber's messages dropped", |s| {
+        s.drops.qos0_congested > 0
+    });
+    // Each dropped message counted once: never more than the 4,000 sent.
+    assert!(s.drops.qos0_congested <= 4000, "{s:?}");
+    ping(&mut publisher);
+    others_still_served(&broker, &ca);
+}
