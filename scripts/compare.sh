@@ -41,6 +41,12 @@
 #   acknowledgement waits for a group-committed fdatasync), Mosquitto with `persistence true`
 #   (which saves on its autosave interval and at exit only); extra figure "disk B/msg": bytes the
 #   broker wrote to disk (/proc/PID/io write_bytes) per message delivered.
+#   TLS (issue 15, keys `tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle`, not in the default
+#   set): both brokers serve TLS on the port under test (coremq COREMQ_TLS_LISTEN, Mosquitto a
+#   `listener` with certfile/keyfile) with a P-256 certificate made for the run by openssl, and
+#   coremq-loadtest runs with --tls --cafile: a connect storm of 50 loops (extra figure
+#   "handshakes/s": connects with their TLS handshake and CONNACK per second), QoS 0 and QoS 1
+#   pairs x100, and IDLE idle TLS connections (KiB/conn). rumqttd sits these out.
 #
 # Settings both brokers get (where they overlap; everything else is each broker's default):
 #   listen on 127.0.0.1 only, anonymous clients allowed, no persistence, no TLS
@@ -71,7 +77,8 @@
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
 # ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle persist-pairs
-# persist-fanin unfiltered filtered; the default runs all but the persist-* ones and those two), FSYNC (always or batch, for the
+# persist-fanin unfiltered filtered tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle; the default runs
+# all but the persist-*, tls-* ones and those two), FSYNC (always or batch, for the
 # persist-* scenarios: `FSYNC=always ONLY="persist-pairs persist-fanin" scripts/compare.sh`).
 #
 # Cleans up: only the processes it started (brokers and load tests, by PID) are stopped, on any
@@ -96,6 +103,8 @@ done
 RUMQTTD="$here/target/rumqttd/bin/rumqttd"
 # Set by run_one for the persist-* scenarios: the broker keeps its state on disk.
 persist=0
+# Set by run_one for the tls-* scenarios: the port under test speaks TLS.
+tls=0
 IDLE_HOLD=5
 LT="$here/target/release/coremq-loadtest"
 COREMQ="$here/target/release/coremq"
@@ -258,7 +267,15 @@ launch_broker() {
   bport="$(free_port)" || die "no free loopback port"
   case "$1" in
     coremq)
-      COREMQ_LISTEN="127.0.0.1:$bport" COREMQ_LOG=warn COREMQ_ALLOW_ANONYMOUS=true \
+      local listen="127.0.0.1:$bport" tls_listen=""
+      if [ "$tls" = 1 ]; then
+        # The port under test speaks TLS; the plain listener goes elsewhere.
+        listen="127.0.0.1:$(free_port)" tls_listen="127.0.0.1:$bport"
+      fi
+      COREMQ_LISTEN="$listen" COREMQ_TLS_LISTEN="$tls_listen" \
+        COREMQ_TLS_CERT="$([ "$tls" = 1 ] && echo "$tmp/pki/server.pem")" \
+        COREMQ_TLS_KEY="$([ "$tls" = 1 ] && echo "$tmp/pki/server.key")" \
+        COREMQ_LOG=warn COREMQ_ALLOW_ANONYMOUS=true \
         COREMQ_MAX_INFLIGHT=20 COREMQ_MAX_QUEUED_MESSAGES=1000 COREMQ_MAX_QUEUED_BYTES=64MiB \
         COREMQ_QUEUE_QOS0=false COREMQ_MAX_PACKET_SIZE=1MiB COREMQ_MAX_CONNECTIONS=100000 \
         COREMQ_MAX_KEEPALIVE=65535 COREMQ_TOPIC_ALIAS_MAXIMUM=10 \
@@ -270,6 +287,7 @@ launch_broker() {
     mosquitto)
       cat >"$tmp/mosquitto.conf" <<EOF
 listener $bport 127.0.0.1
+$([ "$tls" = 1 ] && printf 'certfile %s\nkeyfile %s\n' "$tmp/pki/server.pem" "$tmp/pki/server.key")
 allow_anonymous true
 persistence $([ "$persist" = 1 ] && echo true || echo false)
 persistence_location $tmp/
@@ -379,6 +397,10 @@ scenarios=(
   "persist-fanin|QoS 1 fan-in 100->1, stored|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --persistent"
   "unfiltered|QoS 0 10->100, no filter|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
   "filtered|QoS 0 10->100, 10% each|--scenario filtered --publishers 10 --subscribers 100 --qos 0|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
+  "tls-connect|TLS connect storm x50|--scenario connect --connections 50"
+  "tls-qos0-pairs|TLS QoS 0 pairs x100|--scenario pairs --pairs 100 --qos 0"
+  "tls-qos1-pairs|TLS QoS 1 pairs x100|--scenario pairs --pairs 100 --qos 1"
+  "tls-idle|$IDLE idle TLS connections|--scenario idle --connections $IDLE"
 )
 if [ -z "${ONLY:-}" ]; then
   ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle"
@@ -394,6 +416,26 @@ if [ -n "${ONLY:-}" ]; then
   scenarios=("${chosen[@]}")
 fi
 
+# A CA and a server certificate for 127.0.0.1 for the tls-* scenarios.
+case " ${scenarios[*]} " in
+  *"tls-"*)
+    command -v openssl >/dev/null || die "the tls-* scenarios need openssl (apt-get install openssl)"
+    mkdir -p "$tmp/pki"
+    (
+      cd "$tmp/pki"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=compare.sh CA" -keyout ca.key -out ca.pem
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+        -keyout server.key -out server.csr
+      printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >ext
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext -out server.pem
+    ) >/dev/null 2>&1 || die "openssl could not make the test certificates"
+    # Mosquitto started as root reads them as the mosquitto user (a throwaway key, for this run).
+    chmod a+rx "$tmp" "$tmp/pki" && chmod a+r "$tmp"/pki/*
+    ;;
+esac
+
 status=0
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started="$(date +%s)"
@@ -403,10 +445,13 @@ run_one() {
   local key="$1" broker="$2"
   shift 2
   case "$key" in persist-*) persist=1 ;; *) persist=0 ;; esac
+  case "$key" in tls-*) tls=1 ;; *) tls=0 ;; esac
   start_broker "$broker"
-  local flags=("$@" --port "$bport" --json "$tmp/$key.$broker.json")
-  if [ "$key" = idle ]; then
-    flags=("$@" --port "$bport" --json "$tmp/$key.$broker.json" --broker-pid "$bpid"
+  local extra=()
+  [ "$tls" = 1 ] && extra=(--tls --cafile "$tmp/pki/ca.pem")
+  local flags=("$@" "${extra[@]}" --port "$bport" --json "$tmp/$key.$broker.json")
+  if [ "$key" = idle ] || [ "$key" = tls-idle ]; then
+    flags=("$@" "${extra[@]}" --port "$bport" --json "$tmp/$key.$broker.json" --broker-pid "$bpid"
       --warmup 0 --duration "$IDLE_HOLD" --drain 0 --max-runtime 120)
   else
     flags=("${common[@]}" "${flags[@]}")
@@ -452,8 +497,8 @@ run_one() {
 for s in "${scenarios[@]}"; do
   IFS='|' read -r key title flags mflags <<<"$s"
   for broker in coremq $PEERS; do
-    # rumqttd keeps nothing on disk.
-    case "$broker.$key" in rumqttd.persist-*) continue ;; esac
+    # rumqttd keeps nothing on disk, and is compared over plain TCP only.
+    case "$broker.$key" in rumqttd.persist-* | rumqttd.tls-*) continue ;; esac
     # A fourth field: what the other brokers run instead (they have no content filters).
     if [ "$broker" != coremq ] && [ -n "${mflags:-}" ]; then
       read -r -a args <<<"$mflags"
@@ -473,6 +518,8 @@ value() {
   [ -f "$f.json" ] || return 0
   case "$3" in
     msgs) field "$f.json" throughput received_per_s | awk '{ printf "%.0f", $1 }' ;;
+    connects) field "$f.json" throughput connects_per_s | awk '{ printf "%.0f", $1 }' ;;
+    connect_p99) field "$f.json" connect_latency_us p99 ;;
     p50) field "$f.json" latency_us p50 ;;
     p99) field "$f.json" latency_us p99 ;;
     lost) field "$f.json" losses lost ;;
@@ -544,9 +591,14 @@ row() {
   printf '%s\n' "$(printf '%.0s-' $(seq 100))"
   for s in "${scenarios[@]}"; do
     IFS='|' read -r key title _ <<<"$s"
-    if [ "$key" = idle ]; then
-      row "$title" "KiB/conn" idle kib_conn "<=1"
-      row "" "peak RSS MiB" idle hwm ""
+    if [ "$key" = idle ] || [ "$key" = tls-idle ]; then
+      row "$title" "KiB/conn" "$key" kib_conn "<=1"
+      row "" "peak RSS MiB" "$key" hwm ""
+    elif [ "$key" = tls-connect ]; then
+      row "$title" "handshakes/s" "$key" connects ">=1"
+      row "" "connect p99 us" "$key" connect_p99 ""
+      row "" "broker cores" "$key" cores ""
+      row "" "peak RSS MiB" "$key" hwm ""
     else
       goal_tp=">=1.5" goal_cpu="<=0.5" goal_p99=""
       [ "$key" = rate ] && goal_tp="" goal_cpu="" goal_p99="<1"

@@ -34,6 +34,11 @@ target:
   --username U          --password P
   --mqtt-version 3|5    3 = MQTT 3.1.1 (default), 5 = MQTT 5
   --allow-remote        allow a non-loopback target (refused by default)
+  --tls                 connect over TLS (the broker's TLS or WSS listener); needs --cafile
+  --cafile FILE         PEM CA certificate(s) the broker's certificate must chain to
+  --server-name NAME    the name the broker's certificate must carry (default: --host)
+  --ws                  MQTT over WebSocket (subprotocol mqtt), over TLS too with --tls
+  --ws-path PATH        the WebSocket path (default /mqtt)
 
 load:
   --qos 0|1|2           QoS of publishes and subscriptions (default 0)
@@ -150,6 +155,10 @@ pub struct Args {
     pub json: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub broker_pid: Option<u32>,
+    /// `--tls`: the CA file and the name the broker's certificate must carry.
+    pub tls: Option<(PathBuf, String)>,
+    /// `--ws`: the path to upgrade on.
+    pub ws: Option<String>,
     /// The invocation, for the JSON report.
     pub command_line: String,
 }
@@ -226,6 +235,11 @@ struct Raw {
     json: Option<PathBuf>,
     report: Option<PathBuf>,
     broker_pid: Option<u32>,
+    tls: bool,
+    cafile: Option<PathBuf>,
+    server_name: Option<String>,
+    ws: bool,
+    ws_path: Option<String>,
 }
 
 /// Parses `argv` (without the program name). `cpus` is the default thread count.
@@ -250,6 +264,14 @@ pub fn parse(argv: &[String], cpus: usize) -> Result<Args, ArgError> {
             }
             "--persistent" => {
                 raw.persistent = true;
+                continue;
+            }
+            "--tls" => {
+                raw.tls = true;
+                continue;
+            }
+            "--ws" => {
+                raw.ws = true;
                 continue;
             }
             _ => {}
@@ -292,6 +314,9 @@ fn known_flag(name: &str) -> Option<&'static str> {
         "--json",
         "--report",
         "--broker-pid",
+        "--cafile",
+        "--server-name",
+        "--ws-path",
     ];
     FLAGS.iter().copied().find(|f| *f == name)
 }
@@ -428,6 +453,14 @@ fn apply(raw: &mut Raw, flag: &'static str, v: String) -> Result<(), ArgError> {
         "--json" => raw.json = Some(PathBuf::from(v)),
         "--report" => raw.report = Some(PathBuf::from(v)),
         "--broker-pid" => raw.broker_pid = Some(int(flag, &v, 1, u32::MAX, "a process id")?),
+        "--cafile" => raw.cafile = Some(PathBuf::from(v)),
+        "--server-name" => raw.server_name = Some(v),
+        "--ws-path" => {
+            if !v.starts_with('/') {
+                return Err(invalid(flag, &v, "a path starting with /"));
+            }
+            raw.ws_path = Some(v);
+        }
         _ => return Err(ArgError::UnknownFlag(flag.to_string())),
     }
     Ok(())
@@ -538,6 +571,20 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
     let duration = raw.duration.unwrap_or(Duration::from_secs(10));
     let warmup = raw.warmup.unwrap_or(Duration::from_secs(1));
     let drain = raw.drain.unwrap_or(Duration::from_secs(5));
+    let tls = match (raw.tls, raw.cafile) {
+        (true, Some(ca)) => Some((ca, raw.server_name.unwrap_or_else(|| host.clone()))),
+        (true, None) => return Err(ArgError::Required("--cafile (with --tls)")),
+        (false, Some(_)) => return Err(ArgError::Conflict("--cafile needs --tls".into())),
+        (false, None) if raw.server_name.is_some() => {
+            return Err(ArgError::Conflict("--server-name needs --tls".into()))
+        }
+        (false, None) => None,
+    };
+    let ws = match (raw.ws, raw.ws_path) {
+        (true, path) => Some(path.unwrap_or_else(|| "/mqtt".into())),
+        (false, Some(_)) => return Err(ArgError::Conflict("--ws-path needs --ws".into())),
+        (false, None) => None,
+    };
     if duration.is_zero() {
         return Err(invalid("--duration", "0", "more than 0"));
     }
@@ -583,6 +630,8 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         json: raw.json,
         report: raw.report,
         broker_pid: raw.broker_pid,
+        tls,
+        ws,
         command_line: command_line(argv),
     })
 }

@@ -20,6 +20,7 @@ use coremq::protocol::{
 use mio::net::TcpStream;
 
 use crate::payload::Stamp;
+use crate::transport::{Layers, Transport};
 
 /// Largest packet accepted from the broker.
 const MAX_PACKET: u32 = 64 << 20;
@@ -76,6 +77,8 @@ pub struct Login<'a> {
 
 pub struct Conn {
     stream: TcpStream,
+    /// TLS and/or WebSocket between the MQTT bytes and the socket (`None`: plain TCP).
+    transport: Option<Box<Transport>>,
     pub state: State,
     version: ProtocolVersion,
     /// Bytes read but not yet decoded.
@@ -105,16 +108,23 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Starts a non-blocking TCP connect and queues CONNECT behind it.
+    /// Starts a non-blocking TCP connect and queues CONNECT behind it (and behind the TLS
+    /// handshake and WebSocket upgrade when `layers` asks for them).
     pub fn open(
         addr: SocketAddr,
         version: ProtocolVersion,
         login: &Login,
+        layers: Option<&Layers>,
         now_ns: u64,
     ) -> io::Result<Conn> {
+        let transport = match layers {
+            Some(l) => Some(Box::new(Transport::new(l, now_ns as u32 ^ 0x9e37_79b9)?)),
+            None => None,
+        };
         let stream = TcpStream::connect(addr)?;
         let mut conn = Conn {
             stream,
+            transport,
             state: State::Connecting,
             version,
             rbuf: BytesMut::with_capacity(4096),
@@ -197,7 +207,7 @@ impl Conn {
             keep_alive: 60,
             persistent: false,
         };
-        let mut c = Conn::open(listener.local_addr().unwrap(), version, &login, 0).unwrap();
+        let mut c = Conn::open(listener.local_addr().unwrap(), version, &login, None, 0).unwrap();
         c.wbuf.clear();
         c.state = State::Ready;
         (c, listener)
@@ -323,6 +333,28 @@ impl Conn {
 
     /// Writes as much of the write buffer as the socket takes.
     pub fn flush(&mut self) {
+        if let Some(t) = self.transport.as_mut() {
+            if !self.tcp_up || self.state == State::Closed {
+                return;
+            }
+            // The write buffer goes down only when the transport has sent what it held, so
+            // `pending_write` still tells how far behind the socket is.
+            loop {
+                match t.write_to(&mut self.stream) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => return self.close(format!("write: {e}")),
+                }
+                let before = self.wbuf.len();
+                if let Err(e) = t.send(&mut self.wbuf) {
+                    return self.close(format!("write: {e}"));
+                }
+                if self.wbuf.len() == before {
+                    // Empty, or held until the WebSocket upgrade is done.
+                    return;
+                }
+            }
+        }
         while self.tcp_up && !self.wbuf.is_empty() && self.state != State::Closed {
             match self.stream.write(&self.wbuf) {
                 Ok(0) => return self.close("write returned 0".into()),
@@ -340,7 +372,16 @@ impl Conn {
             match self.stream.read(scratch) {
                 Ok(0) => return self.close("closed by the broker".into()),
                 Ok(n) => {
-                    self.rbuf.extend_from_slice(&scratch[..n]);
+                    match self.transport.as_mut() {
+                        None => self.rbuf.extend_from_slice(&scratch[..n]),
+                        Some(t) => {
+                            if let Err(e) = t.receive(&scratch[..n], &mut self.rbuf) {
+                                return self.close(e);
+                            }
+                            // A handshake flight, a pong, or MQTT bytes the upgrade held back.
+                            self.flush();
+                        }
+                    }
                     self.decode_all(now_ns, events);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

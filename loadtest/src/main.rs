@@ -27,6 +27,7 @@ mod scenario;
 mod svg;
 mod tally;
 mod timer;
+mod transport;
 mod worker;
 
 use std::process::ExitCode;

@@ -317,8 +317,10 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
         Vec::new()
     };
     let retained_total = (args.scenario == Scenario::Retained).then_some(u64::from(args.topics));
+    let layers = crate::transport::layers(args)?;
     let cfg = Arc::new(Config {
         addr: args.addr,
+        layers,
         version: args.version,
         qos: args.qos,
         persistent: args.persistent,

@@ -305,7 +305,8 @@ impl Worker {
             keep_alive: KEEP_ALIVE,
             persistent: self.cfg.persistent,
         };
-        let mut conn = Conn::open(self.cfg.addr, self.cfg.version, &login, now)
+        let layers = self.cfg.layers.as_ref();
+        let mut conn = Conn::open(self.cfg.addr, self.cfg.version, &login, layers, now)
             .map_err(|e| format!("{id}: connect: {e}"))?;
         self.poll
             .registry()
