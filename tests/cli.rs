@@ -1,7 +1,7 @@
 //! The `coremq` binary as an operator meets it: `--help` lists every flag, bad configuration
 //! exits with status 2 and says what is wrong, a start on an ephemeral port serves MQTT and
 //! stops cleanly on SIGTERM, `coremq passwd` writes a password file the broker accepts, a bad
-//! ACL file stops start-up, and SIGHUP reloads the ACL.
+//! ACL file stops start-up, and SIGHUP reloads the ACL and the TLS certificate.
 //!
 //! Each test runs the built binary with every inherited `COREMQ_*` variable removed, so only the
 //! flags a test sets apply.
@@ -521,4 +521,58 @@ fn the_store_reports_what_it_recovered_and_whether_the_last_stop_was_clean() {
     let report = before.join("\n");
     assert!(report.contains("recovered 1 sessions"), "{report}");
     assert!(report.contains("after a crash"), "{report}");
+}
+
+/// SIGHUP re-reads the TLS certificate and key: new connections get the new certificate, a
+/// file that does not load is logged and the certificate in use stays; the TLS listener's
+/// address is logged at start-up.
+#[test]
+fn sighup_rotates_the_tls_certificate() {
+    use common::pki::{client_config, tls_mqtt_connect, Pki};
+    let pki = Pki::new("cli-tls");
+    let old_ca = pki.ca("old-ca");
+    let old = pki.server(&old_ca, "server");
+    let (mut broker, _addr, lines) = start_broker(&[
+        ("COREMQ_TLS_LISTEN", "127.0.0.1:0"),
+        ("COREMQ_TLS_CERT", path_str(&old.cert)),
+        ("COREMQ_TLS_KEY", path_str(&old.key)),
+    ]);
+    let line = next_line_with(&lines, "MQTT over TLS on ");
+    let tls: SocketAddr = line
+        .split("MQTT over TLS on ")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .expect("the TLS listener's address");
+    assert_eq!(
+        tls_mqtt_connect(tls, client_config(&old_ca, None), "localhost", "a"),
+        Ok(0)
+    );
+
+    let new_ca = pki.ca("new-ca");
+    let new = pki.server(&new_ca, "new-server");
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    broker.signal(libc::SIGHUP);
+    next_line_with(&lines, "TLS certificate and key reloaded");
+    assert_eq!(
+        tls_mqtt_connect(tls, client_config(&new_ca, None), "localhost", "b"),
+        Ok(0)
+    );
+    assert!(tls_mqtt_connect(tls, client_config(&old_ca, None), "localhost", "c").is_err());
+
+    std::fs::write(&old.key, "not a key\n").unwrap();
+    broker.signal(libc::SIGHUP);
+    let line = next_line_with(&lines, "TLS");
+    assert!(line.contains("COREMQ_TLS_KEY"), "{line}");
+    assert!(
+        line.contains("keeping the previous TLS certificate"),
+        "{line}"
+    );
+    assert_eq!(
+        tls_mqtt_connect(tls, client_config(&new_ca, None), "localhost", "d"),
+        Ok(0)
+    );
+
+    broker.sigterm();
+    assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
 }

@@ -8,7 +8,7 @@
 //! as `Carried` (a `Send` box the shard and mesh hold without looking inside) and the stream is
 //! rebuilt around the descriptor where the connection goes on (`Layered::resume`).
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
@@ -16,8 +16,8 @@ use std::task::{ready, Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-use rustls::ServerConnection;
 
+use super::tls::Tls;
 use super::ws::{self, Framing, Unframed};
 pub use crate::mesh::Carried;
 
@@ -70,7 +70,7 @@ pub fn tcp_stream(fd: OwnedFd) -> TcpStream {
 /// What a layered connection keeps beside its socket.
 #[derive(Default)]
 pub struct Layers {
-    tls: Option<ServerConnection>,
+    tls: Option<Tls>,
     ws: Option<Framing>,
 }
 
@@ -98,8 +98,8 @@ impl Layered {
     }
 
     /// Starts TLS as the server: `poll_handshake` then drives the handshake.
-    pub fn start_tls(&mut self, conn: ServerConnection) {
-        self.layers.tls = Some(conn);
+    pub fn start_tls(&mut self, tls: Tls) {
+        self.layers.tls = Some(tls);
     }
 
     /// Starts WebSocket framing (after the upgrade was answered).
@@ -110,36 +110,22 @@ impl Layered {
     /// Runs the TLS handshake to its end (our last flight sent). Errors include the peer's
     /// certificate being refused and bytes that are not TLS.
     pub fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.poll_flush_out(cx))?;
-            let Some(tls) = self.layers.tls.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            if !tls.is_handshaking() {
-                return Poll::Ready(Ok(()));
+        match self.layers.tls.as_mut() {
+            Some(tls) => {
+                let done = ready!(tls.poll_handshake(&mut self.tcp, cx));
+                if done.is_err() {
+                    // The alert saying why, if the socket takes it now.
+                    let _ = tls.poll_flush(&mut self.tcp, cx);
+                }
+                Poll::Ready(done)
             }
-            let mut io = SyncIo {
-                tcp: &mut self.tcp,
-                cx,
-            };
-            match tls.read_tls(&mut io) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // The alert saying why, if the socket takes it now.
-                let _ = tls.write_tls(&mut io);
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-            }
+            None => Poll::Ready(Ok(())),
         }
     }
 
     /// The client certificate's subject common name, when it presented one.
     pub fn peer_common_name(&self) -> Option<String> {
-        let tls = self.layers.tls.as_ref()?;
-        let cert = tls.peer_certificates()?.first()?;
+        let cert = self.layers.tls.as_ref()?.peer_certificate()?;
         crate::auth::cert::subject_common_name(cert)
     }
 
@@ -155,30 +141,9 @@ impl Layered {
 
     /// Reads application bytes under any WebSocket framing: decrypted with TLS, else as they come.
     fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let Some(tls) = self.layers.tls.as_mut() else {
-            return Pin::new(&mut self.tcp).poll_read(cx, buf);
-        };
-        loop {
-            match tls.reader().read(buf) {
-                // 0: the peer's close_notify.
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            let mut io = SyncIo {
-                tcp: &mut self.tcp,
-                cx,
-            };
-            match tls.read_tls(&mut io) {
-                Ok(0) => return Poll::Ready(Ok(0)),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            if let Err(e) = tls.process_new_packets() {
-                let _ = tls.write_tls(&mut io);
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-            }
+        match self.layers.tls.as_mut() {
+            Some(tls) => tls.poll_read(&mut self.tcp, cx, buf),
+            None => Pin::new(&mut self.tcp).poll_read(cx, buf),
         }
     }
 
@@ -187,7 +152,7 @@ impl Layered {
         let layers = &mut *self.layers;
         if let Some(ws) = layers.ws.as_mut().filter(|ws| !ws.out.is_empty()) {
             if let Some(tls) = layers.tls.as_mut() {
-                tls.writer().write_all(&ws.out)?;
+                tls.encrypt(&[&ws.out])?;
                 ws.out.clear();
             } else {
                 while !ws.out.is_empty() {
@@ -202,20 +167,10 @@ impl Layered {
                 ws.out = Vec::new();
             }
         }
-        if let Some(tls) = layers.tls.as_mut() {
-            while tls.wants_write() {
-                let mut io = SyncIo {
-                    tcp: &mut self.tcp,
-                    cx,
-                };
-                match tls.write_tls(&mut io) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
+        match layers.tls.as_mut() {
+            Some(tls) => tls.poll_flush(&mut self.tcp, cx),
+            None => Poll::Ready(Ok(())),
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -273,20 +228,14 @@ impl AsyncWrite for Layered {
                 let mut head = [0; 10];
                 let h = ws::frame_header(ws::BINARY, buf.len(), &mut head);
                 match tls {
-                    Some(tls) => {
-                        let parts = [IoSlice::new(&head[..h]), IoSlice::new(buf)];
-                        let n = tls.writer().write_vectored(&parts)?;
-                        if n != h + buf.len() {
-                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                        }
-                    }
+                    Some(tls) => tls.encrypt(&[&head[..h], buf])?,
                     None => {
                         ws.out.extend_from_slice(&head[..h]);
                         ws.out.extend_from_slice(buf);
                     }
                 }
             }
-            (None, Some(tls)) => tls.writer().write_all(buf)?,
+            (None, Some(tls)) => tls.encrypt(&[buf])?,
         }
         // Start sending; what the socket does not take now goes on the next write or flush.
         let _ = this.poll_flush_out(cx);
@@ -311,7 +260,7 @@ impl ByteStream for Layered {
 
     fn carry(&mut self) -> Result<Option<Carried>, Busy> {
         let layers = &*self.layers;
-        if layers.tls.as_ref().is_some_and(|t| t.wants_write())
+        if layers.tls.as_ref().is_some_and(|t| !t.is_flushed())
             || layers.ws.as_ref().is_some_and(|w| !w.out.is_empty())
         {
             return Err(Busy);
@@ -330,41 +279,14 @@ impl ByteStream for Layered {
         if let Some(ws) = self.layers.ws.as_mut() {
             ws.close_with(ws::close::NORMAL);
         }
-        if let Some(tls) = self.layers.tls.as_mut() {
-            tls.send_close_notify();
-        }
         if let Some(cx) = cx {
+            // The close frame inside TLS, then close_notify.
             let _ = self.poll_flush_out(cx);
+            if let Some(tls) = self.layers.tls.as_mut() {
+                tls.close_notify();
+                let _ = tls.poll_flush(&mut self.tcp, cx);
+            }
         }
         self.tcp.shutdown_now(None)
-    }
-}
-
-/// The socket as `std::io` for rustls: a read or write that would wait registers the task's
-/// waker and reports `WouldBlock`.
-struct SyncIo<'a, 'b> {
-    tcp: &'a mut TcpStream,
-    cx: &'a mut Context<'b>,
-}
-
-impl Read for SyncIo<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match Pin::new(&mut *self.tcp).poll_read(self.cx, buf) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-}
-
-impl Write for SyncIo<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match Pin::new(&mut *self.tcp).poll_write(self.cx, buf) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

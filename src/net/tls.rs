@@ -6,17 +6,25 @@
 //! the board once (a lock taken once per new connection, never per message); connections already
 //! up keep the configuration they started with.
 //!
-//! The record layer itself lives in `stream::Layered`, which drives a `rustls::ServerConnection`
-//! over the connection's glommio socket.
+//! `Tls` is one connection's record layer: rustls' *unbuffered* server connection, whose caller
+//! owns every buffer. Ciphertext is read into a per-shard scratch buffer and decrypted there, and
+//! a connection keeps only what must wait between polls (a partial record, plaintext the reader
+//! had no room for, ciphertext the socket did not take), so an idle or parked TLS connection holds
+//! its session state and no buffers. `stream::Layered` puts it under the connection code.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{ready, Context, Poll};
 
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection, WebPkiClientVerifier};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
+use rustls::{RootCertStore, ServerConfig};
 
 use crate::config::{ClientAuth, Config};
 
@@ -48,16 +56,13 @@ impl TlsBoard {
     }
 
     /// A server side for one new connection.
-    pub fn accept(&self) -> io::Result<ServerConnection> {
+    pub fn accept(&self) -> io::Result<Tls> {
         let config = match self.current.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        // The connection's writer hands over a whole batch at once and flushes it before the
-        // next (`stream::Layered::poll_write`), so what is buffered is bounded by the batch.
-        conn.set_buffer_limit(None);
-        Ok(conn)
+        let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(Tls::new(conn))
     }
 }
 
@@ -115,4 +120,395 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("no certificate in {path:?}"));
     }
     Ok(certs)
+}
+
+/// Largest TLS record on the wire (header, 16 KiB of plaintext, padding and tag).
+const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
+
+thread_local! {
+    /// This shard's scratch for ciphertext: a connection's partial record is copied to its front,
+    /// the socket read lands behind it, the records are decrypted there, and only a partial record
+    /// left at the end is copied back to the connection. So a TLS connection keeps no receive
+    /// buffer between reads (rustls' unbuffered API: the caller owns the buffers).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What `Tls::drive` stopped at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// No complete record left: read more. `ready`: the handshake is done.
+    Input { ready: bool },
+    /// The peer sent close_notify, or the connection is closed.
+    Closed,
+}
+
+/// One connection's TLS: rustls' unbuffered server side plus the few bytes that must wait
+/// between polls. `Send`, so it moves with the connection to its home shard or into the idle
+/// watcher. A quiet connection (nothing half-read, nothing to send) holds no buffer at all.
+pub struct Tls {
+    conn: UnbufferedServerConnection,
+    /// The start of a record whose rest has not arrived.
+    partial: Vec<u8>,
+    /// Plaintext decrypted and not yet taken by the reader (`plain_at` onwards).
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// Ciphertext to send (`out_at` onwards).
+    out: Vec<u8>,
+    out_at: usize,
+    /// The handshake is done.
+    ready: bool,
+    /// close_notify received, or a fatal error: reads end.
+    closed: bool,
+}
+
+/// Ciphertext kept between writes; more is given back once sent.
+const OUT_KEEP: usize = 64 * 1024;
+
+impl Tls {
+    pub fn new(conn: UnbufferedServerConnection) -> Self {
+        Self {
+            conn,
+            partial: Vec::new(),
+            plain: Vec::new(),
+            plain_at: 0,
+            out: Vec::new(),
+            out_at: 0,
+            ready: false,
+            closed: false,
+        }
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        !self.ready
+    }
+
+    /// Nothing of ours waits to be sent.
+    pub fn is_flushed(&self) -> bool {
+        self.out_at == self.out.len()
+    }
+
+    /// The client certificate, if it presented one.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.conn.peer_certificates()?.first().map(|c| c.as_ref())
+    }
+
+    /// Runs the handshake to its end, our last flight sent.
+    pub fn poll_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_flush(io, cx))?;
+            if self.ready {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.poll_records(io, cx))? {
+                Some(Stop::Closed) | None => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Some(Stop::Input { .. }) => {}
+            }
+        }
+    }
+
+    /// Reads plaintext into `buf`; `Ok(0)` at the end (close_notify or the socket's end).
+    pub fn poll_read<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if self.plain_at < self.plain.len() {
+                let n = (self.plain.len() - self.plain_at).min(buf.len());
+                buf[..n].copy_from_slice(&self.plain[self.plain_at..self.plain_at + n]);
+                self.plain_at += n;
+                if self.plain_at == self.plain.len() {
+                    self.plain_at = 0;
+                    self.plain = Vec::new();
+                }
+                return Poll::Ready(Ok(n));
+            }
+            if self.closed {
+                return Poll::Ready(Ok(0));
+            }
+            // Key updates and alerts rustls answers go out as they come.
+            let _ = self.poll_flush(io, cx);
+            match ready!(self.poll_records(io, cx))? {
+                None | Some(Stop::Closed) => {
+                    self.closed = true;
+                    if self.plain_at == self.plain.len() {
+                        return Poll::Ready(Ok(0));
+                    }
+                }
+                Some(Stop::Input { .. }) => {}
+            }
+        }
+    }
+
+    /// Reads from the socket once and processes every complete record: `None` at the socket's
+    /// end, else where processing stopped. Pending when the socket has nothing.
+    fn poll_records<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<Stop>>> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let kept = self.partial.len();
+            if scratch.len() < kept + MAX_RECORD {
+                scratch.resize(kept + MAX_RECORD, 0);
+            }
+            scratch[..kept].copy_from_slice(&self.partial);
+            let n = match Pin::new(&mut *io).poll_read(cx, &mut scratch[kept..]) {
+                Poll::Pending => {
+                    // Waiting: a quiet connection keeps no buffer.
+                    if self.partial.is_empty() {
+                        self.partial = Vec::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(n)) => n,
+            };
+            let filled = &mut scratch[..kept + n];
+            let (stop, used) = guarded(|| self.drive(filled), |e| (Err(e), kept + n));
+            let left = &filled[used..];
+            self.partial.clear();
+            self.partial.extend_from_slice(left);
+            if self.partial.is_empty() {
+                self.partial = Vec::new();
+            }
+            Poll::Ready(stop.map(Some))
+        })
+    }
+
+    /// Processes the records in `incoming`: plaintext to `plain`, what rustls wants sent to
+    /// `out`. Returns where it stopped and how many bytes of `incoming` it consumed.
+    fn drive(&mut self, incoming: &mut [u8]) -> (io::Result<Stop>, usize) {
+        let mut used = 0;
+        loop {
+            let Tls {
+                conn, plain, out, ..
+            } = self;
+            let status = conn.process_tls_records(&mut incoming[used..]);
+            let discard = status.discard;
+            let next = match status.state {
+                Ok(ConnectionState::ReadTraffic(mut r)) => {
+                    while let Some(record) = r.next_record() {
+                        match record {
+                            Ok(record) => plain.extend_from_slice(record.payload),
+                            Err(e) => return (Err(invalid(e)), used + discard),
+                        }
+                    }
+                    None
+                }
+                Ok(ConnectionState::ReadEarlyData(mut r)) => {
+                    while let Some(Ok(record)) = r.next_record() {
+                        plain.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if let Err(e) = encode(&mut e, out) {
+                        return (Err(e), used + discard);
+                    }
+                    None
+                }
+                // Sent by `poll_flush`, in order, whenever the socket takes it.
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    None
+                }
+                Ok(ConnectionState::BlockedHandshake) => Some(Ok(Stop::Input { ready: false })),
+                Ok(ConnectionState::WriteTraffic(_)) => {
+                    self.ready = true;
+                    Some(Ok(Stop::Input { ready: true }))
+                }
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    self.closed = true;
+                    Some(Ok(Stop::Closed))
+                }
+                Ok(_) => Some(Ok(Stop::Closed)),
+                Err(e) => {
+                    self.closed = true;
+                    used += discard;
+                    // The alert saying why is queued: encode it for a last flush.
+                    self.encode_pending(&mut incoming[used..]);
+                    return (Err(invalid(e)), used);
+                }
+            };
+            used += discard;
+            if let Some(stop) = next {
+                return (stop, used);
+            }
+        }
+    }
+
+    /// Encodes whatever rustls has queued to send (an alert after an error). `incoming` is what
+    /// is left of the buffer the error came from: rustls may still point into it, so it is
+    /// always called with the bytes not yet discarded, never with another buffer.
+    fn encode_pending(&mut self, incoming: &mut [u8]) {
+        for _ in 0..4 {
+            let Tls { conn, out, .. } = self;
+            match conn.process_tls_records(incoming).state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if encode(&mut e, out).is_err() {
+                        return;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                _ => return,
+            }
+        }
+    }
+
+    /// Encrypts `parts` (one after the other) into the bytes to send. (rustls hands out its
+    /// writer only from `process_tls_records`, which is always given the bytes not yet
+    /// discarded: here the partial record kept between reads. It holds no complete record, so
+    /// nothing is consumed; a discard is applied all the same.)
+    pub fn encrypt(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        guarded(|| self.encrypt_unguarded(parts), Err)
+    }
+
+    fn encrypt_unguarded(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        loop {
+            let Tls {
+                conn,
+                plain,
+                out,
+                partial,
+                ..
+            } = self;
+            let status = conn.process_tls_records(partial);
+            let discard = status.discard;
+            let state = status.state;
+            let done = match state {
+                Ok(ConnectionState::WriteTraffic(mut w)) => Some(encrypt_all(&mut w, parts, out)),
+                Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut e, out).err().map(Err),
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    None
+                }
+                Ok(ConnectionState::ReadTraffic(mut r)) => {
+                    while let Some(Ok(record)) = r.next_record() {
+                        plain.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                Ok(other) => Some(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("TLS cannot send now: {other:?}"),
+                ))),
+                Err(e) => Some(Err(invalid(e))),
+            };
+            partial.drain(..discard.min(partial.len()));
+            if let Some(result) = done {
+                return result;
+            }
+        }
+    }
+
+    /// Queues close_notify (once the handshake is done).
+    pub fn close_notify(&mut self) {
+        let Tls {
+            conn, out, partial, ..
+        } = self;
+        let status = conn.process_tls_records(partial);
+        if let Ok(ConnectionState::WriteTraffic(mut w)) = status.state {
+            let start = out.len();
+            out.resize(start + 64, 0);
+            match w.queue_close_notify(&mut out[start..]) {
+                Ok(n) => out.truncate(start + n),
+                Err(_) => out.truncate(start),
+            }
+        }
+    }
+
+    /// Sends what is queued; `Pending` while the socket takes no more.
+    pub fn poll_flush<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.out[self.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out_at += n;
+        }
+        self.out_at = 0;
+        if self.out.capacity() > OUT_KEEP || self.out.is_empty() {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Encrypts `parts` one after the other into `out`.
+fn encrypt_all(
+    w: &mut WriteTraffic<'_, ServerConnectionData>,
+    parts: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let start = out.len();
+        let mut room = part.len() + 64 * (part.len() / (16 * 1024) + 1);
+        loop {
+            out.resize(start + room, 0);
+            match w.encrypt(part, &mut out[start..]) {
+                Ok(n) => {
+                    out.truncate(start + n);
+                    break;
+                }
+                Err(EncryptError::InsufficientSize(s)) => room = s.required_size,
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(io::Error::other(e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes a handshake message rustls hands over into `out`.
+fn encode(e: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(start + room, 0);
+        match e.encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+            Err(EncodeError::AlreadyEncoded) => {
+                out.truncate(start);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Runs `f`; should rustls panic (a bug there, or in how it is driven here), the connection
+/// fails with `failed` instead of the shard's thread dying with it.
+fn guarded<T>(f: impl FnOnce() -> T, failed: impl FnOnce(io::Error) -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(t) => t,
+        Err(_) => {
+            crate::log!(Error, "the TLS layer panicked; closing the connection");
+            failed(io::Error::other("TLS layer panicked"))
+        }
+    }
+}
+
+fn invalid(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use coremq::protocol::{Packet, ProtocolVersion, QoS};
 
-use crate::common::pki::{client_config, tls_mqtt_connect, Ca, Pki};
+use crate::common::pki::{client_config, tls_mqtt_connect, Ca, Pki, Validity};
 use crate::common::ws::{self, WsClient};
 use crate::common::{
     connect, connect_packet, expect_message, ping, publish_packet, subscribe, RawClient, TestBroker,
@@ -259,4 +259,43 @@ fn a_websocket_client_that_never_reads_holds_nothing_up() {
     assert!(s.drops.qos0_congested <= 4000, "{s:?}");
     ping(&mut publisher);
     others_still_served(&broker, &ca);
+}
+
+/// Client certificates the broker must refuse (from another CA, expired, none where one is
+/// required) fail the handshake; meanwhile a healthy client on the plain listener is served and a
+/// valid certificate gets in.
+#[test]
+fn refused_client_certificates_affect_only_themselves() {
+    let _g = beside();
+    let pki = Pki::new("bad-client-certs");
+    let ca = pki.ca("ca");
+    let server = pki.server(&ca, "server");
+    let good = pki.client(&ca, "good", Some("ok"), Validity::Current);
+    let expired = pki.client(&ca, "expired", Some("old"), Validity::Expired);
+    let other_ca = pki.ca("other");
+    let stranger = pki.client(&other_ca, "stranger", Some("x"), Validity::Current);
+    let broker = TestBroker::start_with(2, |c| {
+        c.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.tls_cert = Some(server.cert.clone());
+        c.tls_key = Some(server.key.clone());
+        c.tls_client_ca = Some(ca.pem.clone());
+    });
+    let tls = broker.broker.tls_addr().unwrap();
+    let mut plain = connect(&broker, ProtocolVersion::V5, "healthy", true);
+    for (case, client) in [
+        ("stranger", Some(&stranger)),
+        ("expired", Some(&expired)),
+        ("none", None),
+    ] {
+        let got = tls_mqtt_connect(tls, client_config(&ca, client), "localhost", case);
+        assert!(got.is_err(), "{case}: {got:?}");
+        ping(&mut plain);
+    }
+    assert_eq!(
+        tls_mqtt_connect(tls, client_config(&ca, Some(&good)), "localhost", "good"),
+        Ok(0)
+    );
+    stats_when(&broker, "only the healthy client left", |s| {
+        s.connections == 1
+    });
 }

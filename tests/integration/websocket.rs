@@ -180,3 +180,44 @@ fn packets_split_across_and_packed_into_frames() {
         "the broker closes after echoing the close"
     );
 }
+
+/// Idle WebSocket connections park like plain ones (their framing state waits with the
+/// socket) and wake for a delivery or for the client's next frame.
+#[test]
+fn websocket_connections_park_and_wake() {
+    let broker = TestBroker::start_with(2, |c| {
+        c.ws_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.park_idle_after = Duration::from_millis(50);
+    });
+    let v = ProtocolVersion::V3_1_1;
+    let mut c = WsClient::connect(broker.broker.ws_addr().unwrap(), v);
+    c.send(&Packet::Connect(Box::new(connect_packet(
+        v,
+        &broker.id_on(0, "wspark"),
+        true,
+    ))));
+    assert!(matches!(c.expect_packet(), Packet::ConnAck(_)));
+    c.send(&crate::common::subscribe_packet(
+        &[("park/#", QoS::AtLeastOnce)],
+        1,
+    ));
+    assert!(matches!(c.expect_packet(), Packet::SubAck(_)));
+    let parked = |n| {
+        let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+        while broker.broker.stats().parked < n {
+            assert!(std::time::Instant::now() < deadline, "not parked");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    parked(1);
+    let mut publisher = crate::raw_connect(&broker, v, &broker.id_on(1, "plainpub"));
+    publisher.send(&publish_packet("park/1", "woken", QoS::AtMostOnce, 0));
+    match c.expect_packet() {
+        Packet::Publish(p) => assert_eq!(p.payload.as_ref(), b"woken"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+    parked(2);
+    // The client's own frame wakes it too.
+    c.send(&Packet::PingReq);
+    assert!(matches!(c.expect_packet(), Packet::PingResp));
+}
