@@ -295,7 +295,8 @@ pub static FLAGS: &[Flag] = &[
         help: "On the TLS and WSS listeners, the client certificate's subject common name (CN) \
                is the client's user name for the ACL, whatever CONNECT says, and stands in for \
                the password (Mosquitto's use_identity_as_username). A client without a \
-               certificate, or with one without a CN, is refused as not authorized.",
+               certificate, or with one without a CN, is refused as not authorized. Needs \
+               COREMQ_TLS_CLIENT_CA.",
         set: |c, v| {
             c.tls_identity_as_username = parse_bool(v)?;
             Ok(())

@@ -23,7 +23,9 @@
 //!   (`runtime::writer`, on the shard's blocking-pool thread).
 //! - [`net`]: the only socket code — listeners, the CONNECT phase (carrying out `shard`'s
 //!   admission steps), the connection task, the read arena and writer, the idle watcher of
-//!   parked connections, and `net::stream`, the byte-stream seam TLS and WebSocket will use.
+//!   parked connections, and `net::stream`, the byte-stream seam: plain TCP, or `Layered` — TLS
+//!   (`net::tls`, rustls' unbuffered API) and WebSocket framing (`net::ws`) — under the same
+//!   connection code, their state travelling with the socket when a connection parks or moves.
 //! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
 //!   parking), login, packets, routing, content filters, retained store, shared groups, flow
 //!   control, barriers, and `persist` (what it records in the store, and acknowledgements that

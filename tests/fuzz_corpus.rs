@@ -1,4 +1,4 @@
-//! Replays every input of the fuzz targets' corpora (`fuzz/corpus/{decode,topic,session}/`)
+//! Replays every input of the fuzz targets' corpora (`fuzz/corpus/{decode,topic,session,filter,websocket}/`)
 //! through the same invariants the fuzzers check (`coremq::protocol::fuzz_check`,
 //! `coremq::topic::fuzz_check`, `coremq::session::fuzz_check`), so a normal `cargo test` keeps
 //! every seed and every past crash fixed without nightly or cargo-fuzz.
@@ -133,7 +133,78 @@ fn filter_corpus_replays_clean_and_agrees_with_serde_json() {
     assert!(compiled > 0 && refused > 0 && passed > 0 && json > 0);
 }
 
+/// The WebSocket corpus: client bytes in pieces of any size unframe as a whole-buffer reference
+/// parser says (`coremq::net::ws::fuzz_check`).
+#[test]
+fn websocket_corpus_replays_clean() {
+    for (f, data) in corpus("websocket") {
+        if let Err(broken) = coremq::net::ws::fuzz_check::check(&data) {
+            panic!("{}: {broken}", f.display());
+        }
+    }
+}
+
 // ---- the seed corpus ---------------------------------------------------------------------------
+
+/// A masked client frame.
+fn ws_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x01, 0xc3, 0x7e];
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// WebSocket streams: MQTT packets in one frame, split and fragmented, pings and pongs, closes,
+/// each violation, and upgrade requests; with piece sizes and frame limits that vary.
+fn websocket_seeds() -> Vec<(String, Vec<u8>)> {
+    let connect = encode(
+        ProtocolVersion::V5,
+        &packets(ProtocolVersion::V5)[..1]
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect::<Vec<_>>(),
+    );
+    let mut streams: Vec<(&str, Vec<u8>)> = vec![
+        ("one-frame", ws_frame(true, 2, &connect)),
+        ("fragmented", [ws_frame(false, 2, &connect[..3]), ws_frame(true, 9, b"p"), ws_frame(true, 0, &connect[3..])].concat()),
+        ("pong-close", [ws_frame(true, 10, b""), ws_frame(true, 2, &connect), ws_frame(true, 8, &1000u16.to_be_bytes())].concat()),
+        ("mid-size", ws_frame(true, 2, &[0x30; 300])),
+        ("large", ws_frame(true, 2, &[0x30; 70_000])),
+        ("text", ws_frame(true, 1, b"hello")),
+        ("unmasked", vec![0x82, 0x02, 0xc0, 0x00]),
+        ("rsv", ws_frame(true, 0x42, b"x")),
+        ("long-ping", ws_frame(true, 9, &[0; 126])),
+        ("cont-first", ws_frame(true, 0, b"x")),
+        ("huge-header", [vec![0x82, 0xff], (1u64 << 62).to_be_bytes().to_vec(), vec![1, 2, 3, 4]].concat()),
+        ("opcode-3", ws_frame(true, 3, b"")),
+        ("upgrade", b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\nOrigin: https://a.example\r\n\r\n".to_vec()),
+    ];
+    streams.push(("close-1byte", ws_frame(true, 8, b"\x03")));
+    let mut seeds = Vec::new();
+    for (i, (name, wire)) in streams.into_iter().enumerate() {
+        for (step, max) in [(0u8, 255u8), (1, 255), (7, 4), (64, 255)] {
+            if (i + usize::from(step)) % 2 == 1 && step != 0 {
+                continue;
+            }
+            let mut data = vec![step, max];
+            data.extend_from_slice(&wire);
+            seeds.push((format!("seed-{name}-{step}-{max}"), data));
+        }
+    }
+    seeds
+}
 
 /// Expressions of every construct (and broken ones), each with a payload.
 fn filter_seeds() -> Vec<(String, Vec<u8>)> {
@@ -753,17 +824,23 @@ fn seeds_pass_the_checks() {
             panic!("seed {name}: {broken}");
         }
     }
+    for (name, data) in websocket_seeds() {
+        if let Err(broken) = coremq::net::ws::fuzz_check::check(&data) {
+            panic!("seed {name}: {broken}");
+        }
+    }
 }
 
 /// Writes the seed corpora; run by hand after changing the seeds.
 #[test]
-#[ignore = "writes fuzz/corpus/{decode,topic,session,filter}/"]
+#[ignore = "writes fuzz/corpus/{decode,topic,session,filter,websocket}/"]
 fn write_seed_corpus() {
     for (target, seeds) in [
         ("decode", seeds()),
         ("topic", topic_seeds()),
         ("session", session_seeds()),
         ("filter", filter_seeds()),
+        ("websocket", websocket_seeds()),
     ] {
         let dir = corpus_dir(target);
         fs::create_dir_all(&dir).unwrap();

@@ -14,8 +14,8 @@ const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const OID: u8 = 0x06;
 
-/// The subject's common name (the last one, if several), as text; `None` when the certificate
-/// has none or does not parse.
+/// The subject's common name (the first one, if several, as Mosquitto takes it), as text;
+/// `None` when the certificate has none or does not parse.
 pub fn subject_common_name(der: &[u8]) -> Option<String> {
     let (cert, _) = tlv(der, SEQUENCE)?;
     let (tbs, _) = tlv(cert, SEQUENCE)?;
@@ -37,7 +37,7 @@ pub fn subject_common_name(der: &[u8]) -> Option<String> {
             let (attr, next) = tlv(rdn, SEQUENCE)?;
             rdn = next;
             let (oid, value) = tlv(attr, OID)?;
-            if oid == COMMON_NAME {
+            if oid == COMMON_NAME && found.is_none() {
                 found = Some(text(value)?);
             }
         }

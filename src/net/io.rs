@@ -147,8 +147,11 @@ impl Writer {
                 if conn.pending() == 0 {
                     // What the stream itself still holds (TLS records, a WebSocket frame)
                     // goes before anything else happens.
-                    match Pin::new(&mut *stream.borrow_mut()).poll_flush(cx) {
-                        Poll::Ready(Ok(())) => {}
+                    // (The borrow ends here: `finish` borrows the stream again.)
+                    let flushed = Pin::new(&mut *stream.borrow_mut()).poll_flush(cx);
+                    match flushed {
+                        // Everything is out: the socket is taking bytes again.
+                        Poll::Ready(Ok(())) => conn.note_flushed(),
                         Poll::Ready(Err(_)) => {
                             conn.fail();
                             return self.finish(cx, stream);

@@ -57,14 +57,20 @@ pub(super) async fn refuse<S: ByteStream>(
     let mut out = BytesMut::new();
     if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
         // A client that reads nothing does not keep the refused connection (COREMQ_CLOSE_TIMEOUT).
-        let write = future::or(async { stream.write_all(&out).await.is_ok() }, async {
-            glommio::timer::sleep(shard.config.close_timeout).await;
-            false
-        });
+        let write = future::or(
+            async { stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok() },
+            async {
+                glommio::timer::sleep(shard.config.close_timeout).await;
+                false
+            },
+        );
         let _ = write.await;
     }
-    // [MQTT-3.2.2-5] a refused connection is closed after CONNACK.
-    let _ = stream.shutdown_now(None);
+    // [MQTT-3.2.2-5] a refused connection is closed after CONNACK (with a WebSocket close frame
+    // and TLS close_notify where the stream has them).
+    std::future::poll_fn(|cx| Poll::Ready(stream.shutdown_now(Some(cx))))
+        .await
+        .ok();
 }
 
 /// Starts the task of a parked connection the shard woke (see `shard::park`) again, around its

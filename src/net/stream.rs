@@ -82,6 +82,12 @@ pub struct Layered {
 
 /// Largest buffer of WebSocket frames kept between writes.
 const WS_OUT_KEEP: usize = 16 * 1024;
+/// Replies (pongs, the close) waiting for a socket that takes nothing, beyond which reading
+/// stops until they are out: a client flooding pings without reading costs no more than this.
+const REPLIES_MAX: usize = 64 * 1024;
+/// Reads in one `poll_read` that gave no MQTT bytes (only frame headers or control frames)
+/// before the task lets the shard's other tasks run.
+const EMPTY_READS_MAX: usize = 16;
 
 impl Layered {
     pub fn new(tcp: TcpStream) -> Self {
@@ -147,6 +153,12 @@ impl Layered {
         }
     }
 
+    /// Bytes queued below the caller and not yet sent.
+    fn unsent(&self) -> usize {
+        self.layers.ws.as_ref().map_or(0, |w| w.out.len())
+            + self.layers.tls.as_ref().map_or(0, Tls::unsent)
+    }
+
     /// Sends what is queued below the caller: WebSocket control frames, then TLS records.
     fn poll_flush_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let layers = &mut *self.layers;
@@ -181,11 +193,21 @@ impl AsyncRead for Layered {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Pongs or a close queued by an earlier read, if the socket takes them now.
-        let _ = this.poll_flush_out(cx);
+        let mut empty_reads = 0;
         loop {
+            // Pongs or a close queued by an earlier read go first; while too many wait for a
+            // socket that takes nothing, nothing more is read (the flush registered the waker).
+            let flushed = this.poll_flush_out(cx);
+            if this.unsent() > REPLIES_MAX {
+                ready!(flushed)?;
+            }
             if this.layers.ws.as_ref().is_some_and(Framing::is_closed) {
                 return Poll::Ready(Ok(0));
+            }
+            if empty_reads == EMPTY_READS_MAX {
+                // Only frame headers and control frames so far: let the others run.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             let n = ready!(this.poll_read_inner(cx, buf))?;
             let Some(ws) = this.layers.ws.as_mut() else {
@@ -194,11 +216,9 @@ impl AsyncRead for Layered {
             if n == 0 {
                 return Poll::Ready(Ok(0));
             }
-            let unframed = ws.unframe(&mut buf[..n]);
-            let _ = this.poll_flush_out(cx);
-            match unframed {
+            match ws.unframe(&mut buf[..n]) {
                 // Only headers or control frames: read on.
-                Ok(Unframed::Data(0)) => {}
+                Ok(Unframed::Data(0)) => empty_reads += 1,
                 Ok(Unframed::Data(m) | Unframed::Closed(m)) => return Poll::Ready(Ok(m)),
                 Err(e) => {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e.what)))
@@ -224,6 +244,8 @@ impl AsyncWrite for Layered {
         let layers = &mut *this.layers;
         match (layers.ws.as_mut(), layers.tls.as_mut()) {
             (None, None) => return Pin::new(&mut this.tcp).poll_write(cx, buf),
+            // [RFC 6455 5.5.1] nothing after our Close frame: the bytes are dropped.
+            (Some(ws), _) if ws.is_closed() => {}
             (Some(ws), tls) => {
                 let mut head = [0; 10];
                 let h = ws::frame_header(ws::BINARY, buf.len(), &mut head);

@@ -40,6 +40,27 @@ impl TlsBoard {
         if config.tls_listen.is_none() && config.wss_listen.is_none() {
             return Ok(None);
         }
+        if config.tls_identity_as_username && config.tls_client_ca.is_none() {
+            return Err(
+                "COREMQ_TLS_IDENTITY_AS_USERNAME=true needs COREMQ_TLS_CLIENT_CA (the CA \
+                        client certificates are verified against): without it no client has a \
+                        certificate, and every TLS client would be refused"
+                    .into(),
+            );
+        }
+        if config.tls_identity_as_username
+            && config.wss_listen.is_some()
+            && config.ws_origins.is_empty()
+        {
+            // Browsers present client certificates on their own: any page could connect as the
+            // certificate's user.
+            crate::log!(
+                Warn,
+                "COREMQ_TLS_IDENTITY_AS_USERNAME on the WSS listener with any origin allowed: \
+                 any web page a certificate holder opens can connect as that user; set \
+                 COREMQ_WS_ORIGINS to the pages that may"
+            );
+        }
         let loaded = server_config(config)?;
         Ok(Some(TlsBoard {
             current: RwLock::new(loaded),
@@ -182,6 +203,11 @@ impl Tls {
         !self.ready
     }
 
+    /// Bytes of ours waiting to be sent.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_at
+    }
+
     /// Nothing of ours waits to be sent.
     pub fn is_flushed(&self) -> bool {
         self.out_at == self.out.len()
@@ -305,9 +331,13 @@ impl Tls {
                     }
                     None
                 }
+                // (Early data is off in the server configuration; handled all the same.)
                 Ok(ConnectionState::ReadEarlyData(mut r)) => {
-                    while let Some(Ok(record)) = r.next_record() {
-                        plain.extend_from_slice(record.payload);
+                    while let Some(record) = r.next_record() {
+                        match record {
+                            Ok(record) => plain.extend_from_slice(record.payload),
+                            Err(e) => return (Err(invalid(e)), used + discard),
+                        }
                     }
                     None
                 }

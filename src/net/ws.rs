@@ -211,6 +211,9 @@ pub struct Framing {
     pub out: Vec<u8>,
     /// A close was received or sent.
     closed: bool,
+    /// A violation found after MQTT bytes in the same buffer: those go up first, the error with
+    /// the next call.
+    failed: Option<WsError>,
 }
 
 impl Framing {
@@ -227,6 +230,7 @@ impl Framing {
             control: Vec::new(),
             out: Vec::new(),
             closed: false,
+            failed: None,
         }
     }
 
@@ -244,6 +248,9 @@ impl Framing {
     /// of binary frames to the front of it; control frames are handled (replies queued in
     /// `out`). On an error a close frame with its code is queued.
     pub fn unframe(&mut self, buf: &mut [u8]) -> Result<Unframed, WsError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let mut read = 0;
         let mut written = 0;
         while read < buf.len() {
@@ -271,7 +278,13 @@ impl Framing {
                 }
                 self.header_len = 0;
                 if let Err(e) = self.start_frame() {
-                    return Err(self.fail(e));
+                    let e = self.fail(e);
+                    if written > 0 {
+                        // The MQTT bytes before the violation still count.
+                        self.failed = Some(e);
+                        return Ok(Unframed::Data(written));
+                    }
+                    return Err(e);
                 }
                 if self.remaining == 0 {
                     if let Some(done) = self.end_frame() {
@@ -444,6 +457,163 @@ fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// What the fuzz target `websocket` checks (and `tests/fuzz_corpus.rs` replays): client bytes
+/// fed to `Framing::unframe` in pieces of any size give exactly what a whole-buffer reference
+/// parser gives (the MQTT bytes, the replies, how it ended), and `upgrade` never panics.
+pub mod fuzz_check {
+    use super::*;
+
+    /// How the bytes ended.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum End {
+        Open,
+        Closed,
+        Failed(u16),
+    }
+
+    /// Input: the first byte picks the piece size (1 to 64 bytes, 0 = all at once), the second
+    /// the largest data frame (its value x 16 bytes), the rest is the client's bytes.
+    pub fn check(data: &[u8]) -> Result<(), String> {
+        let [step, max, wire @ ..] = data else {
+            return Ok(());
+        };
+        let _ = upgrade(
+            wire,
+            &UpgradeRules {
+                path: "/mqtt".into(),
+                origins: vec!["https://a.example".into()],
+            },
+        );
+        let max = u64::from(*max) * 16;
+        let step = match step % 65 {
+            0 => wire.len().max(1),
+            n => usize::from(n),
+        };
+        let mut f = Framing::new(max);
+        let mut got = Vec::new();
+        let mut end = End::Open;
+        // A last empty call collects an error found after MQTT bytes in the last piece.
+        for piece in wire.chunks(step).chain(std::iter::once(&[][..])) {
+            let mut buf = piece.to_vec();
+            match f.unframe(&mut buf) {
+                Ok(Unframed::Data(n)) => got.extend_from_slice(&buf[..n]),
+                Ok(Unframed::Closed(n)) => {
+                    got.extend_from_slice(&buf[..n]);
+                    end = End::Closed;
+                    break;
+                }
+                Err(e) => {
+                    end = End::Failed(e.code);
+                    break;
+                }
+            }
+        }
+        let (want, replies, want_end) = reference(wire, max);
+        if (&got, &end) != (&want, &want_end) {
+            return Err(format!(
+                "pieces of {step}: got {} bytes, {end:?}; the reference {} bytes, {want_end:?}",
+                got.len(),
+                want.len()
+            ));
+        }
+        if f.out != replies {
+            return Err(format!(
+                "replies differ: {:02x?} vs {:02x?}",
+                f.out, replies
+            ));
+        }
+        Ok(())
+    }
+
+    /// The whole buffer at once: MQTT bytes, replies, end.
+    fn reference(wire: &[u8], max: u64) -> (Vec<u8>, Vec<u8>, End) {
+        let (mut data, mut out) = (Vec::new(), Vec::new());
+        let mut fragmented = false;
+        let mut at = 0;
+        let fail = |out: &mut Vec<u8>, code: u16| {
+            push_frame(out, OP_CLOSE, &code.to_be_bytes());
+            End::Failed(code)
+        };
+        loop {
+            let h = &wire[at..];
+            if h.len() < 2 {
+                return (data, out, End::Open);
+            }
+            let masked = h[1] & 0x80 != 0;
+            let (len, mut head) = match h[1] & 0x7f {
+                126 if h.len() >= 4 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
+                127 if h.len() >= 10 => (
+                    u64::from_be_bytes(h[2..10].try_into().unwrap_or_default()),
+                    10,
+                ),
+                126 | 127 => return (data, out, End::Open),
+                n => (u64::from(n), 2),
+            };
+            if masked {
+                head += 4;
+            }
+            if h.len() < head {
+                return (data, out, End::Open);
+            }
+            let (fin, opcode) = (h[0] & 0x80 != 0, h[0] & 0x0f);
+            if h[0] & 0x70 != 0 || !masked {
+                let e = fail(&mut out, close::PROTOCOL_ERROR);
+                return (data, out, e);
+            }
+            match opcode {
+                OP_BINARY | OP_CONTINUATION => {
+                    if (opcode == OP_BINARY) == fragmented {
+                        let e = fail(&mut out, close::PROTOCOL_ERROR);
+                        return (data, out, e);
+                    }
+                    if len > max {
+                        let e = fail(&mut out, close::TOO_BIG);
+                        return (data, out, e);
+                    }
+                    fragmented = !fin;
+                }
+                OP_TEXT => {
+                    let e = fail(&mut out, close::UNSUPPORTED_DATA);
+                    return (data, out, e);
+                }
+                OP_CLOSE | OP_PING | OP_PONG if fin && len <= MAX_CONTROL as u64 => {}
+                OP_CLOSE | OP_PING | OP_PONG => {
+                    let e = fail(&mut out, close::PROTOCOL_ERROR);
+                    return (data, out, e);
+                }
+                _ => {
+                    let e = fail(&mut out, close::PROTOCOL_ERROR);
+                    return (data, out, e);
+                }
+            }
+            let mask = &h[head - 4..head];
+            let body = &h[head..];
+            let complete = (body.len() as u64) >= len;
+            let take = body.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            let payload: Vec<u8> = body[..take]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            if opcode < OP_CLOSE {
+                data.extend_from_slice(&payload);
+            }
+            if !complete {
+                return (data, out, End::Open);
+            }
+            match opcode {
+                OP_PING => push_frame(&mut out, OP_PONG, &payload),
+                OP_CLOSE => {
+                    push_frame(&mut out, OP_CLOSE, payload.get(..2).unwrap_or(&[]));
+                    return (data, out, End::Closed);
+                }
+                _ => {}
+            }
+            at += head + take;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,7 +639,7 @@ mod tests {
     /// Feeds `wire` in pieces of `step` bytes; returns the MQTT bytes and how it ended.
     fn feed(framing: &mut Framing, wire: &[u8], step: usize) -> (Vec<u8>, Result<bool, WsError>) {
         let mut data = Vec::new();
-        for piece in wire.chunks(step.max(1)) {
+        for piece in wire.chunks(step.max(1)).chain(std::iter::once(&[][..])) {
             let mut buf = piece.to_vec();
             match framing.unframe(&mut buf) {
                 Ok(Unframed::Data(n)) => data.extend_from_slice(&buf[..n]),
@@ -571,6 +741,36 @@ mod tests {
             feed(&mut f, &wire, 1).1.map_err(|e| e.code),
             Err(close::TOO_BIG)
         );
+    }
+
+    #[test]
+    fn pieces_of_any_size_agree_with_the_reference() {
+        let mut wire = client_frame(true, OP_BINARY, b"\x10\x0c\x00\x04MQTT", [1, 2, 3, 4]);
+        wire.extend(client_frame(false, OP_BINARY, &[7; 300], [9, 8, 7, 6]));
+        wire.extend(client_frame(true, OP_PING, b"hi", [5, 5, 5, 5]));
+        wire.extend(client_frame(
+            true,
+            OP_CONTINUATION,
+            &[8; 70_000],
+            [0xff, 0, 0xff, 0],
+        ));
+        wire.extend(client_frame(
+            true,
+            OP_CLOSE,
+            &1000u16.to_be_bytes(),
+            [1, 1, 1, 1],
+        ));
+        for step in 0..=64u8 {
+            for max in [0u8, 20, 255] {
+                let mut input = vec![step, max];
+                input.extend_from_slice(&wire);
+                fuzz_check::check(&input).unwrap();
+                // Cut anywhere: still the same as the reference.
+                for cut in [1, 7, 40, 500, wire.len() - 3] {
+                    fuzz_check::check(&input[..cut.min(input.len())]).unwrap();
+                }
+            }
+        }
     }
 
     #[test]

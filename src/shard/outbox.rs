@@ -221,6 +221,12 @@ impl Outbox {
         }
     }
 
+    /// The stream sent everything it held (TLS records, WebSocket frames): the client is
+    /// reading.
+    pub fn note_flushed(&self) {
+        self.stalled_since.set(None);
+    }
+
     /// The socket took `written` bytes; `left` of what the writer took remain to be written.
     /// When none remain, the messages of the batch were written: their latency is counted.
     pub fn note_written(&self, written: usize, left: usize) {

@@ -187,3 +187,65 @@ pub fn tls_mqtt_connect(
     }
     Ok(ack[3])
 }
+
+/// An MQTT client over TLS on a socket the caller made (e.g. with a small receive buffer), for
+/// exact-packet cases; blocking, with `PATIENCE` as the read timeout.
+pub struct TlsRaw {
+    pub tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    buf: bytes::BytesMut,
+    version: coremq::protocol::ProtocolVersion,
+}
+
+impl TlsRaw {
+    /// Handshakes over `tcp` (server name `localhost`), then CONNECT as `client_id`; panics
+    /// unless CONNACK accepts.
+    pub fn connect(
+        tcp: std::net::TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        client_id: &str,
+    ) -> Self {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
+        tcp.set_read_timeout(Some(super::PATIENCE)).unwrap();
+        let v = coremq::protocol::ProtocolVersion::V3_1_1;
+        let mut c = Self {
+            tls: rustls::StreamOwned::new(conn, tcp),
+            buf: bytes::BytesMut::new(),
+            version: v,
+        };
+        let connect = super::connect_packet(v, client_id, true);
+        c.send(&coremq::protocol::Packet::Connect(Box::new(connect)));
+        match c.recv() {
+            Some(coremq::protocol::Packet::ConnAck(a)) => {
+                assert_eq!(a.reason_code, coremq::protocol::ReasonCode::SUCCESS)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        c
+    }
+
+    pub fn send(&mut self, packet: &coremq::protocol::Packet) {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        packet.encode(self.version, &mut out).unwrap();
+        self.tls.write_all(&out).unwrap();
+        self.tls.flush().unwrap();
+    }
+
+    /// The next packet; `None` at the end of the stream or on a read error.
+    pub fn recv(&mut self) -> Option<coremq::protocol::Packet> {
+        use std::io::Read;
+        loop {
+            if let Some(p) =
+                coremq::protocol::decode(&mut self.buf, self.version, u32::MAX).unwrap()
+            {
+                return Some(p);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.tls.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}

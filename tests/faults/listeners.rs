@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use coremq::protocol::{Packet, ProtocolVersion, QoS};
 
-use crate::common::pki::{client_config, tls_mqtt_connect, Ca, Pki, Validity};
+use crate::common::pki::{client_config, tls_mqtt_connect, Ca, Pki, TlsRaw, Validity};
 use crate::common::ws::{self, WsClient};
 use crate::common::{
     connect, connect_packet, expect_message, ping, publish_packet, subscribe, RawClient, TestBroker,
@@ -298,4 +298,148 @@ fn refused_client_certificates_affect_only_themselves() {
     stats_when(&broker, "only the healthy client left", |s| {
         s.connections == 1
     });
+}
+
+/// A TCP socket to `addr` whose receive buffer is as small as the kernel allows, so that a
+/// client that stops reading stops the broker's writes after a few KiB.
+fn small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// A TLS subscriber that stops reading while the broker still holds encrypted bytes for it (one
+/// large message: the writer has handed it all to TLS and waits for the socket), then resets the
+/// connection: the broker ends that connection only (a failed flush of the stream's own bytes
+/// once panicked a shard), and both shards keep serving.
+#[test]
+fn a_tls_subscriber_that_stops_reading_then_resets_affects_only_itself() {
+    let _g = beside();
+    let pki = Pki::new("tls-reset");
+    let (broker, ca) = all_listeners(&pki, |c| {
+        c.max_outbound_buffer = 8 << 20;
+        c.max_packet_size = 8 << 20;
+    });
+    let tls = broker.broker.tls_addr().unwrap();
+    let v = ProtocolVersion::V3_1_1;
+    for shard in 0..2 {
+        let id = broker.id_on(shard, "stuck-tls");
+        let mut stuck = TlsRaw::connect(small_window(tls), client_config(&ca, None), &id);
+        stuck.send(&crate::common::subscribe_packet(
+            &[("reset/#", QoS::AtMostOnce)],
+            1,
+        ));
+        assert!(matches!(stuck.recv(), Some(Packet::SubAck(_))));
+        let mut publisher = connect(&broker, v, &broker.id_on(1 - shard, "flood"), true);
+        publisher.send(&publish_packet(
+            "reset/big",
+            vec![0x42; 4 << 20],
+            QoS::AtMostOnce,
+            0,
+        ));
+        ping(&mut publisher);
+        std::thread::sleep(Duration::from_millis(200));
+        // A reset: the broker's next flush to it fails.
+        socket2::SockRef::from(stuck.tls.get_ref())
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stuck);
+        std::thread::sleep(Duration::from_millis(200));
+        ping(&mut publisher);
+    }
+    // Both shards still serve: a client homed on each.
+    for shard in 0..2 {
+        let mut c = connect(&broker, v, &broker.id_on(shard, "after"), true);
+        ping(&mut c);
+    }
+    others_still_served(&broker, &ca);
+}
+
+/// A TLS subscriber that falls behind (one message larger than the socket buffers, handed to
+/// TLS at once) and then catches up is not left marked as a slow reader: a message long after
+/// reaches it, nothing dropped.
+#[test]
+fn a_tls_subscriber_that_caught_up_is_not_a_slow_reader() {
+    let _g = beside();
+    let pki = Pki::new("tls-caught-up");
+    let (broker, ca) = all_listeners(&pki, |c| {
+        c.max_outbound_buffer = 8 << 20;
+        c.max_packet_size = 8 << 20;
+        c.slow_reader_timeout = Duration::from_millis(100);
+    });
+    let tls = broker.broker.tls_addr().unwrap();
+    let v = ProtocolVersion::V3_1_1;
+    let mut sub = TlsRaw::connect(
+        small_window(tls),
+        client_config(&ca, None),
+        &broker.id_on(0, "catching-up"),
+    );
+    sub.send(&crate::common::subscribe_packet(
+        &[("burst/#", QoS::AtMostOnce)],
+        1,
+    ));
+    assert!(matches!(sub.recv(), Some(Packet::SubAck(_))));
+    let mut publisher = connect(&broker, v, &broker.id_on(1, "burster"), true);
+    publisher.send(&publish_packet(
+        "burst/big",
+        vec![0x42; 4 << 20],
+        QoS::AtMostOnce,
+        0,
+    ));
+    ping(&mut publisher);
+    // It reads nothing for a while (the broker's flush waits), then all of it.
+    std::thread::sleep(Duration::from_millis(50));
+    match sub.recv() {
+        Some(Packet::Publish(p)) => assert_eq!(p.payload.len(), 4 << 20),
+        other => panic!("the big message: {other:?}"),
+    }
+    // Well past the slow-reader timeout, one more message.
+    std::thread::sleep(Duration::from_millis(400));
+    publisher.send(&publish_packet("burst/late", "late", QoS::AtMostOnce, 0));
+    match sub.recv() {
+        Some(Packet::Publish(p)) => assert_eq!(p.topic.as_str(), "burst/late"),
+        other => panic!("the late message: {other:?}"),
+    }
+    assert_eq!(broker.broker.stats().drops.qos0_congested, 0);
+}
+
+/// A WebSocket client that floods pings and never reads the pongs: the broker stops reading it
+/// once 64 KiB of replies wait, instead of queueing pongs without bound; others are served.
+#[test]
+fn a_ping_flood_that_reads_no_pongs_is_bounded() {
+    // Measures the process's memory: no other test runs meanwhile.
+    let _g = crate::alone();
+    let pki = Pki::new("ws-ping-flood");
+    let (broker, ca) = all_listeners(&pki, |_| {});
+    let v = ProtocolVersion::V3_1_1;
+    let mut c = WsClient::upgrade_stream(small_window(broker.broker.ws_addr().unwrap()), v);
+    c.send(&Packet::Connect(Box::new(connect_packet(
+        v, "pinger", true,
+    ))));
+    assert!(matches!(c.expect_packet(), Packet::ConnAck(_)));
+    c.stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let before = crate::rss_kib();
+    let ping = WsClient::frame(true, ws::PING, &[0x70; 125]);
+    let mut sent = 0usize;
+    let flood: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 64).collect();
+    // 64 MiB of pings at most; the broker stops taking them long before.
+    for _ in 0..8192 {
+        if c.stream.write_all(&flood).is_err() {
+            break;
+        }
+        sent += flood.len();
+    }
+    assert!(
+        sent < 64 << 20,
+        "the broker kept reading pings it could not answer"
+    );
+    let grown = crate::rss_kib().saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "memory grew by {grown} KiB during a ping flood"
+    );
+    others_still_served(&broker, &ca);
 }

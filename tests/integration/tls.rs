@@ -392,3 +392,39 @@ fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// Settings that cannot work stop start-up with the flag named: TLS without a certificate, a
+/// certificate file that is not one, the certificate's CN as user name without a client CA.
+#[test]
+fn tls_settings_that_cannot_work_stop_start_up() {
+    let pki = Pki::new("tls-bad-settings");
+    let ca = pki.ca("ca");
+    let server = pki.server(&ca, "server");
+    let garbage = pki.dir.path.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let start = |tweak: &dyn Fn(&mut coremq::Config)| {
+        let mut c = coremq::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+            tls_cert: Some(server.cert.clone()),
+            tls_key: Some(server.key.clone()),
+            shards: 1,
+            pin: false,
+            ..coremq::Config::default()
+        };
+        tweak(&mut c);
+        match coremq::Broker::start(c) {
+            Ok(_) => panic!("started"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let why = start(&|c| c.tls_cert = None);
+    assert!(why.contains("COREMQ_TLS_CERT"), "{why}");
+    let why = start(&|c| c.tls_cert = Some(garbage.clone()));
+    assert!(
+        why.contains("COREMQ_TLS_CERT") && why.contains("garbage.pem"),
+        "{why}"
+    );
+    let why = start(&|c| c.tls_identity_as_username = true);
+    assert!(why.contains("COREMQ_TLS_CLIENT_CA"), "{why}");
+}
