@@ -41,6 +41,10 @@
 #   acknowledgement waits for a group-committed fdatasync), Mosquitto with `persistence true`
 #   (which saves on its autosave interval and at exit only); extra figure "disk B/msg": bytes the
 #   broker wrote to disk (/proc/PID/io write_bytes) per message delivered.
+#   Issue 22 (not in the default set): fixed rates (ONLY="rates": 1k, 10k, 50k delivered msgs/s,
+#   QoS 0/1/2, pairs x10 and fan-out 1->10; targets CPU per delivered message <= 0.5x and p99 <=
+#   Mosquitto's) and idle-sub: IDLE idle connections with one subscription each (KiB/conn, target
+#   <= 0.5x; broker cores while they sit idle).
 #   TLS (issue 15, keys `tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle`, not in the default
 #   set): both brokers serve TLS on the port under test (coremq COREMQ_TLS_LISTEN, Mosquitto a
 #   `listener` with certfile/keyfile) with a P-256 certificate made for the run by openssl, and
@@ -77,7 +81,8 @@
 # IDLE (connections, 10000), OUT (a directory to keep every run's text and JSON output),
 # SKIP_BUILD=1 (use the binaries already in target/release), ONLY (scenario keys to run, e.g.
 # ONLY="rate idle"; keys: qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle persist-pairs
-# persist-fanin unfiltered filtered tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle; the default runs
+# persist-fanin unfiltered filtered idle-sub tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle, rates (or
+# one of its keys, r1k-pairs-q0 ... r50k-fanout-q2); the default runs
 # all but the persist-*, tls-* ones and those two), FSYNC (always or batch, for the
 # persist-* scenarios: `FSYNC=always ONLY="persist-pairs persist-fanin" scripts/compare.sh`).
 #
@@ -397,11 +402,30 @@ scenarios=(
   "persist-fanin|QoS 1 fan-in 100->1, stored|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --persistent"
   "unfiltered|QoS 0 10->100, no filter|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
   "filtered|QoS 0 10->100, 10% each|--scenario filtered --publishers 10 --subscribers 100 --qos 0|--scenario fan-out --publishers 10 --subscribers 100 --qos 0"
+  "idle-sub|$IDLE idle connections, 1 subscription each|--scenario idle --connections $IDLE --subscribe"
   "tls-connect|TLS connect storm x50|--scenario connect --connections 50"
   "tls-qos0-pairs|TLS QoS 0 pairs x100|--scenario pairs --pairs 100 --qos 0"
   "tls-qos1-pairs|TLS QoS 1 pairs x100|--scenario pairs --pairs 100 --qos 1"
   "tls-idle|$IDLE idle TLS connections|--scenario idle --connections $IDLE"
 )
+# Issue 22's fixed rates (open loop, delivered msgs/s): 1k, 10k and 50k, QoS 0/1/2, pairs x10 and
+# fan-out 1->10 (its publisher sends a tenth of the rate). Keys r1k-pairs-q0 ... r50k-fanout-q2;
+# ONLY="rates" runs them all.
+rate_keys=()
+for r in 1000 10000 50000; do
+  for shape in pairs fanout; do
+    for q in 0 1 2; do
+      key="r$((r / 1000))k-$shape-q$q"
+      rate_keys+=("$key")
+      if [ "$shape" = pairs ]; then
+        scenarios+=("$key|QoS $q pairs x10 at $((r / 1000))k/s|--scenario pairs --pairs 10 --qos $q --rate $r")
+      else
+        scenarios+=("$key|QoS $q fan-out 1->10 at $((r / 1000))k/s|--scenario fan-out --publishers 1 --subscribers 10 --qos $q --rate $((r / 10))")
+      fi
+    done
+  done
+done
+case " ${ONLY:-} " in *" rates "*) ONLY="$ONLY ${rate_keys[*]}" ;; esac
 if [ -z "${ONLY:-}" ]; then
   ONLY="qos0-fanout qos0-pairs qos1-pairs qos0-fanin rate one-same one-cross idle"
 fi
@@ -450,7 +474,7 @@ run_one() {
   local extra=()
   [ "$tls" = 1 ] && extra=(--tls --cafile "$tmp/pki/ca.pem")
   local flags=("$@" "${extra[@]}" --port "$bport" --json "$tmp/$key.$broker.json")
-  if [ "$key" = idle ] || [ "$key" = tls-idle ]; then
+  if [ "$key" = idle ] || [ "$key" = tls-idle ] || [ "$key" = idle-sub ]; then
     flags=("$@" "${extra[@]}" --port "$bport" --json "$tmp/$key.$broker.json" --broker-pid "$bpid"
       --warmup 0 --duration "$IDLE_HOLD" --drain 0 --max-runtime 120)
   else
@@ -591,8 +615,12 @@ row() {
   printf '%s\n' "$(printf '%.0s-' $(seq 100))"
   for s in "${scenarios[@]}"; do
     IFS='|' read -r key title _ <<<"$s"
-    if [ "$key" = idle ] || [ "$key" = tls-idle ]; then
-      row "$title" "KiB/conn" "$key" kib_conn "<=1"
+    if [ "$key" = idle ] || [ "$key" = tls-idle ] || [ "$key" = idle-sub ]; then
+      goal_mem="<=1"
+      # Issue 22: a connection with one subscription costs at most half of Mosquitto's.
+      [ "$key" = idle-sub ] && goal_mem="<=0.5"
+      row "$title" "KiB/conn" "$key" kib_conn "$goal_mem"
+      [ "$key" = idle-sub ] && row "" "broker cores" "$key" cores ""
       row "" "peak RSS MiB" "$key" hwm ""
     elif [ "$key" = tls-connect ]; then
       row "$title" "handshakes/s" "$key" connects ">=1"
@@ -602,6 +630,8 @@ row() {
     else
       goal_tp=">=1.5" goal_cpu="<=0.5" goal_p99=""
       [ "$key" = rate ] && goal_tp="" goal_cpu="" goal_p99="<1"
+      # Issue 22's goals at fixed rates: CPU per delivered message <= 0.5x, p99 no worse.
+      case "$key" in r[0-9]*k-*) goal_tp="" goal_cpu="<=0.5" goal_p99="<=1" ;; esac
       # Issue 22's goals for a client that waits for each acknowledgement.
       case "$key" in one-*) goal_tp=">=1.2" goal_cpu="<=0.5" goal_p99="<=1" ;; esac
       # coremq filters; Mosquitto carries all of it (its subscribers would filter): compare the

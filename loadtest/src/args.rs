@@ -22,7 +22,8 @@ scenarios:
   pairs      N publisher/subscriber pairs on distinct topics (--pairs)
   shared     P publishers -> S subscribers in one $share/lt/... group
   connect    connection storm: --connections concurrent connect/disconnect loops
-  idle       hold --connections connections for --duration (RSS with --broker-pid)
+  idle       hold --connections connections for --duration (RSS with --broker-pid); with
+             --subscribe each holds one subscription of its own (QoS --qos)
   retained   publish --topics retained messages, then S subscribers fetch them all
   filtered   P publishers -> S subscribers on one topic, each with a content filter
              ($filter/payload contains \"~pK~\"/...) that passes publisher K = s % P only:
@@ -148,6 +149,8 @@ pub struct Args {
     pub pin: bool,
     /// Persistent sessions (`--persistent`).
     pub persistent: bool,
+    /// `idle`: each connection subscribes to a topic of its own.
+    pub subscribe: bool,
     pub duration: Duration,
     pub warmup: Duration,
     pub drain: Duration,
@@ -235,6 +238,7 @@ struct Raw {
     json: Option<PathBuf>,
     report: Option<PathBuf>,
     broker_pid: Option<u32>,
+    subscribe: bool,
     tls: bool,
     cafile: Option<PathBuf>,
     server_name: Option<String>,
@@ -268,6 +272,10 @@ pub fn parse(argv: &[String], cpus: usize) -> Result<Args, ArgError> {
             }
             "--tls" => {
                 raw.tls = true;
+                continue;
+            }
+            "--subscribe" => {
+                raw.subscribe = true;
                 continue;
             }
             "--ws" => {
@@ -571,6 +579,9 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
     let duration = raw.duration.unwrap_or(Duration::from_secs(10));
     let warmup = raw.warmup.unwrap_or(Duration::from_secs(1));
     let drain = raw.drain.unwrap_or(Duration::from_secs(5));
+    if raw.subscribe && scenario != Idle {
+        return conflict("--subscribe", "only idle connections subscribe on request");
+    }
     let tls = match (raw.tls, raw.cafile) {
         (true, Some(ca)) => Some((ca, raw.server_name.unwrap_or_else(|| host.clone()))),
         (true, None) => return Err(ArgError::Required("--cafile (with --tls)")),
@@ -623,6 +634,7 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         threads: raw.threads.unwrap_or(cpus.max(1)),
         pin: !raw.no_pin,
         persistent: raw.persistent,
+        subscribe: raw.subscribe,
         duration,
         warmup,
         drain,

@@ -194,10 +194,23 @@ impl Plan {
         };
         match args.scenario {
             Scenario::Idle => {
-                clients.extend((0..args.connections).map(|n| ClientSpec {
-                    client_id: id("i", n),
-                    role: Role::Holder,
-                }));
+                for n in 0..args.connections {
+                    // With --subscribe, a filter of its own that no one publishes to: the
+                    // connection is set up once its SUBACK is in.
+                    let role = if args.subscribe {
+                        Role::Subscriber {
+                            id: n,
+                            filter: filter(&format!("{pre}/idle/{n}"))?,
+                            deferred: false,
+                        }
+                    } else {
+                        Role::Holder
+                    };
+                    clients.push(ClientSpec {
+                        client_id: id("i", n),
+                        role,
+                    });
+                }
             }
             Scenario::Connect => {
                 plan.storm_slots = args.connections;
