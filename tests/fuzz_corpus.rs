@@ -148,22 +148,7 @@ fn websocket_corpus_replays_clean() {
 
 /// A masked client frame.
 fn ws_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5a, 0x01, 0xc3, 0x7e];
-    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    coremq::net::ws::client_frame(fin, opcode, payload, [0x5a, 0x01, 0xc3, 0x7e])
 }
 
 /// WebSocket streams: MQTT packets in one frame, split and fragmented, pings and pongs, closes,

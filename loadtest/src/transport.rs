@@ -224,22 +224,7 @@ impl Ws {
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 17;
         self.seed ^= self.seed << 5;
-        let mask = self.seed.to_be_bytes();
-        let len = payload.len();
-        let mut f = Vec::with_capacity(len + 14);
-        f.push(0x80 | opcode);
-        if len < 126 {
-            f.push(0x80 | len as u8);
-        } else if len <= 0xffff {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-        f
+        coremq::net::ws::client_frame(true, opcode, payload, self.seed.to_be_bytes())
     }
 
     fn receive(

@@ -450,6 +450,26 @@ pub fn frame_header(opcode: u8, len: usize, buf: &mut [u8; 10]) -> usize {
 /// Opcode of the frames MQTT bytes go out in.
 pub const BINARY: u8 = OP_BINARY;
 
+/// A frame as a client sends it: masked with `mask` (the load tester and tests speak the client
+/// side).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = Vec::with_capacity(len + 14);
+    f.push(if fin { 0x80 } else { 0 } | opcode);
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    f
+}
+
 fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     let mut h = [0; 10];
     let n = frame_header(opcode, payload.len(), &mut h);
@@ -617,24 +637,6 @@ pub mod fuzz_check {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A masked client frame.
-    fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-        let len = payload.len();
-        if len < 126 {
-            f.push(0x80 | len as u8);
-        } else if len <= 0xffff {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
-    }
 
     /// Feeds `wire` in pieces of `step` bytes; returns the MQTT bytes and how it ended.
     fn feed(framing: &mut Framing, wire: &[u8], step: usize) -> (Vec<u8>, Result<bool, WsError>) {
