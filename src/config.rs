@@ -33,6 +33,8 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Whether a client certificate is required (with `tls_client_ca`).
     pub tls_client_auth: ClientAuth,
+    /// Certificate revocation lists client certificates are checked against.
+    pub tls_crl: Option<PathBuf>,
     /// A client certificate's subject common name is the client's user name.
     pub tls_identity_as_username: bool,
     /// Addresses of the MQTT over WebSocket listeners, plain and over TLS (`None`: off).
@@ -285,6 +287,18 @@ pub static FLAGS: &[Flag] = &[
                 "optional" => ClientAuth::Optional,
                 _ => return Err(()),
             };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_TLS_CRL",
+        default: "",
+        accepts: "a PEM file path (one or more X.509 CRLs), or empty for none",
+        help: "With COREMQ_TLS_CLIENT_CA: client certificates are also checked against these \
+               certificate revocation lists (Mosquitto's crlfile); a revoked certificate fails the \
+               handshake. SIGHUP re-reads it, so revoking a lost device needs no restart.",
+        set: |c, v| {
+            c.tls_crl = optional_path(v);
             Ok(())
         },
     },
@@ -987,6 +1001,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             tls_client_auth: ClientAuth::Required,
+            tls_crl: None,
             tls_identity_as_username: false,
             ws_listen: None,
             wss_listen: None,

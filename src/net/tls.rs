@@ -1,7 +1,7 @@
 //! TLS for the TLS and WSS listeners, with rustls (ring provider; TLS 1.2 and 1.3 only).
 //!
 //! `TlsBoard` holds the server configuration every shard's handshakes start from: built at
-//! start-up from COREMQ_TLS_CERT / _KEY / _CLIENT_CA / _CLIENT_AUTH, and replaced on SIGHUP
+//! start-up from COREMQ_TLS_CERT / _KEY / _CLIENT_CA / _CLIENT_AUTH / _CRL, and replaced on SIGHUP
 //! (`reload`) only when the new files load, so a bad file keeps the old ones. A handshake reads
 //! the board once (a lock taken once per new connection, never per message); connections already
 //! up keep the configuration they started with.
@@ -21,7 +21,7 @@ use std::task::{ready, Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection, WebPkiClientVerifier};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 use rustls::{RootCertStore, ServerConfig};
@@ -107,6 +107,13 @@ fn server_config(config: &Config) -> Result<Arc<ServerConfig>, String> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?;
     let builder = match &config.tls_client_ca {
+        None if config.tls_crl.is_some() => {
+            return Err(
+                "COREMQ_TLS_CRL needs COREMQ_TLS_CLIENT_CA (the CA whose client \
+                        certificates it revokes)"
+                    .into(),
+            )
+        }
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
@@ -115,7 +122,11 @@ fn server_config(config: &Config) -> Result<Arc<ServerConfig>, String> {
                     .add(c)
                     .map_err(|e| format!("COREMQ_TLS_CLIENT_CA: {ca:?}: {e}"))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(crl) = &config.tls_crl {
+                verifier = verifier.with_crls(read_crls(crl)?);
+            }
             let verifier = match config.tls_client_auth {
                 ClientAuth::Required => verifier,
                 ClientAuth::Optional => verifier.allow_unauthenticated(),
@@ -130,6 +141,17 @@ fn server_config(config: &Config) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(chain, key)
         .map_err(|e| format!("COREMQ_TLS_CERT / COREMQ_TLS_KEY: {e}"))?;
     Ok(Arc::new(server))
+}
+
+/// Every CRL in a PEM file (at least one).
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("COREMQ_TLS_CRL: cannot read CRLs from {path:?}: {e}"))?;
+    if crls.is_empty() {
+        return Err(format!("COREMQ_TLS_CRL: no CRL in {path:?}"));
+    }
+    Ok(crls)
 }
 
 /// Every certificate in a PEM file (at least one).

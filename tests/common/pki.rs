@@ -31,6 +31,8 @@ pub struct Issued {
     /// SHA-256 of the public key (SubjectPublicKeyInfo), base64: what Chromium's
     /// --ignore-certificate-errors-spki-list takes.
     pub spki_sha256: String,
+    /// The serial number (unique in the directory), for revocation lists.
+    pub serial: u64,
 }
 
 impl Issued {
@@ -108,6 +110,9 @@ impl Pki {
     ) -> Issued {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(names).unwrap();
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial.to_be_bytes()));
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -135,7 +140,33 @@ impl Pki {
             der: cert.der().clone(),
             key_der: key.serialize_der(),
             spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
+            serial,
         }
+    }
+
+    /// Writes `name`.crl.pem: a CRL signed by `ca` revoking `revoked`.
+    pub fn crl(&self, ca: &Ca, name: &str, revoked: &[&Issued]) -> PathBuf {
+        let now = rcgen::date_time_ymd(2026, 1, 1);
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|c| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(&c.serial.to_be_bytes()),
+                    revocation_time: now,
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&ca.cert, &ca.key).unwrap();
+        let path = self.dir.path.join(format!("{name}.crl.pem"));
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
     }
 }
 

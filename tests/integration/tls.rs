@@ -428,3 +428,34 @@ fn tls_settings_that_cannot_work_stop_start_up() {
     let why = start(&|c| c.tls_identity_as_username = true);
     assert!(why.contains("COREMQ_TLS_CLIENT_CA"), "{why}");
 }
+
+/// COREMQ_TLS_CRL: a client certificate the CA revoked fails the handshake while others get in;
+/// a reload with a new list revokes another one without a restart.
+#[test]
+fn revoked_client_certificates_are_refused() {
+    let pki = Pki::new("tls-crl");
+    let ca = pki.ca("ca");
+    let server = pki.server(&ca, "server");
+    let kept = pki.client(&ca, "kept", Some("kept"), Validity::Current);
+    let lost = pki.client(&ca, "lost", Some("lost"), Validity::Current);
+    let crl = pki.crl(&ca, "crl", &[&lost]);
+    let (client_ca, list) = (ca.pem.clone(), crl.clone());
+    let broker = tls_broker(2, &server, |c| {
+        c.tls_client_ca = Some(client_ca);
+        c.tls_crl = Some(list);
+    });
+    let addr = broker.broker.tls_addr().unwrap();
+    let connect =
+        |c: &Issued, id: &str| tls_mqtt_connect(addr, client_config(&ca, Some(c)), "localhost", id);
+    assert_eq!(connect(&kept, "kept-1"), Ok(0));
+    let revoked = connect(&lost, "lost-1");
+    assert!(
+        revoked.is_err(),
+        "a revoked certificate got in: {revoked:?}"
+    );
+    // The next list revokes both; a reload (SIGHUP) applies it to new connections.
+    let both = pki.crl(&ca, "crl2", &[&lost, &kept]);
+    std::fs::copy(&both, &crl).unwrap();
+    assert_eq!(broker.broker.reload_tls(), Ok(true));
+    assert!(connect(&kept, "kept-2").is_err());
+}
