@@ -8,6 +8,12 @@
 //! the session: every session operation — takeover [MQTT-3.1.4-2], resumption, QoS flows, queued
 //! deliveries — then happens on one shard with no cross-shard session protocol, and the cost is
 //! one fd hand-off per connection, paid once at CONNECT.
+//!
+//! Listeners: plain MQTT, and (when configured) MQTT over TLS, over WebSocket and over WebSocket
+//! over TLS. Each is a `Protocol` on the same accept loop; a TLS handshake and a WebSocket upgrade
+//! (`connection::open`) turn the socket into a `stream::Layered` before the CONNECT phase, and the
+//! same connection code runs over it. The layers' state (`stream::Carried`) moves with the fd in a
+//! hand-off and waits beside it while the connection is parked.
 
 mod connection;
 pub mod idle;
