@@ -266,6 +266,12 @@ impl Shard {
                     (true, false)
                 }
                 None => {
+                    // Most filters have one subscriber: room for exactly one (a first push
+                    // would make room for four, ~170 bytes more per subscription); later
+                    // pushes grow the usual way.
+                    if subs.capacity() == 0 {
+                        subs.reserve_exact(1);
+                    }
                     subs.push(Subscriber {
                         client_id: client_id.clone(),
                         options,
