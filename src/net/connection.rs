@@ -281,6 +281,15 @@ async fn serve_connect<S: ByteStream>(
         live::start(shard, stream, admitted, buf, slot);
         return;
     }
+    // What the stream still holds of ours (a pong answered during the CONNECT phase) goes before
+    // the socket moves: its state can only move with nothing left to send.
+    let flushed = future::or(async { stream.flush().await.is_ok() }, async {
+        glommio::timer::sleep(shard.config.close_timeout).await;
+        false
+    });
+    if !flushed.await {
+        return;
+    }
     hand_off(&shard, stream, admitted, buf, slot);
 }
 

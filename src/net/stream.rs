@@ -216,7 +216,10 @@ impl AsyncRead for Layered {
             if n == 0 {
                 return Poll::Ready(Ok(0));
             }
-            match ws.unframe(&mut buf[..n]) {
+            let unframed = ws.unframe(&mut buf[..n]);
+            // Replies (a pong, the close) go out now if the socket takes them.
+            let _ = this.poll_flush_out(cx);
+            match unframed {
                 // Only headers or control frames: read on.
                 Ok(Unframed::Data(0)) => empty_reads += 1,
                 Ok(Unframed::Data(m) | Unframed::Closed(m)) => return Poll::Ready(Ok(m)),

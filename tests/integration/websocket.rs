@@ -132,18 +132,24 @@ fn packets_split_across_and_packed_into_frames() {
     let broker = ws_broker(&server);
     let addr = broker.broker.ws_addr().unwrap();
     let v = ProtocolVersion::V5;
-    let mut c = WsClient::connect(addr, v);
-    let connect = c.encode(&Packet::Connect(Box::new(connect_packet(
-        v, "frames", true,
-    ))));
-    let (a, rest) = connect.split_at(3);
-    let (b, d) = rest.split_at(4);
-    c.send_frame(true, ws::BINARY, a);
-    c.send_frame(false, ws::BINARY, b);
-    c.send_frame(true, ws::PING, b"are you there");
-    c.send_frame(true, ws::CONTINUATION, d);
-    assert_eq!(c.recv_frame(), Some((ws::PONG, b"are you there".to_vec())));
-    assert!(matches!(c.expect_packet(), Packet::ConnAck(_)));
+    // A client homed on each shard: whichever shard accepts the socket, one of the two is
+    // handed over to its home shard with the pong answered during its CONNECT phase.
+    let mut clients = Vec::new();
+    for shard in 0..2 {
+        let mut c = WsClient::connect(addr, v);
+        let id = broker.id_on(shard, "frames");
+        let connect = c.encode(&Packet::Connect(Box::new(connect_packet(v, &id, true))));
+        let (a, rest) = connect.split_at(3);
+        let (b, d) = rest.split_at(4);
+        c.send_frame(true, ws::BINARY, a);
+        c.send_frame(false, ws::BINARY, b);
+        c.send_frame(true, ws::PING, b"are you there");
+        c.send_frame(true, ws::CONTINUATION, d);
+        assert_eq!(c.recv_frame(), Some((ws::PONG, b"are you there".to_vec())));
+        assert!(matches!(c.expect_packet(), Packet::ConnAck(_)));
+        clients.push(c);
+    }
+    let mut c = clients.pop().unwrap();
 
     let subscribe = crate::common::subscribe_packet(&[("frames/#", QoS::AtLeastOnce)], 1);
     let mut packed = c.encode(&subscribe);
