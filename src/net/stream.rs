@@ -285,10 +285,17 @@ impl ByteStream for Layered {
 
     fn carry(&mut self) -> Result<Option<Carried>, Busy> {
         let layers = &*self.layers;
-        if layers.tls.as_ref().is_some_and(|t| !t.is_flushed())
+        if layers.tls.as_ref().is_some_and(|t| t.unsent() > 0)
             || layers.ws.as_ref().is_some_and(|w| !w.out.is_empty())
         {
             return Err(Busy);
+        }
+        // The send buffers kept between writes are empty: they do not go along.
+        if let Some(tls) = self.layers.tls.as_mut() {
+            tls.shed();
+        }
+        if let Some(ws) = self.layers.ws.as_mut() {
+            ws.out = Vec::new();
         }
         let layers: Box<Layers> = std::mem::take(&mut self.layers);
         Ok(Some(layers))

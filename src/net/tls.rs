@@ -179,10 +179,25 @@ thread_local! {
 /// What `Tls::drive` stopped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// No complete record left: read more. `ready`: the handshake is done.
-    Input { ready: bool },
+    /// No complete record left: read more.
+    Input,
     /// The peer sent close_notify, or the connection is closed.
     Closed,
+}
+
+/// Where decrypted bytes go: the reader's buffer while it has room, then `Tls::plain`.
+struct Sink<'a> {
+    dest: &'a mut [u8],
+    written: usize,
+}
+
+impl Sink<'_> {
+    fn put(&mut self, payload: &[u8], plain: &mut Vec<u8>) {
+        let n = payload.len().min(self.dest.len() - self.written);
+        self.dest[self.written..self.written + n].copy_from_slice(&payload[..n]);
+        self.written += n;
+        plain.extend_from_slice(&payload[n..]);
+    }
 }
 
 /// One connection's TLS: rustls' unbuffered server side plus the few bytes that must wait
@@ -221,18 +236,18 @@ impl Tls {
         }
     }
 
-    pub fn is_handshaking(&self) -> bool {
-        !self.ready
-    }
-
     /// Bytes of ours waiting to be sent.
     pub fn unsent(&self) -> usize {
         self.out.len() - self.out_at
     }
 
-    /// Nothing of ours waits to be sent.
-    pub fn is_flushed(&self) -> bool {
-        self.out_at == self.out.len()
+    /// Gives back the send buffer kept between writes (nothing waits in it): for a connection
+    /// that parks or moves.
+    pub fn shed(&mut self) {
+        if self.unsent() == 0 {
+            self.out = Vec::new();
+            self.out_at = 0;
+        }
     }
 
     /// The client certificate, if it presented one.
@@ -251,11 +266,12 @@ impl Tls {
             if self.ready {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(self.poll_records(io, cx))? {
+            // Plaintext that comes with the client's last flight waits in `plain`.
+            match ready!(self.poll_records(io, cx, &mut []))?.0 {
                 Some(Stop::Closed) | None => {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
                 }
-                Some(Stop::Input { .. }) => {}
+                Some(Stop::Input) => {}
             }
         }
     }
@@ -283,25 +299,26 @@ impl Tls {
             }
             // Key updates and alerts rustls answers go out as they come.
             let _ = self.poll_flush(io, cx);
-            match ready!(self.poll_records(io, cx))? {
-                None | Some(Stop::Closed) => {
-                    self.closed = true;
-                    if self.plain_at == self.plain.len() {
-                        return Poll::Ready(Ok(0));
-                    }
-                }
-                Some(Stop::Input { .. }) => {}
+            let (stop, written) = ready!(self.poll_records(io, cx, buf))?;
+            if matches!(stop, None | Some(Stop::Closed)) {
+                self.closed = true;
+            }
+            if written > 0 {
+                return Poll::Ready(Ok(written));
             }
         }
     }
 
-    /// Reads from the socket once and processes every complete record: `None` at the socket's
-    /// end, else where processing stopped. Pending when the socket has nothing.
+    /// Reads from the socket once and processes every complete record, decrypting into `dest`
+    /// as far as it has room (the rest waits in `plain`): where processing stopped (`None` at
+    /// the socket's end) and how many bytes of `dest` it filled. Pending when the socket has
+    /// nothing.
     fn poll_records<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<Stop>>> {
+        dest: &mut [u8],
+    ) -> Poll<io::Result<(Option<Stop>, usize)>> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let kept = self.partial.len();
@@ -318,24 +335,25 @@ impl Tls {
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok((None, 0))),
                 Poll::Ready(Ok(n)) => n,
             };
             let filled = &mut scratch[..kept + n];
-            let (stop, used) = guarded(|| self.drive(filled), |e| (Err(e), kept + n));
+            let mut sink = Sink { dest, written: 0 };
+            let (stop, used) = guarded(|| self.drive(filled, &mut sink), |e| (Err(e), kept + n));
             let left = &filled[used..];
             self.partial.clear();
             self.partial.extend_from_slice(left);
             if self.partial.is_empty() {
                 self.partial = Vec::new();
             }
-            Poll::Ready(stop.map(Some))
+            Poll::Ready(stop.map(|s| (Some(s), sink.written)))
         })
     }
 
-    /// Processes the records in `incoming`: plaintext to `plain`, what rustls wants sent to
+    /// Processes the records in `incoming`: plaintext to `sink`, what rustls wants sent to
     /// `out`. Returns where it stopped and how many bytes of `incoming` it consumed.
-    fn drive(&mut self, incoming: &mut [u8]) -> (io::Result<Stop>, usize) {
+    fn drive(&mut self, incoming: &mut [u8], sink: &mut Sink<'_>) -> (io::Result<Stop>, usize) {
         let mut used = 0;
         loop {
             let Tls {
@@ -347,17 +365,7 @@ impl Tls {
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
                     while let Some(record) = r.next_record() {
                         match record {
-                            Ok(record) => plain.extend_from_slice(record.payload),
-                            Err(e) => return (Err(invalid(e)), used + discard),
-                        }
-                    }
-                    None
-                }
-                // (Early data is off in the server configuration; handled all the same.)
-                Ok(ConnectionState::ReadEarlyData(mut r)) => {
-                    while let Some(record) = r.next_record() {
-                        match record {
-                            Ok(record) => plain.extend_from_slice(record.payload),
+                            Ok(record) => sink.put(record.payload, plain),
                             Err(e) => return (Err(invalid(e)), used + discard),
                         }
                     }
@@ -374,16 +382,17 @@ impl Tls {
                     t.done();
                     None
                 }
-                Ok(ConnectionState::BlockedHandshake) => Some(Ok(Stop::Input { ready: false })),
+                Ok(ConnectionState::BlockedHandshake) => Some(Ok(Stop::Input)),
                 Ok(ConnectionState::WriteTraffic(_)) => {
                     self.ready = true;
-                    Some(Ok(Stop::Input { ready: true }))
+                    Some(Ok(Stop::Input))
                 }
-                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                // Closed by the peer; or early data, which the server configuration never
+                // accepts (rustls would hand out the same state again: not worth a loop here).
+                Ok(_) => {
                     self.closed = true;
                     Some(Ok(Stop::Closed))
                 }
-                Ok(_) => Some(Ok(Stop::Closed)),
                 Err(e) => {
                     self.closed = true;
                     used += discard;
