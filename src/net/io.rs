@@ -152,15 +152,8 @@ impl Writer {
                     match flushed {
                         // Everything is out: the socket is taking bytes again.
                         Poll::Ready(Ok(())) => conn.note_flushed(),
-                        Poll::Ready(Err(_)) => {
-                            conn.fail();
-                            return self.finish(cx, stream);
-                        }
-                        Poll::Pending => {
-                            conn.note_stalled();
-                            conn.watch(cx);
-                            return Poll::Pending;
-                        }
+                        Poll::Ready(Err(_)) => return self.fail(cx, stream, conn),
+                        Poll::Pending => return stalled(cx, conn),
                     }
                     if conn.is_closing() {
                         return self.finish(cx, stream);
@@ -186,16 +179,9 @@ impl Writer {
                 }
                 Poll::Ready(_) => {
                     drop(s);
-                    conn.fail();
-                    return self.finish(cx, stream);
+                    return self.fail(cx, stream, conn);
                 }
-                Poll::Pending => {
-                    // The socket takes nothing now: the clock of a slow reader starts.
-                    conn.note_stalled();
-                    // Still woken by a close meanwhile (the reader may be waiting too).
-                    conn.watch(cx);
-                    return Poll::Pending;
-                }
+                Poll::Pending => return stalled(cx, conn),
             }
         }
     }
@@ -205,6 +191,17 @@ impl Writer {
         self.spare.is_empty() && !self.done
     }
 
+    /// The socket failed: the outbox is marked failed and writing is over.
+    fn fail<S: ByteStream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &RefCell<S>,
+        conn: &Outbox,
+    ) -> Poll<()> {
+        conn.fail();
+        self.finish(cx, stream)
+    }
+
     fn finish<S: ByteStream>(&mut self, cx: &mut Context<'_>, stream: &RefCell<S>) -> Poll<()> {
         self.done = true;
         self.spare = BytesMut::new();
@@ -212,4 +209,12 @@ impl Writer {
         let _ = stream.borrow_mut().shutdown_now(Some(cx));
         Poll::Ready(())
     }
+}
+
+/// The socket takes nothing now: the clock of a slow reader starts, and the writer waits for
+/// the socket — still woken by a close meanwhile (the reader may be waiting too).
+fn stalled(cx: &mut Context<'_>, conn: &Outbox) -> Poll<()> {
+    conn.note_stalled();
+    conn.watch(cx);
+    Poll::Pending
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use coremq::protocol::{Packet, ProtocolVersion, QoS};
 
-use crate::common::pki::{Issued, Pki};
+use crate::common::pki::{Ca, Issued, Pki};
 use crate::common::ws::{self, WsClient};
 use crate::common::{connect_packet, publish_packet, TestBroker};
 use crate::run_script;
@@ -67,54 +67,58 @@ fn assert_round_trip(report: &serde_json::Value, which: &str, topic: &str, big: 
     }
 }
 
-/// MQTT.js in Node: MQTT 5 over ws://, 3.1.1 over wss:// with the CA given.
-#[test]
-fn mqttjs_over_ws_and_wss() {
-    require("node");
-    let pki = Pki::new("ws-node");
+/// Runs the node `script` (under tests/integration/) against a broker with WS and WSS
+/// listeners: its arguments are `dir`, the ws:// and wss:// URLs, and what `trust` gives for the
+/// test CA and server certificate. Returns the JSON report it prints.
+fn run_round_trips(
+    name: &str,
+    script: &str,
+    dir: &str,
+    trust: impl FnOnce(&Ca, &Issued) -> String,
+    limit: Duration,
+) -> serde_json::Value {
+    let pki = Pki::new(name);
     let ca = pki.ca("ca");
     let server = pki.server(&ca, "server");
     let broker = ws_broker(&server);
     let (ws, wss) = urls(&broker);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/integration/mqttjs_ws.js"
-    );
-    let ca_file = ca.pem.to_str().unwrap().to_owned();
-    let out = run_script(
-        "node",
-        script,
-        &[MQTTJS.to_owned(), ws, wss, ca_file],
+    let script = format!("{}/tests/integration/{script}", env!("CARGO_MANIFEST_DIR"));
+    let args = [dir.to_owned(), ws, wss, trust(&ca, &server)];
+    let out = run_script("node", &script, &args, limit);
+    serde_json::from_str(out.trim()).expect("JSON")
+}
+
+/// MQTT.js in Node: MQTT 5 over ws://, 3.1.1 over wss:// with the CA given.
+#[test]
+fn mqttjs_over_ws_and_wss() {
+    require("node");
+    let ca_file = |ca: &Ca, _: &Issued| ca.pem.to_str().unwrap().to_owned();
+    let report = run_round_trips(
+        "ws-node",
+        "mqttjs_ws.js",
+        MQTTJS,
+        ca_file,
         Duration::from_secs(30),
     );
-    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
     assert_round_trip(&report, "ws", "js", 100_000);
     assert_round_trip(&report, "wss", "js", 100_000);
 }
 
 /// A real browser: headless Chromium loads tests/integration/browser/mqtt_page.html, whose
 /// MQTT.js connects over ws:// and wss://, subscribes, publishes at QoS 0/1/2 and reports what
-/// it received.
+/// it received. The server's key is trusted on Chromium's command line.
 #[test]
 fn browser_over_ws_and_wss() {
     require("node");
     require("chromium");
-    let pki = Pki::new("ws-browser");
-    let ca = pki.ca("ca");
-    let server = pki.server(&ca, "server");
-    let broker = ws_broker(&server);
-    let (ws, wss) = urls(&broker);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/integration/browser/browser_ws.js"
-    );
-    let out = run_script(
-        "node",
-        script,
-        &[NPM.to_owned(), ws, wss, server.spki_sha256.clone()],
+    let spki = |_: &Ca, server: &Issued| server.spki_sha256.clone();
+    let report = run_round_trips(
+        "ws-browser",
+        "browser/browser_ws.js",
+        NPM,
+        spki,
         Duration::from_secs(60),
     );
-    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
     assert_round_trip(&report, "ws", "browser/ws", 50_000);
     assert_round_trip(&report, "wss", "browser/wss", 50_000);
     let log = report["log"].as_str().unwrap_or_default();
