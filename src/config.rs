@@ -107,6 +107,8 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Mosquitto-style ACL file.
     pub acl_file: Option<PathBuf>,
+    /// Bridges to other brokers, in Mosquitto's bridge syntax.
+    pub bridge_file: Option<PathBuf>,
     /// Pause publishers while a live subscriber of theirs falls behind (see `shard::flow`).
     pub flow_control: bool,
     /// Sockets that may be in their CONNECT phase at once, broker-wide (0 = no cap).
@@ -768,6 +770,21 @@ pub static FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "COREMQ_BRIDGE_FILE",
+        default: "",
+        accepts: "a file path, or empty for none",
+        help: "Bridges to other MQTT brokers: the `connection` blocks of a mosquitto.conf \
+               (address, topic PATTERN in|out|both QOS LOCAL_PREFIX REMOTE_PREFIX, \
+               remote_clientid, remote_username, remote_password, cleansession, \
+               bridge_protocol_version, bridge_cafile, keepalive_interval, restart_timeout, ...). \
+               An unknown or malformed line stops start-up naming file and line. SIGHUP re-reads \
+               it.",
+        set: |c, v| {
+            c.bridge_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Flag {
         name: "COREMQ_FLOW_CONTROL",
         default: "true",
         accepts: "true or false",
@@ -1038,6 +1055,7 @@ impl Default for Config {
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
+            bridge_file: None,
             flow_control: true,
             max_connecting: 0,
             max_connections_per_address: 0,

@@ -175,6 +175,22 @@ impl ConnectionGate {
         Ok((conn, connecting))
     }
 
+    /// The places of a connection the broker opens to itself (a bridge's local side): counted
+    /// among the connections, never refused (the operator configured it).
+    pub fn internal(&self) -> (ConnSlot, Connecting) {
+        let inner = &self.inner;
+        let shared = Arc::new(InnerRef(inner.clone()));
+        inner.connecting.fetch_add(1, Ordering::Relaxed);
+        inner.active.fetch_add(1, Ordering::Relaxed);
+        let connecting = Connecting(shared.clone());
+        let slot = ConnSlot {
+            inner: shared,
+            address: None,
+            admitted: true,
+        };
+        (slot, connecting)
+    }
+
     /// Connections currently holding a place under COREMQ_MAX_CONNECTIONS.
     pub fn active(&self) -> usize {
         self.inner.active.load(Ordering::Relaxed)

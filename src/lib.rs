@@ -26,6 +26,9 @@
 //!   parked connections, and `net::stream`, the byte-stream seam: plain TCP, or `Layered` — TLS
 //!   (`net::tls`, rustls' unbuffered API) and WebSocket framing (`net::ws`) — under the same
 //!   connection code, their state travelling with the socket when a connection parks or moves.
+//! - [`bridge`]: bridges to other brokers (COREMQ_BRIDGE_FILE, Mosquitto's syntax) — each an
+//!   MQTT client of the remote broker and, in-process, of this one (`net::dial`), relaying
+//!   messages and their acknowledgements between the two; runs on a shard, beside `net`.
 //! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
 //!   parking), login, packets, routing, content filters, retained store, shared groups, flow
 //!   control, barriers, and `persist` (what it records in the store, and acknowledgements that
@@ -55,6 +58,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod filter;
 pub mod gate;

@@ -80,6 +80,11 @@ fn main() {
                     Ok(()) => coremq::log!(Info, "SIGHUP: password and ACL files reloaded"),
                     Err(e) => coremq::log!(Error, "SIGHUP: {e}; keeping the previous rules"),
                 }
+                match broker.reload_bridges() {
+                    Ok(Some(n)) => coremq::log!(Info, "SIGHUP: bridge file reloaded ({n} bridges)"),
+                    Ok(None) => {}
+                    Err(e) => coremq::log!(Error, "SIGHUP: {e}; keeping the running bridges"),
+                }
                 match broker.reload_tls() {
                     Ok(true) => coremq::log!(Info, "SIGHUP: TLS certificate and key reloaded"),
                     Ok(false) => {}

@@ -355,15 +355,22 @@ fn passwd_writes_a_0600_file_whose_user_the_broker_accepts() {
 }
 
 #[test]
-fn a_malformed_acl_or_password_file_stops_start_up_with_status_2_naming_file_and_line() {
+fn a_malformed_acl_password_or_bridge_file_stops_start_up_with_status_2_naming_file_and_line() {
     let dir = TempDir::new("bad-files");
     let acl = dir.path.join("acl");
     std::fs::write(&acl, "user alice\ntopic write a/#\nfrobnicate x\n").unwrap();
     let passwords = dir.path.join("passwords");
     std::fs::write(&passwords, "# users\nalice\n").unwrap();
+    let bridges = dir.path.join("bridges");
+    std::fs::write(
+        &bridges,
+        "connection a\naddress 127.0.0.1\ntopic a/# sideways\n",
+    )
+    .unwrap();
     let missing = dir.path.join("missing");
     for (flag, file, line) in [
         ("COREMQ_ACL_FILE", &acl, Some(3)),
+        ("COREMQ_BRIDGE_FILE", &bridges, Some(3)),
         ("COREMQ_PASSWORD_FILE", &passwords, Some(2)),
         ("COREMQ_ACL_FILE", &missing, None),
     ] {

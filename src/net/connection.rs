@@ -182,6 +182,33 @@ pub async fn serve(
     serve_connect(shard, stream, buf, slot, connecting, peer, deadline).await
 }
 
+/// Serves a connection the broker opened to itself (`dial::local_connection`): plain bytes,
+/// admitted as `cert_user` says.
+pub async fn serve_trusted(
+    shard: Rc<Shard>,
+    tcp: TcpStream,
+    slot: ConnSlot,
+    connecting: Connecting,
+    peer: IpAddr,
+    cert_user: CertUser,
+) {
+    let deadline = Instant::now() + shard.config.connect_timeout;
+    let peer = Peer {
+        addr: peer,
+        cert_user,
+    };
+    serve_connect(
+        shard,
+        tcp,
+        BytesMut::new(),
+        slot,
+        connecting,
+        peer,
+        deadline,
+    )
+    .await
+}
+
 async fn sleep_until(deadline: Instant) {
     glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
 }

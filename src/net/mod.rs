@@ -16,6 +16,7 @@
 //! hand-off and waits beside it while the connection is parked.
 
 mod connection;
+pub mod dial;
 pub mod idle;
 mod io;
 mod live;

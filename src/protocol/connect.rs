@@ -289,3 +289,29 @@ impl ConnAck {
         }
     }
 }
+
+/// Marks an encoded CONNECT frame as a bridge's (Mosquitto's `try_private`: the protocol level's
+/// top bit, 0x80), which tells a Mosquitto server not to send the bridge back what it published.
+/// False (and the frame untouched) when `frame` is not a whole CONNECT.
+pub fn mark_bridge(frame: &mut [u8]) -> bool {
+    if frame.first() != Some(&0x10) {
+        return false;
+    }
+    // The fixed header's remaining length: up to four 7-bit groups.
+    let mut at = 1;
+    while at < frame.len().min(5) && frame[at] & 0x80 != 0 {
+        at += 1;
+    }
+    let name_len_at = at + 1;
+    let Some(len) = frame.get(name_len_at..name_len_at + 2) else {
+        return false;
+    };
+    let level_at = name_len_at + 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    match frame.get_mut(level_at) {
+        Some(level) => {
+            *level |= 0x80;
+            true
+        }
+        None => false,
+    }
+}

@@ -52,7 +52,7 @@ mod tests;
 
 use bytes::BytesMut;
 
-pub use connect::{connect_protocol_version, ConnAck, Connect, LastWill};
+pub use connect::{connect_protocol_version, mark_bridge, ConnAck, Connect, LastWill};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
 pub use property::{

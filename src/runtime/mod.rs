@@ -20,6 +20,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, PoolPlacement
 use crate::auth::scram::ScramSha256;
 use crate::auth::security::{anonymous_allowed, anonymous_policy, Security, SecurityFiles};
 use crate::auth::AuthenticatorFactory;
+use crate::bridge::{BridgeBoard, ShardBridges};
 use crate::config::Config;
 use crate::gate::{ConnectionGate, GateLimits};
 use crate::mesh::{self, Mesh, MeshEnds};
@@ -98,6 +99,8 @@ pub struct Broker {
     store_lock: Option<std::fs::File>,
     /// The TLS configuration of the TLS and WSS listeners, if any (SIGHUP reloads it).
     tls: Option<Arc<TlsBoard>>,
+    /// The bridges (COREMQ_BRIDGE_FILE), if any (SIGHUP reloads them).
+    bridges: Option<Arc<BridgeBoard>>,
 }
 
 impl Broker {
@@ -152,6 +155,7 @@ impl Broker {
             mock_key: ScramSha256::random_mock_key()
                 .map_err(|e| StartError::Host(format!("no random source: {e}")))?,
         });
+        let bridges = BridgeBoard::start(&config).map_err(StartError::Config)?;
         warn_if_open(&config, &security);
         let metrics = Arc::new(MetricsBoard::new(shards));
         let endpoint = start_endpoint(&config, &metrics)?;
@@ -171,6 +175,7 @@ impl Broker {
             tls: tls.clone(),
             board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
             metrics: metrics.clone(),
+            bridges: bridges.clone(),
         };
         let mut broker = Broker {
             addr,
@@ -185,6 +190,7 @@ impl Broker {
             endpoint,
             store_lock,
             tls,
+            bridges,
         };
         let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -253,6 +259,24 @@ impl Broker {
             Some(board) => board.reload(&self.config).map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Re-reads COREMQ_BRIDGE_FILE (SIGHUP): bridges that changed or went stop, new ones start,
+    /// unchanged ones keep their connections (at each shard's next tick). On error (file, line,
+    /// reason) the running bridges stay. `Ok(None)` without a bridge file.
+    pub fn reload_bridges(&self) -> Result<Option<usize>, String> {
+        match &self.bridges {
+            Some(board) => board.reload().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Each bridge's state, by connection name (as of its shard's last tick).
+    pub fn bridge_status(&self) -> std::collections::HashMap<String, crate::bridge::Status> {
+        self.bridges
+            .as_ref()
+            .map(|b| b.status())
+            .unwrap_or_default()
     }
 
     /// The metrics endpoint's address (the real port when configured with port 0).
@@ -493,6 +517,7 @@ struct ShardShared {
     tls: Option<Arc<TlsBoard>>,
     board: StatsBoard,
     metrics: Arc<MetricsBoard>,
+    bridges: Option<Arc<BridgeBoard>>,
 }
 
 /// What a shard starts with from the data directory: its log and sessions, and every retained
@@ -584,8 +609,15 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     let _ = shared.ready.send(Ok(()));
     shared.metrics.shard_started();
 
-    serve_until_stopped(&shared, &shard, index).await;
+    let mut bridges = shared
+        .bridges
+        .clone()
+        .map(|board| ShardBridges::new(board, shared.gate.clone()));
+    serve_until_stopped(&shared, &shard, index, bridges.as_mut()).await;
     shared.metrics.shard_stopped();
+    if let Some(b) = bridges.as_mut() {
+        b.stop();
+    }
 
     drop(acceptors);
     shard.begin_shutdown();
@@ -646,12 +678,20 @@ fn start_idle_watcher(shard: &Rc<Shard>, index: usize) -> Option<glommio::Task<(
 /// The shard's tick until a stop is asked for: session timers, flow-control holds, memory given
 /// back once a second, reloaded access rules, the stats `Broker::stats` reads, snapshots for the
 /// metrics board and (shard 0) the `$SYS` topics.
-async fn serve_until_stopped(shared: &ShardShared, shard: &Shard, index: usize) {
+async fn serve_until_stopped(
+    shared: &ShardShared,
+    shard: &Rc<Shard>,
+    index: usize,
+    mut bridges: Option<&mut ShardBridges>,
+) {
     let mut generation = shared.security.generation.load(Ordering::SeqCst);
     let mut collected = Instant::now();
     let mut sys = (index == 0 && !shared.config.sys_interval.is_zero())
         .then(|| SysPublisher::new(shared.config.sys_interval));
     while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(b) = bridges.as_deref_mut() {
+            b.tick(shard);
+        }
         glommio::timer::sleep(tick_interval(shard, Instant::now())).await;
         let now = Instant::now();
         shard.tick(now);

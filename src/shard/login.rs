@@ -66,6 +66,9 @@ pub enum CertUser {
     /// The certificate's subject common name: the client's user name, whatever CONNECT says;
     /// the certificate (verified against COREMQ_TLS_CLIENT_CA) stands in for the password.
     Name(String),
+    /// Not a certificate: a connection the broker opened to itself (a bridge's local side).
+    /// CONNECT's user name stands (the ACL applies to it) and no password is checked.
+    Trusted,
 }
 
 /// One CONNECT being admitted.
@@ -113,7 +116,7 @@ impl Shard {
             Err(code) => return (admission, refuse(code)),
         }
         match cert_user {
-            CertUser::NotUsed => {}
+            CertUser::NotUsed | CertUser::Trusted => {}
             CertUser::Missing => {
                 crate::log!(
                     Debug,
@@ -138,7 +141,7 @@ impl Shard {
             return (admission, refuse(ReasonCode::BANNED));
         }
         let checked = match (cert_user, connect.properties.authentication_method.clone()) {
-            (CertUser::Name(_), _) => Checked::Done(None),
+            (CertUser::Name(_) | CertUser::Trusted, _) => Checked::Done(None),
             (_, Some(method)) => admission.start_exchange(self, &connect, method),
             (_, None) => admission.check_password(self, &connect),
         };

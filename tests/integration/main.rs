@@ -8,6 +8,7 @@ mod common;
 
 mod access;
 mod auth_hook;
+mod bridge;
 mod filter;
 mod filter_clients;
 mod metrics;

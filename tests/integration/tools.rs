@@ -3,6 +3,7 @@
 //! own pid when a test ends. `scripts/test` installs them; without them a test fails and says so.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -111,4 +112,97 @@ pub fn lines_until(rx: &mpsc::Receiver<String>, end: &str) -> Vec<String> {
         }
     }
     got
+}
+
+/// Where Debian's `mosquitto` package puts the broker (outside a normal user's PATH).
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A Mosquitto broker (Debian `mosquitto`) on a free loopback port, with the configuration lines
+/// a test gives, in a directory of its own; killed by its pid when dropped.
+pub struct Mosquitto {
+    child: Option<Spawned>,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    lines: String,
+}
+
+impl Mosquitto {
+    /// Starts it and waits until it accepts connections.
+    pub fn start(name: &str, lines: &str) -> Mosquitto {
+        require("mosquitto_passwd");
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing: scripts/test (the README's test command) installs it"
+        );
+        let dir = std::env::temp_dir().join(format!("coremq-mosq-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+            lines: lines.to_string(),
+        };
+        m.restart();
+        m
+    }
+
+    /// Stops it (SIGTERM: with `persistence true` it saves its sessions) and waits for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill with our own child's pid.
+            unsafe { libc::kill(c.0.id() as i32, libc::SIGTERM) };
+            let _ = c.0.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port with the same configuration.
+    pub fn restart(&mut self) {
+        self.stop();
+        let conf = self.dir.join("mosquitto.conf");
+        // `user root`: started as root (CI), Mosquitto would otherwise switch to its own user,
+        // which cannot read the test's files.
+        let text = format!(
+            "listener {} 127.0.0.1\nuser root\npersistence_location {}/\n{}\n",
+            self.port,
+            self.dir.display(),
+            self.lines
+        );
+        std::fs::write(&conf, text).unwrap();
+        let log = std::fs::File::create(self.dir.join("mosquitto.log")).unwrap();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto starts");
+        self.child = Some(Spawned(child));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
