@@ -109,6 +109,10 @@ pub struct Config {
     pub acl_file: Option<PathBuf>,
     /// Bridges to other brokers, in Mosquitto's bridge syntax.
     pub bridge_file: Option<PathBuf>,
+    /// NATS server URLs of the cluster (empty: a single node).
+    pub cluster_nats: Vec<String>,
+    /// This node's name in the cluster.
+    pub node_id: String,
     /// Pause publishers while a live subscriber of theirs falls behind (see `shard::flow`).
     pub flow_control: bool,
     /// Sockets that may be in their CONNECT phase at once, broker-wide (0 = no cap).
@@ -785,6 +789,43 @@ pub static FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "COREMQ_CLUSTER_NATS",
+        default: "",
+        accepts: "comma-separated NATS URLs (nats://host:port or host:port), or empty for a single node",
+        help: "Join a cluster of coremq nodes through these NATS servers (nats-server 2.9+ with \
+               JetStream): messages, shared subscriptions, client ids and retained messages span \
+               the nodes. See \"Running a cluster\" in the README.",
+        set: |c, v| {
+            c.cluster_nats = Vec::new();
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                let rest = url.strip_prefix("nats://").unwrap_or(url);
+                let ok = match rest.rsplit_once(':') {
+                    Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+                    None => false,
+                };
+                if !ok {
+                    return Err(());
+                }
+                c.cluster_nats.push(url.to_string());
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "COREMQ_NODE_ID",
+        default: "",
+        accepts: "1 to 64 characters of A-Z a-z 0-9 _ -, or empty for the host name",
+        help: "This node's name in the cluster (COREMQ_CLUSTER_NATS); unique per node. Empty: the \
+               host name.",
+        set: |c, v| {
+            if v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(());
+            }
+            c.node_id = v.to_string();
+            Ok(())
+        },
+    },
+    Flag {
         name: "COREMQ_FLOW_CONTROL",
         default: "true",
         accepts: "true or false",
@@ -1056,6 +1097,8 @@ impl Default for Config {
             password_file: None,
             acl_file: None,
             bridge_file: None,
+            cluster_nats: Vec::new(),
+            node_id: String::new(),
             flow_control: true,
             max_connecting: 0,
             max_connections_per_address: 0,
@@ -1373,6 +1416,10 @@ mod tests {
             ("COREMQ_LOGIN_FAILURES", "5/0s"),
             ("COREMQ_FLAPPING", "x/1m"),
             ("COREMQ_LOGIN_BAN", "0"),
+            ("COREMQ_CLUSTER_NATS", "nats://host"),
+            ("COREMQ_CLUSTER_NATS", "a:4222,:4222"),
+            ("COREMQ_NODE_ID", "node 1"),
+            ("COREMQ_NODE_ID", "n.1"),
         ] {
             let err = Config::from_lookup(lookup(&[(flag, value)])).unwrap_err();
             assert_eq!(err.flag, flag);

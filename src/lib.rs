@@ -29,6 +29,10 @@
 //! - [`bridge`]: bridges to other brokers (COREMQ_BRIDGE_FILE, Mosquitto's syntax) — each an
 //!   MQTT client of the remote broker and, in-process, of this one (`net::dial`), relaying
 //!   messages and their acknowledgements between the two; runs on a shard, beside `net`.
+//! - [`cluster`]: several nodes sharing one MQTT namespace through NATS (COREMQ_CLUSTER_NATS) —
+//!   the NATS client on a link thread of its own, queues to and from the shards, the subject
+//!   mapping of topics and filters, the registry of client ids and the retained messages in
+//!   JetStream KV. The shard uses it through `cluster::ShardLink`.
 //! - [`shard`]: everything one core owns, split by part: clients (sessions, connections,
 //!   parking), login, packets, routing, content filters, retained store, shared groups, flow
 //!   control, barriers, and `persist` (what it records in the store, and acknowledgements that
@@ -59,6 +63,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod filter;
 pub mod gate;

@@ -17,6 +17,7 @@
 
 mod connection;
 pub mod dial;
+pub mod doorbell;
 pub mod idle;
 mod io;
 mod live;

@@ -101,6 +101,11 @@ pub struct Broker {
     tls: Option<Arc<TlsBoard>>,
     /// The bridges (COREMQ_BRIDGE_FILE), if any (SIGHUP reloads them).
     bridges: Option<Arc<BridgeBoard>>,
+    /// The link to the other nodes (COREMQ_CLUSTER_NATS), stopped after the shards.
+    cluster: Option<(
+        crate::cluster::node::LinkThread,
+        Arc<crate::cluster::ClusterStats>,
+    )>,
 }
 
 impl Broker {
@@ -156,6 +161,7 @@ impl Broker {
                 .map_err(|e| StartError::Host(format!("no random source: {e}")))?,
         });
         let bridges = BridgeBoard::start(&config).map_err(StartError::Config)?;
+        let (cluster_ends, cluster) = start_cluster(&config, shards)?;
         warn_if_open(&config, &security);
         let metrics = Arc::new(MetricsBoard::new(shards));
         let endpoint = start_endpoint(&config, &metrics)?;
@@ -176,6 +182,12 @@ impl Broker {
             board: Arc::new((0..shards).map(|_| Mutex::default()).collect()),
             metrics: metrics.clone(),
             bridges: bridges.clone(),
+            cluster: Arc::new(
+                cluster_ends
+                    .into_iter()
+                    .map(|e| Mutex::new(Some(e)))
+                    .collect(),
+            ),
         };
         let mut broker = Broker {
             addr,
@@ -191,6 +203,7 @@ impl Broker {
             store_lock,
             tls,
             bridges,
+            cluster,
         };
         let cpus = online_cpus();
         for (i, ends) in mesh::build(shards, MESH_CAPACITY).into_iter().enumerate() {
@@ -271,6 +284,11 @@ impl Broker {
         }
     }
 
+    /// The cluster link's counters (`None` when not in a cluster).
+    pub fn cluster_counts(&self) -> Option<crate::cluster::ClusterCounts> {
+        self.cluster.as_ref().map(|(_, stats)| stats.snapshot())
+    }
+
     /// Each bridge's state, by connection name (as of its shard's last tick).
     pub fn bridge_status(&self) -> std::collections::HashMap<String, crate::bridge::Status> {
         self.bridges
@@ -344,6 +362,7 @@ impl Broker {
             let _ = h.join();
         }
         self.endpoint = None;
+        self.cluster = None;
         // Every shard closed its log: another broker may use the directory now.
         self.store_lock = None;
     }
@@ -518,7 +537,12 @@ struct ShardShared {
     board: StatsBoard,
     metrics: Arc<MetricsBoard>,
     bridges: Option<Arc<BridgeBoard>>,
+    /// Each shard's cluster link and doorbell, taken by the shard at start.
+    cluster: Arc<Vec<Mutex<Option<ClusterEnd>>>>,
 }
+
+/// A shard's end of the cluster link.
+type ClusterEnd = (crate::cluster::ShardLink, crate::net::doorbell::BellFd);
 
 /// What a shard starts with from the data directory: its log and sessions, and every retained
 /// message.
@@ -575,7 +599,17 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     if let Some((s, _)) = &start {
         shard.enable_store(shared.config.fsync, s.log.len());
     }
+    let cluster_end = shared
+        .cluster
+        .get(index)
+        .and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+    let bell = cluster_end.map(|(link, bell)| {
+        shard.set_cluster(link);
+        bell
+    });
     let shard = Rc::new(shard);
+    let cluster_inbound =
+        bell.map(|bell| glommio::spawn_local(cluster_inbound(shard.clone(), bell)));
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
     let receivers: Vec<_> = inbound
         .into_iter()
@@ -642,6 +676,78 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     drop(receivers);
     drop(arrivals);
     drop(flusher);
+    drop(cluster_inbound);
+}
+
+/// Starts the cluster link when COREMQ_CLUSTER_NATS is set: each shard's end (link and
+/// doorbell), and the link thread with its counters.
+#[allow(clippy::type_complexity)]
+fn start_cluster(
+    config: &Config,
+    shards: usize,
+) -> Result<
+    (
+        Vec<ClusterEnd>,
+        Option<(
+            crate::cluster::node::LinkThread,
+            Arc<crate::cluster::ClusterStats>,
+        )>,
+    ),
+    StartError,
+> {
+    if config.cluster_nats.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let node_id = if config.node_id.is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "coremq".into())
+    } else {
+        config.node_id.clone()
+    };
+    let mut bells = Vec::with_capacity(shards);
+    let mut rings: Vec<Box<dyn Fn() + Send + Sync>> = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (bell, ringer) = crate::net::doorbell::pair()
+            .map_err(|e| StartError::Host(format!("cluster: socket pair: {e}")))?;
+        bells.push(bell);
+        rings.push(Box::new(move || ringer.ring()));
+    }
+    crate::log!(
+        Info,
+        "cluster: node {node_id} joining through NATS {}",
+        config.cluster_nats.join(",")
+    );
+    let links = crate::cluster::start(config.cluster_nats.clone(), node_id, rings)
+        .map_err(|e| StartError::Host(format!("cluster: link thread: {e}")))?;
+    let ends = links.shards.into_iter().zip(bells).collect();
+    Ok((ends, Some((links.thread, links.stats))))
+}
+
+/// Hands what the cluster sends this shard to it, sleeping on the shard's doorbell between
+/// batches.
+async fn cluster_inbound(shard: Rc<Shard>, bell: crate::net::doorbell::BellFd) {
+    let mut bell = crate::net::doorbell::Bell::new(bell);
+    loop {
+        let Some(link) = shard.cluster() else { return };
+        let mut handled = 0u32;
+        while let Some(m) = link.try_recv() {
+            shard.on_cluster(m);
+            handled += 1;
+            if handled.is_multiple_of(256) {
+                glommio::yield_if_needed().await;
+            }
+        }
+        link.sleeping();
+        // Anything queued before the mark rang no bell.
+        if let Some(m) = link.try_recv() {
+            shard.on_cluster(m);
+            continue;
+        }
+        if !bell.wait().await {
+            return;
+        }
+    }
 }
 
 /// This shard's broker state, with the access rules as last loaded and the authenticators.

@@ -238,6 +238,7 @@ impl Shard {
         }
         clients.sessions.insert(client_id.clone(), entry);
         drop(guard);
+        self.export_connected(&client_id);
         if let Some(old) = takeover.dropped {
             self.end_session(old);
         }

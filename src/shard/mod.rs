@@ -10,6 +10,7 @@
 //! | `Flow` | `flow.rs` | holds between lagging subscribers and their publishers |
 //! | `Barriers` | `barrier.rs` | "every shard confirmed" waits |
 //! | `Persist` | `persist.rs` | the shard's journal (COREMQ_DATA_DIR), acknowledgements and deliveries waiting for the disk |
+//! | cluster link | `cluster.rs` | what goes to the other nodes (COREMQ_CLUSTER_NATS) and what comes from them |
 //!
 //! Other shards reach this one through the mesh: `mesh::Handler` (below) hands each message kind
 //! to the part it concerns, and `post` sends to another shard — or handles the message here when
@@ -18,6 +19,7 @@
 pub mod barrier;
 mod client;
 mod clients;
+mod cluster;
 mod filtering;
 mod flow;
 mod guard;
@@ -133,6 +135,8 @@ pub struct Shard {
     stopping: Cell<bool>,
     /// The shard's part of the store (COREMQ_DATA_DIR), once `enable_store` turned it on.
     persist: Option<RefCell<persist::Persist>>,
+    /// The link to the other nodes (COREMQ_CLUSTER_NATS), once `set_cluster` joined it.
+    cluster: Option<crate::cluster::ShardLink>,
 }
 
 impl Shard {
@@ -159,6 +163,7 @@ impl Shard {
             counters: Counters::default(),
             stopping: Cell::new(false),
             persist: None,
+            cluster: None,
         }
     }
 

@@ -93,7 +93,12 @@ impl Shard {
             message: message.clone(),
             sync,
         });
-        let shared = self.route_shared(message, sync);
+        // In a cluster, NATS picks the member of a shared subscription (`on_cluster`).
+        let shared = if self.shared_by_cluster(message.topic.as_str()) {
+            false
+        } else {
+            self.route_shared(message, sync)
+        };
         local > 0 || !shards.is_empty() || shared
     }
 
@@ -222,6 +227,7 @@ impl Shard {
         wait: bool,
         now: Instant,
     ) -> (bool, Option<Barrier>) {
+        self.export(&message);
         let stored = wait && self.acks_wait_for_sync();
         if !stored {
             let barrier = if message.retain {
@@ -315,6 +321,7 @@ impl Shard {
     }
 
     fn broadcast_interest(&self, filter: &MqttString, add: bool, ack: Option<AckToken>) {
+        self.export_interest(filter.as_str(), add);
         let from = self.id();
         self.mesh.broadcast(|| MeshMsg::Interest {
             filter: filter.clone(),

@@ -214,6 +214,7 @@ impl Shard {
     }
 
     fn broadcast_shared_interest(&self, filter: &TopicFilter, add: bool, ack: Option<AckToken>) {
+        self.export_shared(filter, add);
         let from = self.id();
         self.mesh.broadcast(|| MeshMsg::SharedInterest {
             group: filter.clone(),
@@ -272,6 +273,20 @@ impl Shard {
             self.dispatch_shared(group, message.clone(), candidates, ShardSet::EMPTY, sync);
         }
         matched
+    }
+
+    /// Like `route_shared`, for one group only: the cluster chose this node for it.
+    pub(super) fn route_shared_group(&self, group: &TopicFilter, message: &Message) {
+        let chosen = {
+            let shared = self.shared.borrow();
+            shared
+                .matching(message.topic.as_str(), self.id())
+                .into_iter()
+                .find(|(g, _)| g == group)
+        };
+        if let Some((group, candidates)) = chosen {
+            self.dispatch_shared(group, message.clone(), candidates, ShardSet::EMPTY, None);
+        }
     }
 
     /// Sends the message to one shard among `candidates` not yet `tried` (step 1 above).

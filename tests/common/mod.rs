@@ -194,6 +194,48 @@ impl RawClient {
         }
     }
 
+    /// The next packet if one comes within the read timeout; `None` on timeout or close.
+    pub fn try_recv(&mut self) -> Option<Packet> {
+        loop {
+            match decode(&mut self.buf, self.version, u32::MAX) {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(e) => panic!("broker sent an undecodable packet: {e}"),
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads for `wait`, acknowledging every message (QoS 1: PUBACK; QoS 2: PUBREC, and PUBCOMP
+    /// for each PUBREL) and dropping it.
+    pub fn drain(&mut self, wait: Duration) {
+        let end = Instant::now() + wait;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.try_recv() {
+                Some(Packet::Publish(p)) => match (p.qos, p.packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(PublishAck::new(id))),
+                    (QoS::ExactlyOnce, Some(id)) => self.send(&Packet::PubRec(PublishAck::new(id))),
+                    _ => {}
+                },
+                Some(Packet::PubRel(a)) => {
+                    self.send(&Packet::PubComp(PublishAck::new(a.packet_id)))
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+
     /// The next packet's bytes exactly as the broker sent them (fixed header included), for
     /// cases about the encoding itself. Panics if the connection closes or after `PATIENCE`.
     pub fn expect_frame(&mut self) -> Vec<u8> {
@@ -467,6 +509,14 @@ pub fn publish_packet(topic: &str, payload: impl AsRef<[u8]>, qos: QoS, id: u16)
         packet_id: (qos != QoS::AtMostOnce).then(|| packet_id(id)),
         ..Publish::new(topic_name(topic), Bytes::copy_from_slice(payload.as_ref()))
     })
+}
+
+/// A retained PUBLISH of `payload` to `topic` (packet id `id` unless QoS 0).
+pub fn retained_publish(topic: &str, payload: impl AsRef<[u8]>, qos: QoS, id: u16) -> Packet {
+    match publish_packet(topic, payload, qos, id) {
+        Packet::Publish(p) => Packet::Publish(Publish { retain: true, ..p }),
+        other => other,
+    }
 }
 
 /// Publishes `payload` to `topic` and completes the sender's side of the QoS flow (PUBACK, or

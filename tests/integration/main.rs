@@ -9,6 +9,7 @@ mod common;
 mod access;
 mod auth_hook;
 mod bridge;
+mod cluster;
 mod filter;
 mod filter_clients;
 mod metrics;

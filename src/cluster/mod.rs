@@ -1,0 +1,359 @@
+//! Several coremq nodes sharing one MQTT namespace through NATS (COREMQ_CLUSTER_NATS).
+//!
+//! # What runs where
+//! - The **link thread** (`node.rs`, one per broker, named `coremq-cluster`) runs the NATS
+//!   client (`async-nats`, which needs tokio) on a single-threaded tokio runtime. It owns every
+//!   NATS subscription and the JetStream key-value buckets.
+//! - **Shards** talk to it through a `ShardLink`: what they send (`ToCluster`) goes into one
+//!   bounded queue toward the link thread, never waiting — a full queue drops and counts; what
+//!   comes back (`FromCluster`) arrives in a bounded queue per shard, with a wake-up (a byte on
+//!   a socket pair, `net::doorbell`) when the shard sleeps. So a slow node or an unreachable NATS
+//!   never stalls a shard, and memory stays bounded.
+//!
+//! # Routing
+//! A node subscribes in NATS only to what its clients subscribe to (filters mapped to subjects,
+//! `subject.rs`), reference-counted over its shards; a message published here goes to NATS once,
+//! on its topic's subject, and NATS forwards it to every node with a matching subscription —
+//! once per node, where there is interest (a node whose filters overlap gets one copy per
+//! matching subscription and routes only the first: each message carries its origin node and a
+//! sequence number). Shared subscriptions are NATS queue groups, so each message goes to one
+//! member cluster-wide.
+//!
+//! # Client ids and retained messages
+//! JetStream KV bucket `coremq_clients` maps each client id to the node it last connected to,
+//! written with compare-and-set on the entry's revision; every node watches it and disconnects
+//! (0x8E) its own connection of an id another node took. Bucket `coremq_retained` holds the
+//! retained messages (one key per topic); every node loads it at start and applies its updates.
+
+pub mod node;
+pub mod subject;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::message::{Delivery, Message};
+use crate::protocol::{decode, ClientId, Packet, PacketId, ProtocolVersion, TopicFilter};
+
+/// What a shard tells the link thread.
+#[derive(Debug)]
+pub enum ToCluster {
+    /// A message published on this node (never `$` topics, never one that came from NATS).
+    Publish(Message),
+    /// A retained message published here (an empty payload clears the topic).
+    Retain(Message),
+    /// A filter gained its first subscriber on this shard (`true`) or lost its last.
+    Interest { filter: String, add: bool },
+    /// A shared subscription (`$share/GROUP/FILTER`) gained its first member on this shard or
+    /// lost its last.
+    Shared {
+        group: String,
+        filter: String,
+        add: bool,
+    },
+    /// A client connected here (the registry of client ids).
+    Connected(ClientId),
+}
+
+/// What the link thread hands a shard.
+#[derive(Debug)]
+pub enum FromCluster {
+    /// A message from another node, for this node's (non-shared) subscribers.
+    Publish(Message),
+    /// A message for this node's members of one shared subscription (`$share/GROUP/FILTER`).
+    Shared(TopicFilter, Message),
+    /// A retained message another node published (an empty payload clears the topic).
+    Retained(Message),
+    /// Another node took this client id: close its connection here, if any (0x8E).
+    TakenOver(ClientId),
+}
+
+/// Counters of the cluster link (all shards and the link thread).
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    /// Messages dropped because a queue between the shards and the link thread was full.
+    pub dropped: AtomicU64,
+    /// Copies of a message that arrived again through another subscription of this node.
+    pub duplicates: AtomicU64,
+    pub takeovers: AtomicU64,
+    /// Whether the NATS connection is up.
+    pub connected: AtomicBool,
+    /// Whether the JetStream buckets (client ids, retained messages) are open.
+    pub ready: AtomicBool,
+}
+
+/// A snapshot of `ClusterStats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterCounts {
+    pub published: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub duplicates: u64,
+    pub takeovers: u64,
+    pub connected: bool,
+    pub ready: bool,
+}
+
+impl ClusterStats {
+    pub fn snapshot(&self) -> ClusterCounts {
+        ClusterCounts {
+            published: self.published.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            takeovers: self.takeovers.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+            ready: self.ready.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How many messages may wait toward the link thread, and toward each shard.
+pub const QUEUE: usize = 65_536;
+
+/// A running cluster link: the thread, and each shard's handle (taken by the shard at start).
+pub struct Links {
+    pub shards: Vec<ShardLink>,
+    pub thread: node::LinkThread,
+    pub stats: Arc<ClusterStats>,
+}
+
+/// Starts the link thread for a node of `rings.len()` shards; `rings[i]` wakes shard `i`.
+pub fn start(
+    urls: Vec<String>,
+    node_id: String,
+    rings: Vec<Box<dyn Fn() + Send + Sync>>,
+) -> std::io::Result<Links> {
+    let stats = Arc::new(ClusterStats::default());
+    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+    let mut inboxes = Vec::with_capacity(rings.len());
+    let mut shards = Vec::with_capacity(rings.len());
+    for ring in rings {
+        let (itx, irx) = mpsc::sync_channel(QUEUE);
+        let asleep = Arc::new(AtomicBool::new(false));
+        inboxes.push(ShardInbox {
+            tx: itx,
+            asleep: asleep.clone(),
+            ring,
+        });
+        shards.push(ShardLink {
+            tx: tx.clone(),
+            rx: irx,
+            asleep,
+            stats: stats.clone(),
+        });
+    }
+    let thread = node::start(
+        node::NodeConfig { urls, node_id },
+        rx,
+        inboxes,
+        stats.clone(),
+    )?;
+    Ok(Links {
+        shards,
+        thread,
+        stats,
+    })
+}
+
+/// The link thread's end of one shard's inbound queue.
+pub struct ShardInbox {
+    pub tx: mpsc::SyncSender<FromCluster>,
+    /// Set by the shard before it sleeps on its doorbell; whoever clears it rings.
+    pub asleep: Arc<AtomicBool>,
+    pub ring: Box<dyn Fn() + Send + Sync>,
+}
+
+impl ShardInbox {
+    /// Queues `msg` for the shard (dropped and counted when its queue is full) and wakes it.
+    pub fn deliver(&self, msg: FromCluster, stats: &ClusterStats) {
+        if self.tx.try_send(msg).is_err() {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.asleep.swap(false, Ordering::AcqRel) {
+            (self.ring)();
+        }
+    }
+}
+
+/// A shard's handle on the cluster.
+pub struct ShardLink {
+    tx: tokio::sync::mpsc::Sender<ToCluster>,
+    rx: mpsc::Receiver<FromCluster>,
+    asleep: Arc<AtomicBool>,
+    stats: Arc<ClusterStats>,
+}
+
+impl ShardLink {
+    /// Sends `msg` to the link thread, or drops and counts it when the queue is full.
+    pub fn send(&self, msg: ToCluster) {
+        if self.tx.try_send(msg).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this node is connected to NATS now (shared subscriptions are served locally
+    /// while it is not).
+    pub fn is_connected(&self) -> bool {
+        self.stats.connected.load(Ordering::Relaxed)
+    }
+
+    /// The next message from the link thread, if any.
+    pub fn try_recv(&self) -> Option<FromCluster> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Marks the shard as about to sleep on its doorbell; the caller checks `try_recv` once
+    /// more afterwards (a message queued before the mark rang no bell).
+    pub fn sleeping(&self) {
+        self.asleep.store(true, Ordering::Release);
+    }
+}
+
+/// One message on the wire between nodes: `1`, the origin node id (length byte and bytes), a
+/// sequence number (u64, big-endian), then the message as an MQTT 5 PUBLISH.
+pub fn encode_message(origin: &str, seq: u64, m: &Message, now: Instant) -> Option<Bytes> {
+    let delivery = Delivery {
+        qos: m.qos,
+        retain: m.retain,
+        ..Delivery::default()
+    };
+    let id = (m.qos as u8 > 0).then(|| PacketId::new(1)).flatten();
+    let publish = m.to_publish(&delivery, id, false, now);
+    let origin = origin.as_bytes();
+    let mut out = BytesMut::with_capacity(10 + origin.len() + m.payload.len() + 64);
+    out.put_u8(1);
+    out.put_u8(u8::try_from(origin.len()).ok()?);
+    out.put_slice(origin);
+    out.put_u64(seq);
+    Packet::Publish(publish)
+        .encode(ProtocolVersion::V5, &mut out)
+        .ok()?;
+    Some(out.freeze())
+}
+
+/// The origin, sequence number and message of `encode_message`'s bytes.
+pub fn decode_message(bytes: &[u8], now: Instant) -> Option<(String, u64, Message)> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != 1 {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let origin = std::str::from_utf8(rest.get(..usize::from(len))?).ok()?;
+    let rest = &rest[usize::from(len)..];
+    let seq = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let mut frame = BytesMut::from(&rest[8..]);
+    match decode(&mut frame, ProtocolVersion::V5, u32::MAX) {
+        Ok(Some(Packet::Publish(p))) => Some((
+            origin.to_string(),
+            seq,
+            Message::from_publish(p, ClientId::default(), now),
+        )),
+        _ => None,
+    }
+}
+
+/// Recently seen sequence numbers of one origin node (a sliding window of 4,096), to route a
+/// message that arrives through several subscriptions only once.
+pub struct SeenWindow {
+    /// Highest sequence number seen.
+    top: u64,
+    /// Bit i: `top - i` was seen.
+    bits: [u64; 64],
+}
+
+impl Default for SeenWindow {
+    fn default() -> Self {
+        Self {
+            top: 0,
+            bits: [0; 64],
+        }
+    }
+}
+
+impl SeenWindow {
+    /// Records `seq`; false when it was seen before (or is too old to tell).
+    pub fn first_time(&mut self, seq: u64) -> bool {
+        const SPAN: u64 = 64 * 64;
+        if seq > self.top {
+            let shift = seq - self.top;
+            if shift >= SPAN {
+                self.bits = [0; 64];
+            } else {
+                for _ in 0..shift {
+                    self.shift_one();
+                }
+            }
+            self.top = seq;
+            self.bits[0] |= 1;
+            return true;
+        }
+        let back = self.top - seq;
+        if back >= SPAN {
+            return false;
+        }
+        let (word, bit) = ((back / 64) as usize, back % 64);
+        let seen = self.bits[word] & (1 << bit) != 0;
+        self.bits[word] |= 1 << bit;
+        !seen
+    }
+
+    fn shift_one(&mut self) {
+        let mut carry = 0;
+        for w in self.bits.iter_mut() {
+            let next = *w >> 63;
+            *w = (*w << 1) | carry;
+            carry = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{MqttString, QoS, TopicName};
+
+    #[test]
+    fn messages_cross_the_wire_with_origin_and_sequence() {
+        let now = Instant::now();
+        let m = Message {
+            topic: TopicName::new(MqttString::copy_from("a/b").unwrap()).unwrap(),
+            payload: Bytes::from_static(b"hello"),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            properties: Default::default(),
+            publisher: ClientId::copy_from("pub").unwrap(),
+            expires_at: None,
+            received: now,
+        };
+        let bytes = encode_message("node-a", 42, &m, now).unwrap();
+        let (origin, seq, back) = decode_message(&bytes, now).unwrap();
+        assert_eq!((origin.as_str(), seq), ("node-a", 42));
+        assert_eq!(back.topic, m.topic);
+        assert_eq!(back.payload, m.payload);
+        assert_eq!((back.qos, back.retain), (QoS::ExactlyOnce, true));
+        assert!(decode_message(&bytes[..bytes.len() - 1], now).is_none());
+        assert!(decode_message(b"\x02", now).is_none());
+    }
+
+    #[test]
+    fn the_window_routes_each_sequence_number_once() {
+        let mut w = SeenWindow::default();
+        assert!(w.first_time(1));
+        assert!(w.first_time(3));
+        assert!(!w.first_time(1));
+        assert!(w.first_time(2));
+        assert!(!w.first_time(3));
+        assert!(w.first_time(100));
+        assert!(!w.first_time(2), "2 was seen");
+        assert!(w.first_time(50));
+        assert!(w.first_time(10_000));
+        assert!(!w.first_time(100), "too old to tell: treated as seen");
+        assert!(!w.first_time(10_000));
+    }
+}

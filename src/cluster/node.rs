@@ -1,0 +1,526 @@
+//! The link thread: the NATS client (async-nats on a single-threaded tokio runtime), the node's
+//! NATS subscriptions, and the two JetStream KV buckets. See the module docs of `cluster`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::subject::{self, filter_subjects, kv_key, kv_text, queue_group, topic_subject};
+use super::{
+    decode_message, encode_message, ClusterStats, FromCluster, SeenWindow, ShardInbox, ToCluster,
+};
+use crate::message::Message;
+use crate::protocol::{ClientId, MqttString, QoS, TopicFilter, TopicName};
+
+const CLIENTS_BUCKET: &str = "coremq_clients";
+const RETAINED_BUCKET: &str = "coremq_retained";
+/// A client id's entry is kept this long after its last connection (only its node's name).
+const CLIENT_ENTRY_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// What the link thread needs to start.
+pub struct NodeConfig {
+    pub urls: Vec<String>,
+    pub node_id: String,
+}
+
+/// The running link thread; dropping it stops the thread (its NATS connection closes).
+pub struct LinkThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LinkThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the link thread.
+pub fn start(
+    config: NodeConfig,
+    rx: mpsc::Receiver<ToCluster>,
+    inboxes: Vec<ShardInbox>,
+    stats: Arc<ClusterStats>,
+) -> std::io::Result<LinkThread> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("coremq-cluster".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    crate::log!(
+                        Error,
+                        "cluster: cannot start the link thread's runtime: {e}"
+                    );
+                    return;
+                }
+            };
+            let node = Node::new(config, inboxes, stats);
+            rt.block_on(node.run(rx, stop_rx));
+        })?;
+    Ok(LinkThread {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+/// State shared by the link thread's tasks (all on the one thread; the mutexes are never
+/// contended).
+struct Shared {
+    me: String,
+    inboxes: Vec<ShardInbox>,
+    stats: Arc<ClusterStats>,
+    seen: Mutex<HashMap<String, SeenWindow>>,
+}
+
+impl Shared {
+    /// The shard a topic's messages go to (always the same one, so their order holds).
+    fn shard_of(&self, topic: &str) -> &ShardInbox {
+        let mut h: u32 = 0x811c_9dc5;
+        for &b in topic.as_bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        &self.inboxes[h as usize % self.inboxes.len()]
+    }
+
+    fn to_all(&self, make: impl Fn() -> FromCluster) {
+        for inbox in &self.inboxes {
+            inbox.deliver(make(), &self.stats);
+        }
+    }
+}
+
+struct Node {
+    config: NodeConfig,
+    shared: Arc<Shared>,
+    /// NATS subscriptions by filter (plain) or `$share/GROUP/FILTER` (shared): how many shards
+    /// want it, and the tasks reading its subjects.
+    subs: HashMap<String, (usize, Vec<JoinHandle<()>>)>,
+    seq: u64,
+    clients: Option<kv::Store>,
+    retained: Option<kv::Store>,
+}
+
+impl Node {
+    fn new(config: NodeConfig, inboxes: Vec<ShardInbox>, stats: Arc<ClusterStats>) -> Self {
+        let shared = Arc::new(Shared {
+            me: config.node_id.clone(),
+            inboxes,
+            stats,
+            seen: Mutex::default(),
+        });
+        Self {
+            config,
+            shared,
+            subs: HashMap::new(),
+            seq: 0,
+            clients: None,
+            retained: None,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ToCluster>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let stats = self.shared.stats.clone();
+        let urls = self.config.urls.join(",");
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("coremq {}", self.config.node_id))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let stats = stats.clone();
+                async move {
+                    use async_nats::Event;
+                    match event {
+                        Event::Connected => {
+                            stats.connected.store(true, Ordering::Relaxed);
+                            crate::log!(Info, "cluster: connected to NATS");
+                        }
+                        Event::Disconnected => {
+                            stats.connected.store(false, Ordering::Relaxed);
+                            crate::log!(
+                                Warn,
+                                "cluster: NATS unreachable; serving local clients, reconnecting"
+                            );
+                        }
+                        other => crate::log!(Debug, "cluster: NATS {other}"),
+                    }
+                }
+            });
+        let client = match options.connect(self.config.urls.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                crate::log!(Error, "cluster: COREMQ_CLUSTER_NATS {urls}: {e}");
+                return;
+            }
+        };
+        let js = jetstream::new(client.clone());
+        // The buckets come up in the background: NATS may be unreachable now.
+        let (kv_tx, mut kv_rx) = mpsc::channel(1);
+        let setup = tokio::spawn(open_buckets(js, kv_tx));
+        let mut watchers: Vec<JoinHandle<()>> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                buckets = kv_rx.recv() => {
+                    if let Some((clients, retained)) = buckets {
+                        watchers.push(tokio::spawn(watch_clients(clients.clone(), self.shared.clone())));
+                        watchers.push(tokio::spawn(watch_retained(retained.clone(), self.shared.clone())));
+                        self.clients = Some(clients);
+                        self.retained = Some(retained);
+                        self.shared.stats.ready.store(true, Ordering::Relaxed);
+                        crate::log!(Info, "cluster: client registry and retained messages open");
+                    }
+                }
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.on_shard(&client, msg).await,
+                    None => break,
+                },
+            }
+        }
+        setup.abort();
+        for w in watchers {
+            w.abort();
+        }
+        for (_, (_, tasks)) in self.subs.drain() {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let _ = client.flush().await;
+    }
+
+    async fn on_shard(&mut self, client: &async_nats::Client, msg: ToCluster) {
+        match msg {
+            ToCluster::Publish(m) => {
+                self.seq += 1;
+                let now = Instant::now();
+                let Some(bytes) = encode_message(&self.config.node_id, self.seq, &m, now) else {
+                    return;
+                };
+                if client
+                    .publish(topic_subject(m.topic.as_str()), bytes)
+                    .await
+                    .is_ok()
+                {
+                    self.shared.stats.published.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ToCluster::Retain(m) => self.retain(m).await,
+            ToCluster::Interest { filter, add } => {
+                self.interest(client, filter.clone(), add, None).await;
+            }
+            ToCluster::Shared { group, filter, add } => {
+                let key = format!("$share/{group}/{filter}");
+                self.interest(client, key, add, Some((group, filter))).await;
+            }
+            ToCluster::Connected(id) => self.register(id).await,
+        }
+    }
+
+    /// Counts a shard's interest in `key`; subscribes in NATS on the first, unsubscribes on the
+    /// last. `shared`: the group and filter of a shared subscription (a queue group).
+    async fn interest(
+        &mut self,
+        client: &async_nats::Client,
+        key: String,
+        add: bool,
+        shared: Option<(String, String)>,
+    ) {
+        let entry = self.subs.entry(key.clone()).or_insert((0, Vec::new()));
+        if !add {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                if let Some((_, tasks)) = self.subs.remove(&key) {
+                    for t in tasks {
+                        t.abort();
+                    }
+                }
+            }
+            return;
+        }
+        entry.0 += 1;
+        if entry.0 > 1 {
+            return;
+        }
+        let filter = match &shared {
+            Some((_, f)) => f.clone(),
+            None => key.clone(),
+        };
+        let group = shared
+            .as_ref()
+            .and_then(|_| MqttString::copy_from(&key).ok())
+            .and_then(|k| TopicFilter::new(k).ok());
+        let mut tasks = Vec::new();
+        for subject in filter_subjects(&filter) {
+            let sub = match &shared {
+                None => client.subscribe(subject.clone()).await,
+                Some((g, f)) => {
+                    client
+                        .queue_subscribe(subject.clone(), queue_group(g, f))
+                        .await
+                }
+            };
+            match sub {
+                Ok(sub) => tasks.push(tokio::spawn(forward(
+                    sub,
+                    self.shared.clone(),
+                    group.clone(),
+                ))),
+                Err(e) => crate::log!(Warn, "cluster: cannot subscribe to {subject}: {e}"),
+            }
+        }
+        if let Some(e) = self.subs.get_mut(&key) {
+            e.1 = tasks;
+        }
+    }
+
+    /// A retained message published here: into the bucket (an empty payload clears the topic).
+    async fn retain(&mut self, m: Message) {
+        let Some(store) = &self.retained else {
+            crate::log!(
+                Warn,
+                "cluster: retained message on {} not shared (NATS JetStream not reachable)",
+                m.topic.as_str()
+            );
+            return;
+        };
+        let key = kv_key(m.topic.as_str());
+        let done = if m.payload.is_empty() {
+            store.delete(&key).await.map_err(|e| e.to_string())
+        } else {
+            match encode_message(&self.config.node_id, 0, &m, Instant::now()) {
+                Some(bytes) => store
+                    .put(&key, bytes)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = done {
+            crate::log!(Warn, "cluster: retained message on {key}: {e}");
+        }
+    }
+
+    /// Records that `id` connected here, with compare-and-set on the entry's revision: of two
+    /// nodes racing for one id, the loser retries against the winner's entry, and whichever
+    /// writes last holds the id (the other sees it in its watch and disconnects its client).
+    async fn register(&mut self, id: ClientId) {
+        let Some(store) = &self.clients else { return };
+        let key = kv_key(id.as_str());
+        let me = Bytes::from(self.config.node_id.clone());
+        for _ in 0..8 {
+            let written = match store.entry(key.clone()).await {
+                Ok(None) => store
+                    .create(&key, me.clone())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Ok(Some(e)) if e.value == me && e.operation == kv::Operation::Put => return,
+                Ok(Some(e)) => store
+                    .update(&key, me.clone(), e.revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match written {
+                Ok(()) => return,
+                Err(e) => crate::log!(Debug, "cluster: registering client {key}: {e}; again"),
+            }
+        }
+        crate::log!(Warn, "cluster: could not register client {key}");
+    }
+}
+
+/// Opens (or creates) the two buckets, retrying until NATS JetStream answers.
+async fn open_buckets(js: jetstream::Context, done: mpsc::Sender<(kv::Store, kv::Store)>) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let clients = bucket(&js, CLIENTS_BUCKET, CLIENT_ENTRY_AGE).await;
+        let retained = bucket(&js, RETAINED_BUCKET, Duration::ZERO).await;
+        match (clients, retained) {
+            (Ok(c), Ok(r)) => {
+                let _ = done.send((c, r)).await;
+                return;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                crate::log!(Warn, "cluster: JetStream key-value buckets not ready: {e}");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The bucket `name`, created if missing: three replicas when the NATS cluster has three
+/// servers or more, else one. The bucket's stream is created directly, with the settings of a
+/// key-value bucket (`KV_<name>` on `$KV.<name>.>`, one value per key): async-nats's own
+/// `create_key_value` first reads the account's JetStream info, which it cannot parse from
+/// nats-server 2.9 (Debian 12's).
+async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<kv::Store, String> {
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    let mut last = String::new();
+    for replicas in [3, 1] {
+        let config = jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            max_age,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        match js.create_stream(config).await {
+            Ok(_) => {}
+            Err(e) => last = e.to_string(),
+        }
+        // Created now, or by another node meanwhile.
+        if let Ok(store) = js.get_key_value(name).await {
+            return Ok(store);
+        }
+    }
+    Err(format!("bucket {name}: {last}"))
+}
+
+/// Reads one NATS subscription and hands its messages to the shards: plain ones (`group`
+/// `None`) once per node whatever number of subscriptions they came through, and never this
+/// node's own (delivered here already); shared ones to this node's members of `group`.
+async fn forward(mut sub: async_nats::Subscriber, shared: Arc<Shared>, group: Option<TopicFilter>) {
+    while let Some(msg) = sub.next().await {
+        let now = Instant::now();
+        let Some((origin, seq, m)) = decode_message(&msg.payload, now) else {
+            continue;
+        };
+        let topic = m.topic.as_str().to_string();
+        let out = match &group {
+            Some(g) => FromCluster::Shared(g.clone(), m),
+            None => {
+                if origin == shared.me {
+                    continue;
+                }
+                let first = {
+                    let mut seen = shared.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.entry(origin).or_default().first_time(seq)
+                };
+                if !first {
+                    shared.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                FromCluster::Publish(m)
+            }
+        };
+        shared.stats.received.fetch_add(1, Ordering::Relaxed);
+        shared.shard_of(&topic).deliver(out, &shared.stats);
+    }
+}
+
+/// Watches the client registry: an id another node took is closed here, if connected here.
+async fn watch_clients(store: kv::Store, shared: Arc<Shared>) {
+    loop {
+        match store.watch_all().await {
+            Ok(mut watch) => {
+                while let Some(entry) = watch.next().await {
+                    let Ok(entry) = entry else { break };
+                    if entry.operation != kv::Operation::Put || entry.value == shared.me.as_bytes()
+                    {
+                        continue;
+                    }
+                    let Some(id) = kv_text(&entry.key).and_then(|t| ClientId::copy_from(&t).ok())
+                    else {
+                        continue;
+                    };
+                    shared.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+                    shared.to_all(|| FromCluster::TakenOver(id.clone()));
+                }
+            }
+            Err(e) => crate::log!(Warn, "cluster: watching the client registry: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Loads the retained messages and applies every later change made by other nodes.
+async fn watch_retained(store: kv::Store, shared: Arc<Shared>) {
+    loop {
+        match store.watch_with_history(">").await {
+            Ok(mut watch) => {
+                while let Some(entry) = watch.next().await {
+                    let Ok(entry) = entry else { break };
+                    let now = Instant::now();
+                    let m = match entry.operation {
+                        kv::Operation::Put => match decode_message(&entry.value, now) {
+                            // This node's own changes are in its store already; at start (the
+                            // history) they are loaded like any other.
+                            Some((origin, _, _)) if origin == shared.me && entry.seen_current => {
+                                continue
+                            }
+                            Some((_, _, m)) => m,
+                            None => continue,
+                        },
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            let Some(topic) = kv_text(&entry.key)
+                                .and_then(|t| MqttString::copy_from(&t).ok())
+                                .and_then(|t| TopicName::new(t).ok())
+                            else {
+                                continue;
+                            };
+                            cleared(topic, now)
+                        }
+                    };
+                    if subject::node_local(m.topic.as_str()) {
+                        continue;
+                    }
+                    let topic = m.topic.as_str().to_string();
+                    shared
+                        .shard_of(&topic)
+                        .deliver(FromCluster::Retained(m), &shared.stats);
+                }
+            }
+            Err(e) => crate::log!(Warn, "cluster: watching retained messages: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The message that clears a retained topic.
+fn cleared(topic: TopicName, now: Instant) -> Message {
+    Message {
+        topic,
+        payload: Bytes::new(),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        properties: Default::default(),
+        publisher: ClientId::default(),
+        expires_at: None,
+        received: now,
+    }
+}
