@@ -32,6 +32,8 @@ scenarios:
 target:
   --host ADDR           broker address (default 127.0.0.1; loopback only, see --allow-remote)
   --port PORT           default 1883
+  --sub-host ADDR       subscribers (and idle holders) connect here instead (e.g. another
+  --sub-port PORT       node of a cluster); defaults: --host and --port
   --username U          --password P
   --mqtt-version 3|5    3 = MQTT 3.1.1 (default), 5 = MQTT 5
   --allow-remote        allow a non-loopback target (refused by default)
@@ -126,6 +128,9 @@ pub struct Args {
     pub host: String,
     /// Where to connect: loopback unless `--allow-remote`.
     pub addr: SocketAddr,
+    /// Where subscribers (and `idle` holders) connect: `--sub-host` / `--sub-port`, else `addr`
+    /// (e.g. another node of a cluster than the publishers').
+    pub sub_addr: SocketAddr,
     pub username: Option<String>,
     pub password: Option<String>,
     pub version: ProtocolVersion,
@@ -212,6 +217,8 @@ struct Raw {
     scenario: Option<Scenario>,
     host: Option<String>,
     port: Option<u16>,
+    sub_host: Option<String>,
+    sub_port: Option<u16>,
     username: Option<String>,
     password: Option<String>,
     version: Option<ProtocolVersion>,
@@ -299,6 +306,8 @@ fn known_flag(name: &str) -> Option<&'static str> {
         "--scenario",
         "--host",
         "--port",
+        "--sub-host",
+        "--sub-port",
         "--username",
         "--password",
         "--mqtt-version",
@@ -398,6 +407,10 @@ fn apply(raw: &mut Raw, flag: &'static str, v: String) -> Result<(), ArgError> {
             })
         }
         "--host" => raw.host = Some(v),
+        "--sub-host" => raw.sub_host = Some(v),
+        "--sub-port" => {
+            raw.sub_port = Some(int(flag, &v, 1, u16::MAX, "a port from 1 to 65535")?)
+        }
         "--port" => raw.port = Some(int(flag, &v, 1, u16::MAX, "a port from 1 to 65535")?),
         "--username" => raw.username = Some(v),
         "--password" => raw.password = Some(v),
@@ -504,6 +517,14 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
     let scenario = raw.scenario.ok_or(ArgError::Required("--scenario"))?;
     let host = raw.host.unwrap_or_else(|| "127.0.0.1".to_string());
     let addr = target(&host, raw.port.unwrap_or(1883), raw.allow_remote)?;
+    let sub_addr = match (&raw.sub_host, raw.sub_port) {
+        (None, None) => addr,
+        (h, p) => target(
+            h.as_deref().unwrap_or(&host),
+            p.unwrap_or(addr.port()),
+            raw.allow_remote,
+        )?,
+    };
     let conflict = |flag: &str, why: &str| {
         Err(ArgError::Conflict(format!(
             "{flag} does not apply to --scenario {}: {why}",
@@ -611,6 +632,7 @@ fn resolve(raw: Raw, argv: &[String], cpus: usize) -> Result<Args, ArgError> {
         scenario,
         host,
         addr,
+        sub_addr,
         username: raw.username,
         password: raw.password,
         version: raw.version.unwrap_or(ProtocolVersion::V3_1_1),

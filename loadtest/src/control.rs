@@ -71,6 +71,8 @@ pub struct WorkerReport {
 /// Run-wide settings every worker reads. Built once by the coordinator.
 pub struct Config {
     pub addr: SocketAddr,
+    /// Where subscribers and holders connect (`--sub-host`, `--sub-port`).
+    pub sub_addr: SocketAddr,
     /// TLS and/or WebSocket (`--tls`, `--ws`), else plain TCP.
     pub layers: Option<crate::transport::Layers>,
     pub version: ProtocolVersion,

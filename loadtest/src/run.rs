@@ -320,6 +320,7 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
     let layers = crate::transport::layers(args)?;
     let cfg = Arc::new(Config {
         addr: args.addr,
+        sub_addr: args.sub_addr,
         layers,
         version: args.version,
         qos: args.qos,

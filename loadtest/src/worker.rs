@@ -306,7 +306,11 @@ impl Worker {
             persistent: self.cfg.persistent,
         };
         let layers = self.cfg.layers.as_ref();
-        let mut conn = Conn::open(self.cfg.addr, self.cfg.version, &login, layers, now)
+        let addr = match self.clients[i].kind {
+            Kind::Sub(_) | Kind::Hold => self.cfg.sub_addr,
+            _ => self.cfg.addr,
+        };
+        let mut conn = Conn::open(addr, self.cfg.version, &login, layers, now)
             .map_err(|e| format!("{id}: connect: {e}"))?;
         self.poll
             .registry()

@@ -116,6 +116,24 @@ struct Node {
     seq: u64,
     clients: Option<kv::Store>,
     retained: Option<kv::Store>,
+    /// Key-value writes, done in order by one task off the loop (they wait for JetStream).
+    kv_jobs: Option<mpsc::Sender<KvJob>>,
+}
+
+/// A key-value write.
+enum KvJob {
+    Retain(Box<Message>),
+    Register(ClientId),
+}
+
+/// Carries out key-value writes one after the other (a topic's retained updates land in order).
+async fn kv_writer(mut rx: mpsc::Receiver<KvJob>, clients: kv::Store, retained: kv::Store, me: String) {
+    while let Some(job) = rx.recv().await {
+        match job {
+            KvJob::Retain(m) => retain(&retained, &me, *m).await,
+            KvJob::Register(id) => register(&clients, &me, id).await,
+        }
+    }
 }
 
 impl Node {
@@ -133,6 +151,7 @@ impl Node {
             seq: 0,
             clients: None,
             retained: None,
+            kv_jobs: None,
         }
     }
 
@@ -179,24 +198,31 @@ impl Node {
         let (kv_tx, mut kv_rx) = mpsc::channel(1);
         let setup = tokio::spawn(open_buckets(js, kv_tx));
         let mut watchers: Vec<JoinHandle<()>> = Vec::new();
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                buckets = kv_rx.recv() => {
-                    if let Some((clients, retained)) = buckets {
-                        watchers.push(tokio::spawn(watch_clients(clients.clone(), self.shared.clone())));
-                        watchers.push(tokio::spawn(watch_retained(retained.clone(), self.shared.clone())));
-                        self.clients = Some(clients);
-                        self.retained = Some(retained);
-                        self.shared.stats.ready.store(true, Ordering::Relaxed);
-                        crate::log!(Info, "cluster: client registry and retained messages open");
+        // The stop preempts whatever the loop waits for (NATS may be gone for good).
+        let work = async {
+            loop {
+                tokio::select! {
+                    buckets = kv_rx.recv() => {
+                        if let Some((clients, retained)) = buckets {
+                            let shared = self.shared.clone();
+                            watchers.push(tokio::spawn(watch_clients(clients.clone(), shared.clone())));
+                            watchers.push(tokio::spawn(watch_retained(retained.clone(), shared)));
+                            self.clients = Some(clients);
+                            self.retained = Some(retained);
+                            self.shared.stats.ready.store(true, Ordering::Relaxed);
+                            crate::log!(Info, "cluster: client registry and retained messages open");
+                        }
                     }
+                    msg = rx.recv() => match msg {
+                        Some(msg) => self.on_shard(&client, msg).await,
+                        None => break,
+                    },
                 }
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.on_shard(&client, msg).await,
-                    None => break,
-                },
             }
+        };
+        tokio::select! {
+            _ = &mut stop => {}
+            _ = work => {}
         }
         setup.abort();
         for w in watchers {
@@ -207,7 +233,8 @@ impl Node {
                 t.abort();
             }
         }
-        let _ = client.flush().await;
+        // What is still buffered goes out if NATS is there; it may not be (shutting down with it).
+        let _ = tokio::time::timeout(Duration::from_millis(200), client.flush()).await;
     }
 
     async fn on_shard(&mut self, client: &async_nats::Client, msg: ToCluster) {
@@ -228,7 +255,19 @@ impl Node {
                     self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            ToCluster::Retain(m) => self.retain(m).await,
+            // Key-value writes wait for JetStream's answer: off the loop, so that publishes and
+            // interest go on meanwhile (and while NATS is away).
+            ToCluster::Retain(m) => {
+                if self.retained.is_some() {
+                    self.write(KvJob::Retain(Box::new(m)));
+                } else {
+                    crate::log!(
+                        Warn,
+                        "cluster: retained message on {} not shared (NATS JetStream not reachable)",
+                        m.topic.as_str()
+                    );
+                }
+            }
             ToCluster::Interest { filter, add } => {
                 self.interest(client, filter.clone(), add, None).await;
             }
@@ -236,7 +275,27 @@ impl Node {
                 let key = format!("$share/{group}/{filter}");
                 self.interest(client, key, add, Some((group, filter))).await;
             }
-            ToCluster::Connected(id) => self.register(id).await,
+            ToCluster::Connected(id) => {
+                if self.clients.is_some() {
+                    self.write(KvJob::Register(id));
+                }
+            }
+        }
+    }
+
+    /// Queues a key-value write for the writer task (dropped and counted when it is far behind).
+    fn write(&mut self, job: KvJob) {
+        let (Some(clients), Some(retained)) = (self.clients.clone(), self.retained.clone()) else {
+            return;
+        };
+        let tx = self.kv_jobs.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(super::QUEUE);
+            let me = self.config.node_id.clone();
+            tokio::spawn(kv_writer(rx, clients, retained, me));
+            tx
+        });
+        if tx.try_send(job).is_err() {
+            self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -296,64 +355,55 @@ impl Node {
             e.1 = tasks;
         }
     }
+}
 
-    /// A retained message published here: into the bucket (an empty payload clears the topic).
-    async fn retain(&mut self, m: Message) {
-        let Some(store) = &self.retained else {
-            crate::log!(
-                Warn,
-                "cluster: retained message on {} not shared (NATS JetStream not reachable)",
-                m.topic.as_str()
-            );
-            return;
+/// A retained message published here: into the bucket (an empty payload clears the topic).
+async fn retain(store: &kv::Store, me: &str, m: Message) {
+    let key = kv_key(m.topic.as_str());
+    let done = if m.payload.is_empty() {
+        store.delete(&key).await.map_err(|e| e.to_string())
+    } else {
+        match encode_message(me, 0, &m, Instant::now()) {
+            Some(bytes) => store
+                .put(&key, bytes)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    };
+    if let Err(e) = done {
+        crate::log!(Warn, "cluster: retained message on {key}: {e}");
+    }
+}
+
+/// Records that `id` connected here, with compare-and-set on the entry's revision: of two nodes
+/// racing for one id, the loser retries against the winner's entry, and whichever writes last
+/// holds the id (the other sees it in its watch and disconnects its client).
+async fn register(store: &kv::Store, me: &str, id: ClientId) {
+    let key = kv_key(id.as_str());
+    let me = Bytes::copy_from_slice(me.as_bytes());
+    for _ in 0..8 {
+        let written = match store.entry(key.clone()).await {
+            Ok(None) => store
+                .create(&key, me.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Ok(Some(e)) if e.value == me && e.operation == kv::Operation::Put => return,
+            Ok(Some(e)) => store
+                .update(&key, me.clone(), e.revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        let key = kv_key(m.topic.as_str());
-        let done = if m.payload.is_empty() {
-            store.delete(&key).await.map_err(|e| e.to_string())
-        } else {
-            match encode_message(&self.config.node_id, 0, &m, Instant::now()) {
-                Some(bytes) => store
-                    .put(&key, bytes)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                None => Ok(()),
-            }
-        };
-        if let Err(e) = done {
-            crate::log!(Warn, "cluster: retained message on {key}: {e}");
+        match written {
+            Ok(()) => return,
+            Err(e) => crate::log!(Debug, "cluster: registering client {key}: {e}; again"),
         }
     }
-
-    /// Records that `id` connected here, with compare-and-set on the entry's revision: of two
-    /// nodes racing for one id, the loser retries against the winner's entry, and whichever
-    /// writes last holds the id (the other sees it in its watch and disconnects its client).
-    async fn register(&mut self, id: ClientId) {
-        let Some(store) = &self.clients else { return };
-        let key = kv_key(id.as_str());
-        let me = Bytes::from(self.config.node_id.clone());
-        for _ in 0..8 {
-            let written = match store.entry(key.clone()).await {
-                Ok(None) => store
-                    .create(&key, me.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Ok(Some(e)) if e.value == me && e.operation == kv::Operation::Put => return,
-                Ok(Some(e)) => store
-                    .update(&key, me.clone(), e.revision)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match written {
-                Ok(()) => return,
-                Err(e) => crate::log!(Debug, "cluster: registering client {key}: {e}; again"),
-            }
-        }
-        crate::log!(Warn, "cluster: could not register client {key}");
-    }
+    crate::log!(Warn, "cluster: could not register client {key}");
 }
 
 /// Opens (or creates) the two buckets, retrying until NATS JetStream answers.

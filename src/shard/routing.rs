@@ -291,6 +291,7 @@ impl Shard {
         if !first {
             return (existed, None);
         }
+        self.export_interest(filter.as_str(), true);
         let Some((token, barrier)) = self.barrier_to_peers() else {
             return (existed, None);
         };
@@ -316,12 +317,12 @@ impl Shard {
                 subs.is_empty()
             });
         if emptied {
+            self.export_interest(filter.as_str(), false);
             self.broadcast_interest(filter, false, None);
         }
     }
 
     fn broadcast_interest(&self, filter: &MqttString, add: bool, ack: Option<AckToken>) {
-        self.export_interest(filter.as_str(), add);
         let from = self.id();
         self.mesh.broadcast(|| MeshMsg::Interest {
             filter: filter.clone(),

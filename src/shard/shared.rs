@@ -166,6 +166,7 @@ impl Shard {
         if !first {
             return None;
         }
+        self.export_shared(filter, true);
         let (token, barrier) = self.barrier_to_peers()?;
         self.broadcast_shared_interest(filter, true, Some(token));
         Some(barrier)
@@ -198,6 +199,7 @@ impl Shard {
             let mut shared = self.shared.borrow_mut();
             shared.groups = shared.groups.saturating_sub(1);
             drop(shared);
+            self.export_shared(filter, false);
             self.broadcast_shared_interest(filter, false, None);
             self.forget_shared_cursor(filter);
         }
@@ -214,7 +216,6 @@ impl Shard {
     }
 
     fn broadcast_shared_interest(&self, filter: &TopicFilter, add: bool, ack: Option<AckToken>) {
-        self.export_shared(filter, add);
         let from = self.id();
         self.mesh.broadcast(|| MeshMsg::SharedInterest {
             group: filter.clone(),

@@ -118,7 +118,11 @@ impl NatsCluster {
 
 /// A coremq node on 127.0.0.`n` (2 shards) joined to `urls`.
 fn node(n: u8, urls: Vec<String>) -> TestBroker {
-    TestBroker::start_with(2, |c: &mut Config| {
+    node_with(n, urls, 2)
+}
+
+fn node_with(n: u8, urls: Vec<String>, shards: usize) -> TestBroker {
+    TestBroker::start_with(shards, |c: &mut Config| {
         c.listen = format!("127.0.0.{n}:0").parse().unwrap();
         c.cluster_nats = urls;
         c.node_id = format!("node{n}");
@@ -183,7 +187,11 @@ const QOS: [QoS; 3] = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
 #[test]
 fn cluster_routes_across_nodes_at_every_qos_once_per_node() {
     let nats = NatsCluster::start("routes");
-    let nodes: Vec<TestBroker> = (1..=3).map(|n| node(n, nats.urls())).collect();
+    // The subscribers' node has one shard (no peers to tell about a filter: the cluster still
+    // must hear of it), the others two.
+    let nodes: Vec<TestBroker> = (1..=3)
+        .map(|n| node_with(n, nats.urls(), if n == 1 { 1 } else { 2 }))
+        .collect();
     for n in &nodes {
         wait_joined(n);
     }
@@ -423,4 +431,16 @@ fn cluster_survives_a_node_and_a_nats_server_dying_and_nats_going_away() {
         }
         assert!(Instant::now() < deadline, "routing came back with NATS");
     }
+    // Shutting down while NATS is away does not wait for it.
+    for s in &mut nats.servers {
+        s.kill();
+    }
+    let started = Instant::now();
+    drop(n1);
+    drop(n3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        started.elapsed()
+    );
 }
