@@ -408,9 +408,7 @@ fn apply(raw: &mut Raw, flag: &'static str, v: String) -> Result<(), ArgError> {
         }
         "--host" => raw.host = Some(v),
         "--sub-host" => raw.sub_host = Some(v),
-        "--sub-port" => {
-            raw.sub_port = Some(int(flag, &v, 1, u16::MAX, "a port from 1 to 65535")?)
-        }
+        "--sub-port" => raw.sub_port = Some(int(flag, &v, 1, u16::MAX, "a port from 1 to 65535")?),
         "--port" => raw.port = Some(int(flag, &v, 1, u16::MAX, "a port from 1 to 65535")?),
         "--username" => raw.username = Some(v),
         "--password" => raw.password = Some(v),

@@ -25,6 +25,7 @@
 //! (0x8E) its own connection of an id another node took. Bucket `coremq_retained` holds the
 //! retained messages (one key per topic); every node loads it at start and applies its updates.
 
+pub mod interest;
 pub mod node;
 pub mod subject;
 
@@ -68,6 +69,9 @@ pub enum FromCluster {
     Retained(Message),
     /// Another node took this client id: close its connection here, if any (0x8E).
     TakenOver(ClientId),
+    /// Some node now wants messages on this filter (`true`), or none does any more: messages
+    /// published here go to NATS only when their topic matches a wanted filter.
+    Interest(String, bool),
 }
 
 /// Counters of the cluster link (all shards and the link thread).

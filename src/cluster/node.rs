@@ -12,6 +12,7 @@ use futures_lite::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::interest::{self, Announce, Wanted};
 use super::subject::{self, filter_subjects, kv_key, kv_text, queue_group, topic_subject};
 use super::{
     decode_message, encode_message, ClusterStats, FromCluster, SeenWindow, ShardInbox, ToCluster,
@@ -118,6 +119,51 @@ struct Node {
     retained: Option<kv::Store>,
     /// Key-value writes, done in order by one task off the loop (they wait for JetStream).
     kv_jobs: Option<mpsc::Sender<KvJob>>,
+    /// The filters this node announces (plain and shared, without `$share/GROUP/`), by how many
+    /// of its subscriptions in `subs` have them.
+    announced: HashMap<String, usize>,
+    /// What every node wants (`interest`).
+    wanted: Wanted,
+}
+
+/// What the link thread's loop hears besides its shards.
+enum Ctl {
+    /// The NATS connection is (again) up.
+    Connected,
+    Announced(String, Announce),
+    /// A node asks every other for its whole list.
+    SyncAsked(String),
+}
+
+/// Reads the interest announcements and list requests of the other nodes.
+async fn control_messages(mut sub: async_nats::Subscriber, me: String, ctl: mpsc::Sender<Ctl>) {
+    while let Some(msg) = sub.next().await {
+        let subject = msg.subject.as_str();
+        let event = if subject == interest::SYNC {
+            let from = String::from_utf8_lossy(&msg.payload).into_owned();
+            if from == me {
+                continue;
+            }
+            Ctl::SyncAsked(from)
+        } else {
+            let Some(node) = subject
+                .strip_prefix(interest::ANNOUNCE)
+                .and_then(|s| s.strip_prefix('.'))
+            else {
+                continue;
+            };
+            if node == me {
+                continue;
+            }
+            let Some(a) = Announce::decode(&msg.payload) else {
+                continue;
+            };
+            Ctl::Announced(node.to_string(), a)
+        };
+        if ctl.send(event).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A key-value write.
@@ -127,7 +173,12 @@ enum KvJob {
 }
 
 /// Carries out key-value writes one after the other (a topic's retained updates land in order).
-async fn kv_writer(mut rx: mpsc::Receiver<KvJob>, clients: kv::Store, retained: kv::Store, me: String) {
+async fn kv_writer(
+    mut rx: mpsc::Receiver<KvJob>,
+    clients: kv::Store,
+    retained: kv::Store,
+    me: String,
+) {
     while let Some(job) = rx.recv().await {
         match job {
             KvJob::Retain(m) => retain(&retained, &me, *m).await,
@@ -152,6 +203,8 @@ impl Node {
             clients: None,
             retained: None,
             kv_jobs: None,
+            announced: HashMap::new(),
+            wanted: Wanted::default(),
         }
     }
 
@@ -162,17 +215,21 @@ impl Node {
     ) {
         let stats = self.shared.stats.clone();
         let urls = self.config.urls.join(",");
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(1024);
+        let on_connect = ctl_tx.clone();
         let options = async_nats::ConnectOptions::new()
             .name(format!("coremq {}", self.config.node_id))
             .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback(move |event| {
                 let stats = stats.clone();
+                let on_connect = on_connect.clone();
                 async move {
                     use async_nats::Event;
                     match event {
                         Event::Connected => {
                             stats.connected.store(true, Ordering::Relaxed);
+                            let _ = on_connect.try_send(Ctl::Connected);
                             crate::log!(Info, "cluster: connected to NATS");
                         }
                         Event::Disconnected => {
@@ -193,6 +250,20 @@ impl Node {
                 return;
             }
         };
+        let mut control = Vec::new();
+        for subject in [
+            format!("{}.*", interest::ANNOUNCE),
+            interest::SYNC.to_string(),
+        ] {
+            match client.subscribe(subject.clone()).await {
+                Ok(sub) => control.push(tokio::spawn(control_messages(
+                    sub,
+                    self.config.node_id.clone(),
+                    ctl_tx.clone(),
+                ))),
+                Err(e) => crate::log!(Error, "cluster: cannot subscribe to {subject}: {e}"),
+            }
+        }
         let js = jetstream::new(client.clone());
         // The buckets come up in the background: NATS may be unreachable now.
         let (kv_tx, mut kv_rx) = mpsc::channel(1);
@@ -217,6 +288,11 @@ impl Node {
                         Some(msg) => self.on_shard(&client, msg).await,
                         None => break,
                     },
+                    ctl = ctl_rx.recv() => {
+                        if let Some(ctl) = ctl {
+                            self.on_control(&client, ctl).await;
+                        }
+                    }
                 }
             }
         };
@@ -225,6 +301,9 @@ impl Node {
             _ = work => {}
         }
         setup.abort();
+        for w in control {
+            w.abort();
+        }
         for w in watchers {
             w.abort();
         }
@@ -283,6 +362,64 @@ impl Node {
         }
     }
 
+    async fn on_control(&mut self, client: &async_nats::Client, ctl: Ctl) {
+        match ctl {
+            Ctl::Connected => {
+                // Our list first (others may have lost it), then ask for theirs.
+                self.announce_all(client).await;
+                let _ = client
+                    .publish(interest::SYNC, Bytes::from(self.config.node_id.clone()))
+                    .await;
+            }
+            Ctl::SyncAsked(from) => {
+                crate::log!(Debug, "cluster: node {from} asks for every node's filters");
+                self.announce_all(client).await;
+            }
+            Ctl::Announced(node, a) => {
+                let mut changes = Vec::new();
+                self.wanted.apply(&node, a, &mut changes);
+                self.tell_shards(changes);
+            }
+        }
+    }
+
+    /// Publishes this node's whole list.
+    async fn announce_all(&self, client: &async_nats::Client) {
+        let subject = format!("{}.{}", interest::ANNOUNCE, self.config.node_id);
+        for a in Announce::whole_list(self.announced.keys()) {
+            let _ = client
+                .publish(subject.clone(), Bytes::from(a.encode()))
+                .await;
+        }
+    }
+
+    /// Tells every shard which filters some node now wants or no longer wants.
+    fn tell_shards(&self, changes: Vec<interest::Change>) {
+        for (filter, add) in changes {
+            self.shared
+                .to_all(|| FromCluster::Interest(filter.clone(), add));
+        }
+    }
+
+    /// This node's subscriptions gained (`add`) or lost their last `filter`: announce it.
+    async fn announce(&mut self, client: &async_nats::Client, filter: &str, add: bool) {
+        let n = self.announced.entry(filter.to_string()).or_insert(0);
+        let change = if add {
+            *n += 1;
+            (*n == 1).then(|| Announce::Add(vec![filter.to_string()]))
+        } else {
+            *n = n.saturating_sub(1);
+            (*n == 0).then(|| {
+                self.announced.remove(filter);
+                Announce::Remove(vec![filter.to_string()])
+            })
+        };
+        if let Some(a) = change {
+            let subject = format!("{}.{}", interest::ANNOUNCE, self.config.node_id);
+            let _ = client.publish(subject, Bytes::from(a.encode())).await;
+        }
+    }
+
     /// Queues a key-value write for the writer task (dropped and counted when it is far behind).
     fn write(&mut self, job: KvJob) {
         let (Some(clients), Some(retained)) = (self.clients.clone(), self.retained.clone()) else {
@@ -308,6 +445,10 @@ impl Node {
         add: bool,
         shared: Option<(String, String)>,
     ) {
+        let filter = match &shared {
+            Some((_, f)) => f.clone(),
+            None => key.clone(),
+        };
         let entry = self.subs.entry(key.clone()).or_insert((0, Vec::new()));
         if !add {
             entry.0 = entry.0.saturating_sub(1);
@@ -317,6 +458,12 @@ impl Node {
                         t.abort();
                     }
                 }
+                self.announce(client, &filter, false).await;
+                if shared.is_some() {
+                    let mut changes = Vec::new();
+                    self.wanted.own_shared(&filter, false, &mut changes);
+                    self.tell_shards(changes);
+                }
             }
             return;
         }
@@ -324,10 +471,6 @@ impl Node {
         if entry.0 > 1 {
             return;
         }
-        let filter = match &shared {
-            Some((_, f)) => f.clone(),
-            None => key.clone(),
-        };
         let group = shared
             .as_ref()
             .and_then(|_| MqttString::copy_from(&key).ok())
@@ -353,6 +496,13 @@ impl Node {
         }
         if let Some(e) = self.subs.get_mut(&key) {
             e.1 = tasks;
+        }
+        // Announced once subscribed, so a node that starts sending finds the subscription.
+        self.announce(client, &filter, true).await;
+        if shared.is_some() {
+            let mut changes = Vec::new();
+            self.wanted.own_shared(&filter, true, &mut changes);
+            self.tell_shards(changes);
         }
     }
 }
@@ -431,7 +581,11 @@ async fn open_buckets(js: jetstream::Context, done: mpsc::Sender<(kv::Store, kv:
 /// key-value bucket (`KV_<name>` on `$KV.<name>.>`, one value per key): async-nats's own
 /// `create_key_value` first reads the account's JetStream info, which it cannot parse from
 /// nats-server 2.9 (Debian 12's).
-async fn bucket(js: &jetstream::Context, name: &str, max_age: Duration) -> Result<kv::Store, String> {
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> Result<kv::Store, String> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }

@@ -41,7 +41,14 @@ impl Shard {
         if message.retain {
             c.send(ToCluster::Retain(message.detached()));
         }
-        c.send(ToCluster::Publish(message.clone()));
+        // Only where some node wants it (NATS would drop the rest, at a cost to both).
+        if self
+            .routing
+            .borrow()
+            .wanted_by_nodes(message.topic.as_str())
+        {
+            c.send(ToCluster::Publish(message.clone()));
+        }
     }
 
     /// A filter is new on this shard (`add`), or gone from it.
@@ -98,6 +105,9 @@ impl Shard {
                 self.update_retained(m, None);
             }
             FromCluster::TakenOver(id) => self.taken_over_elsewhere(&id),
+            FromCluster::Interest(filter, wanted) => {
+                self.routing.borrow_mut().set_node_interest(&filter, wanted);
+            }
         }
     }
 

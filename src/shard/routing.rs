@@ -42,6 +42,9 @@ pub(super) struct Routing {
     subs: Trie<Vec<Subscriber>>,
     /// Filter → the *other* shards with subscribers to it.
     interest: Trie<ShardSet>,
+    /// Filters some node of the cluster wants (COREMQ_CLUSTER_NATS): a message goes to the
+    /// cluster only when its topic matches one.
+    nodes: Trie<()>,
 }
 
 impl Routing {
@@ -51,6 +54,25 @@ impl Routing {
 
     pub fn remote_filters(&self) -> usize {
         self.interest.len()
+    }
+
+    /// Some node of the cluster wants `filter` (`true`), or none does any more.
+    pub(super) fn set_node_interest(&mut self, filter: &str, wanted: bool) {
+        if wanted {
+            self.nodes.entry(filter, || ());
+        } else {
+            self.nodes.update_remove(filter, |_| true);
+        }
+    }
+
+    /// Whether some node of the cluster wants messages on `topic`.
+    pub(super) fn wanted_by_nodes(&self, topic: &str) -> bool {
+        if self.nodes.is_empty() {
+            return false;
+        }
+        let mut wanted = false;
+        self.nodes.for_each_match(topic, |_| wanted = true);
+        wanted
     }
 
     /// Shard `from` gained (`add`) or lost its subscribers of `filter`.

@@ -227,6 +227,15 @@ fn cluster_routes_across_nodes_at_every_qos_once_per_node() {
     );
     // Nodes without a subscriber are not sent anything.
     assert_eq!(nodes[2].broker.cluster_counts().unwrap().received, 0);
+    // And what no node wants does not go to NATS at all.
+    let sent = nodes[1].broker.cluster_counts().unwrap().published;
+    for i in 0..10 {
+        publish(&mut pub2, &format!("nobody/{i}"), "stays here", QoS::AtLeastOnce);
+    }
+    publish(&mut pub2, "t/last", "wanted", QoS::AtLeastOnce);
+    let m = expect_message(&mut sub, "t/last", "wanted");
+    sub.acknowledge(&m);
+    assert_eq!(nodes[1].broker.cluster_counts().unwrap().published, sent + 1);
 }
 
 #[test]
