@@ -12,7 +12,7 @@
 
 use std::fmt::{Display, Write};
 
-use super::{Listener, ShardSnapshot, PACKET_TYPES};
+use super::{Listener, NodeFigures, ShardSnapshot, PACKET_TYPES};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -21,7 +21,12 @@ const LATENCY_BUCKETS: [f64; 16] = [
 ];
 
 /// The whole `/metrics` body.
-pub fn render(shards: &[ShardSnapshot], uptime_secs: f64, version: &str) -> String {
+pub fn render(
+    shards: &[ShardSnapshot],
+    node: &NodeFigures,
+    uptime_secs: f64,
+    version: &str,
+) -> String {
     let mut o = Out(String::with_capacity(16 << 10));
     broker_families(&mut o, shards.len(), uptime_secs, version);
     gauges(&mut o, shards);
@@ -29,7 +34,98 @@ pub fn render(shards: &[ShardSnapshot], uptime_secs: f64, version: &str) -> Stri
     losses(&mut o, shards);
     mesh(&mut o, shards);
     latency(&mut o, shards);
+    node_families(&mut o, node);
     o.0
+}
+
+/// The cluster link's and the bridges' families (no `shard` label: one link per node).
+fn node_families(o: &mut Out, node: &NodeFigures) {
+    if let Some(c) = &node.cluster {
+        o.family(
+            "coremq_cluster_connected",
+            "gauge",
+            "1 while the node is connected to NATS (COREMQ_CLUSTER_NATS).",
+        );
+        o.sample("coremq_cluster_connected", &[], u8::from(c.connected));
+        o.family(
+            "coremq_cluster_messages_total",
+            "counter",
+            "Messages sent to other nodes (out) and received from them (in).",
+        );
+        o.sample(
+            "coremq_cluster_messages_total",
+            &[("direction", "out")],
+            c.published,
+        );
+        o.sample(
+            "coremq_cluster_messages_total",
+            &[("direction", "in")],
+            c.received,
+        );
+        o.family(
+            "coremq_cluster_dropped_total",
+            "counter",
+            "Messages dropped because a queue between the shards and the NATS link was full.",
+        );
+        o.sample("coremq_cluster_dropped_total", &[], c.dropped);
+        o.family(
+            "coremq_cluster_duplicates_total",
+            "counter",
+            "Copies of a message that arrived again through an overlapping subscription (not routed).",
+        );
+        o.sample("coremq_cluster_duplicates_total", &[], c.duplicates);
+        o.family(
+            "coremq_cluster_takeovers_total",
+            "counter",
+            "Client ids another node took (connections here closed with 0x8E, if any).",
+        );
+        o.sample("coremq_cluster_takeovers_total", &[], c.takeovers);
+    }
+    if node.bridges.is_empty() {
+        return;
+    }
+    o.family(
+        "coremq_bridge_connected",
+        "gauge",
+        "1 while the bridge is connected to its remote broker and subscribed on both sides.",
+    );
+    for b in &node.bridges {
+        o.sample(
+            "coremq_bridge_connected",
+            &[("bridge", &b.name)],
+            u8::from(b.connected),
+        );
+    }
+    o.family(
+        "coremq_bridge_connections_total",
+        "counter",
+        "Connections the bridge made to its remote broker.",
+    );
+    for b in &node.bridges {
+        o.sample(
+            "coremq_bridge_connections_total",
+            &[("bridge", &b.name)],
+            b.connections,
+        );
+    }
+    o.family(
+        "coremq_bridge_messages_total",
+        "counter",
+        "Messages the bridge relayed to the remote broker (out) and from it (in).",
+    );
+    for b in &node.bridges {
+        let name = b.name.as_str();
+        o.sample(
+            "coremq_bridge_messages_total",
+            &[("bridge", name), ("direction", "out")],
+            b.sent,
+        );
+        o.sample(
+            "coremq_bridge_messages_total",
+            &[("bridge", name), ("direction", "in")],
+            b.received,
+        );
+    }
 }
 
 struct Out(String);
@@ -403,7 +499,25 @@ mod tests {
 
     #[test]
     fn families_have_help_type_and_labelled_samples() {
-        let text = render(&[snapshot(0), snapshot(1)], 12.5, "0.1.0");
+        let node = NodeFigures {
+            cluster: Some(super::super::ClusterFigures {
+                connected: true,
+                published: 9,
+                ..Default::default()
+            }),
+            bridges: vec![super::super::BridgeFigures {
+                name: "cloud".into(),
+                connected: true,
+                connections: 2,
+                sent: 3,
+                received: 4,
+            }],
+        };
+        let text = render(&[snapshot(0), snapshot(1)], &node, 12.5, "0.1.0");
+        assert!(text.contains("coremq_cluster_messages_total{direction=\"out\"} 9\n"));
+        assert!(
+            text.contains("coremq_bridge_messages_total{bridge=\"cloud\",direction=\"in\"} 4\n")
+        );
         assert!(text.contains("# TYPE coremq_connections gauge\n"));
         assert!(text.contains("coremq_connections{shard=\"1\",state=\"live\"} 3\n"));
         assert!(text.contains("coremq_messages_received_total{shard=\"0\",qos=\"1\"} 5\n"));

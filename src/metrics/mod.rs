@@ -68,6 +68,34 @@ impl Refusals {
     }
 }
 
+/// Figures of the node as a whole rather than of a shard: its cluster link and its bridges.
+#[derive(Debug, Default, Clone)]
+pub struct NodeFigures {
+    pub cluster: Option<ClusterFigures>,
+    pub bridges: Vec<BridgeFigures>,
+}
+
+/// The cluster link (COREMQ_CLUSTER_NATS).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterFigures {
+    pub connected: bool,
+    pub published: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub duplicates: u64,
+    pub takeovers: u64,
+}
+
+/// One bridge (COREMQ_BRIDGE_FILE).
+#[derive(Debug, Default, Clone)]
+pub struct BridgeFigures {
+    pub name: String,
+    pub connected: bool,
+    pub connections: u64,
+    pub sent: u64,
+    pub received: u64,
+}
+
 /// One shard's figures at one moment: plain data, sent from the shard's thread to whoever
 /// renders them.
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::metrics::{exposition, http, ShardSnapshot};
+use crate::metrics::{exposition, http, NodeFigures, ShardSnapshot};
 use crate::shard::Shard;
 
 /// How long a scrape waits for every shard's snapshot.
@@ -26,7 +26,12 @@ pub(super) struct MetricsBoard {
     running: AtomicUsize,
     stopping: AtomicBool,
     started: Instant,
+    /// The node's own figures (cluster link, bridges), read at each scrape.
+    node: Mutex<Option<NodeSource>>,
 }
+
+/// Reads the node's figures.
+pub(super) type NodeSource = Box<dyn Fn() -> NodeFigures + Send + Sync>;
 
 impl MetricsBoard {
     pub fn new(shards: usize) -> Self {
@@ -36,7 +41,23 @@ impl MetricsBoard {
             running: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             started: Instant::now(),
+            node: Mutex::new(None),
         }
+    }
+
+    /// Where the node's own figures come from.
+    pub fn set_node_source(&self, source: NodeSource) {
+        if let Ok(mut n) = self.node.lock() {
+            *n = Some(source);
+        }
+    }
+
+    fn node_figures(&self) -> NodeFigures {
+        self.node
+            .lock()
+            .ok()
+            .and_then(|n| n.as_ref().map(|f| f()))
+            .unwrap_or_default()
     }
 
     /// Asks every shard for a snapshot; returns the generation to wait for.
@@ -100,6 +121,7 @@ impl http::Source for MetricsBoard {
                 let uptime = self.uptime().as_secs_f64();
                 return Some(exposition::render(
                     &shards,
+                    &self.node_figures(),
                     uptime,
                     env!("CARGO_PKG_VERSION"),
                 ));

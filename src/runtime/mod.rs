@@ -164,6 +164,10 @@ impl Broker {
         let (cluster_ends, cluster) = start_cluster(&config, shards)?;
         warn_if_open(&config, &security);
         let metrics = Arc::new(MetricsBoard::new(shards));
+        metrics.set_node_source(node_source(
+            cluster.as_ref().map(|(_, stats)| stats.clone()),
+            bridges.clone(),
+        ));
         let endpoint = start_endpoint(&config, &metrics)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let shared = ShardShared {
@@ -722,6 +726,41 @@ fn start_cluster(
         .map_err(|e| StartError::Host(format!("cluster: link thread: {e}")))?;
     let ends = links.shards.into_iter().zip(bells).collect();
     Ok((ends, Some((links.thread, links.stats))))
+}
+
+/// The node's own figures for the metrics: the cluster link's counters and each bridge's state.
+fn node_source(
+    cluster: Option<Arc<crate::cluster::ClusterStats>>,
+    bridges: Option<Arc<BridgeBoard>>,
+) -> board::NodeSource {
+    Box::new(move || {
+        let cluster = cluster.as_ref().map(|c| {
+            let c = c.snapshot();
+            crate::metrics::ClusterFigures {
+                connected: c.connected,
+                published: c.published,
+                received: c.received,
+                dropped: c.dropped,
+                duplicates: c.duplicates,
+                takeovers: c.takeovers,
+            }
+        });
+        let mut bridges: Vec<_> = bridges
+            .as_ref()
+            .map(|b| b.status())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, s)| crate::metrics::BridgeFigures {
+                name,
+                connected: s.connected,
+                connections: s.connections,
+                sent: s.sent_out,
+                received: s.received_in,
+            })
+            .collect();
+        bridges.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::metrics::NodeFigures { cluster, bridges }
+    })
 }
 
 /// Hands what the cluster sends this shard to it, sleeping on the shard's doorbell between

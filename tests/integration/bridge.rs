@@ -14,14 +14,18 @@ use coremq::runtime::Broker;
 use super::tools::Mosquitto;
 use crate::common::pki::Pki;
 use crate::common::{
-    connect_packet, expect_message, handshake, publish, subscribe, RawClient, TempDir, TestBroker,
+    connect_packet, expect_message, handshake, publish, scrape_until, subscribe, RawClient, Scrape,
+    TempDir, TestBroker,
 };
 
 /// Starts coremq (2 shards) with `bridge` as its bridge file.
 fn coremq_with_bridge(dir: &TempDir, bridge: &str) -> TestBroker {
     let file = dir.path.join("bridge.conf");
     std::fs::write(&file, bridge).unwrap();
-    TestBroker::start_with(2, |c: &mut Config| c.bridge_file = Some(file))
+    TestBroker::start_with(2, |c: &mut Config| {
+        c.bridge_file = Some(file);
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
 }
 
 /// Waits until bridge `name` has connected (both sides subscribed) at least `times` times.
@@ -109,6 +113,22 @@ fn relays_both_ways(version: &str) {
     subscribe(&mut there_all, "elsewhere/#", QoS::AtLeastOnce);
     publish(&mut here_pub, "elsewhere/y", "stays too", QoS::AtLeastOnce);
     there_all.expect_silence(Duration::from_millis(400));
+    // The bridge on /metrics: connected, and the six messages each way.
+    let counted = |s: &Scrape, direction| {
+        s.sum(
+            "coremq_bridge_messages_total",
+            &[("bridge", "cloud"), ("direction", direction)],
+        )
+    };
+    let scrape = scrape_until(&broker, "bridge messages counted", |s| {
+        counted(s, "out") == 6.0 && counted(s, "in") == 6.0
+    });
+    assert_eq!(
+        scrape.sum("coremq_bridge_connected", &[("bridge", "cloud")]),
+        1.0
+    );
+    let (ok, findings) = super::metrics::promtool(&["check", "metrics"], &scrape.text);
+    assert!(ok, "promtool: {findings}");
 }
 
 #[test]

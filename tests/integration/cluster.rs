@@ -126,6 +126,7 @@ fn node_with(n: u8, urls: Vec<String>, shards: usize) -> TestBroker {
         c.listen = format!("127.0.0.{n}:0").parse().unwrap();
         c.cluster_nats = urls;
         c.node_id = format!("node{n}");
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     })
 }
 
@@ -230,12 +231,28 @@ fn cluster_routes_across_nodes_at_every_qos_once_per_node() {
     // And what no node wants does not go to NATS at all.
     let sent = nodes[1].broker.cluster_counts().unwrap().published;
     for i in 0..10 {
-        publish(&mut pub2, &format!("nobody/{i}"), "stays here", QoS::AtLeastOnce);
+        publish(
+            &mut pub2,
+            &format!("nobody/{i}"),
+            "stays here",
+            QoS::AtLeastOnce,
+        );
     }
     publish(&mut pub2, "t/last", "wanted", QoS::AtLeastOnce);
     let m = expect_message(&mut sub, "t/last", "wanted");
     sub.acknowledge(&m);
-    assert_eq!(nodes[1].broker.cluster_counts().unwrap().published, sent + 1);
+    assert_eq!(
+        nodes[1].broker.cluster_counts().unwrap().published,
+        sent + 1
+    );
+    // The same figures on /metrics.
+    let scrape = crate::common::scrape_until(&nodes[0], "cluster figures", |s| {
+        s.sum("coremq_cluster_connected", &[]) == 1.0
+            && s.sum("coremq_cluster_messages_total", &[("direction", "in")]) >= 7.0
+            && s.sum("coremq_cluster_duplicates_total", &[]) >= 1.0
+    });
+    let (ok, findings) = super::metrics::promtool(&["check", "metrics"], &scrape.text);
+    assert!(ok, "promtool: {findings}");
 }
 
 #[test]

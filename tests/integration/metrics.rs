@@ -235,7 +235,7 @@ fn sys_topics_show_the_same_totals() {
 
 /// Runs `promtool` with `args` and `input` on its standard input; returns whether it succeeded
 /// and everything it printed.
-fn promtool(args: &[&str], input: &str) -> (bool, String) {
+pub(crate) fn promtool(args: &[&str], input: &str) -> (bool, String) {
     let mut child = match Command::new("promtool")
         .args(args)
         .stdin(Stdio::piped())
