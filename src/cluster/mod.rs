@@ -350,6 +350,33 @@ mod tests {
     }
 
     #[test]
+    fn a_full_inbox_drops_and_counts_and_a_sleeping_shard_is_rung_once() {
+        use std::sync::atomic::AtomicUsize;
+        let rung = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::sync_channel(2);
+        let asleep = Arc::new(AtomicBool::new(true));
+        let r = rung.clone();
+        let inbox = ShardInbox {
+            tx,
+            asleep: asleep.clone(),
+            ring: Box::new(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            }),
+        };
+        let stats = ClusterStats::default();
+        let id = || FromCluster::TakenOver(ClientId::copy_from("c").unwrap());
+        for _ in 0..5 {
+            inbox.deliver(id(), &stats);
+        }
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 3, "two fit");
+        assert_eq!(rung.load(Ordering::Relaxed), 1, "rung once while it slept");
+        assert_eq!(rx.try_iter().count(), 2);
+        // Awake (not marked asleep): no ring.
+        inbox.deliver(id(), &stats);
+        assert_eq!(rung.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn the_window_routes_each_sequence_number_once() {
         let mut w = SeenWindow::default();
         assert!(w.first_time(1));

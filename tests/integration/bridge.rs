@@ -208,6 +208,66 @@ fn bridge_delivers_messages_queued_while_the_remote_was_down() {
     there.expect_silence(Duration::from_millis(500));
 }
 
+#[test]
+fn bridge_queue_while_the_remote_is_down_is_bounded_and_counted() {
+    let mut remote = Mosquitto::start("bounded", "allow_anonymous true\npersistence true");
+    let dir = TempDir::new("bridge-bounded");
+    let file = dir.path.join("bridge.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "connection cloud\naddress 127.0.0.1:{}\ntopic q/# out 1\nrestart_timeout 1\n",
+            remote.port
+        ),
+    )
+    .unwrap();
+    let broker = TestBroker::start_with(2, |c: &mut Config| {
+        c.bridge_file = Some(file);
+        c.max_queued_messages = 5;
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    wait_connected(&broker, "cloud", 1);
+    let mut there = client(remote.addr(), "there-durable", false);
+    subscribe(&mut there, "q/#", QoS::AtLeastOnce);
+    drop(there);
+    remote.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.broker.bridge_status()["cloud"].connected {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge noticed the remote went"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut here_pub = client(broker.addr, "here-pub", true);
+    for i in 0..20 {
+        publish(
+            &mut here_pub,
+            &format!("q/{i}"),
+            format!("queued {i}"),
+            QoS::AtLeastOnce,
+        );
+    }
+    // COREMQ_MAX_QUEUED_MESSAGES=5: the rest is dropped, and counted.
+    scrape_until(&broker, "15 drops counted", |s| {
+        s.sum("coremq_messages_dropped_total", &[("reason", "queue_full")]) == 15.0
+    });
+    remote.restart();
+    wait_connected(&broker, "cloud", 2);
+    let mut there = client(remote.addr(), "there-durable", false);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let p = there.expect_publish();
+        there.acknowledge(&p);
+        got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("queued {i}")).collect::<Vec<_>>()
+    );
+    there.expect_silence(Duration::from_millis(500));
+}
+
 /// Mosquitto with one user (`mosquitto_passwd` writes the file) and no anonymous access.
 fn remote_with_user(name: &str) -> Mosquitto {
     let remote_dir = TempDir::new(&format!("bridge-users-{name}"));
