@@ -473,6 +473,35 @@ fn sighup_reloads_the_acl_file() {
     assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
 }
 
+#[test]
+fn sighup_reloads_the_bridge_file() {
+    let dir = TempDir::new("sighup-bridges");
+    let file = dir.path.join("bridges.conf");
+    // Remotes that are not there: the bridges start and keep retrying, which is all this needs.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let block = |name: &str| format!("connection {name}\naddress {closed}\ntopic a/# out 1\n");
+    std::fs::write(&file, block("first")).unwrap();
+    let (mut broker, _addr, lines) = start_broker(&[("COREMQ_BRIDGE_FILE", path_str(&file))]);
+    // (Its "bridge first: started" may come before the address line start_broker waits for.)
+    std::fs::write(&file, format!("{}{}", block("first"), block("second"))).unwrap();
+    broker.signal(libc::SIGHUP);
+    // Logged by the signal handler and by the shard that starts the bridge, in either order.
+    let mut waiting = vec!["bridge file reloaded (2 bridges)", "bridge second: started"];
+    while !waiting.is_empty() {
+        let line = next_line_with(&lines, "");
+        waiting.retain(|w| !line.contains(w));
+    }
+    std::fs::write(&file, "connection first\naddres 127.0.0.1\n").unwrap();
+    broker.signal(libc::SIGHUP);
+    let line = next_line_with(&lines, "keeping the running bridges");
+    assert!(line.contains(&format!("{}:2: ", file.display())), "{line}");
+    broker.sigterm();
+    assert_eq!(broker.wait(STOP_LIMIT).code(), Some(0));
+}
+
 /// The store's start-up report (issue 14): what it recovered, how long it took, and whether the
 /// last stop was clean — SIGTERM flushes and closes every log, SIGKILL does not; a second broker
 /// on the same data directory is refused while the first runs.

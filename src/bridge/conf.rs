@@ -95,6 +95,8 @@ pub struct BridgeConf {
     /// Clean session toward this broker; false (the default, as `cleansession`) keeps the
     /// local session — and the QoS 1/2 messages for the remote — while the remote is down.
     pub local_cleansession: bool,
+    /// `local_cleansession` as given (otherwise it follows `cleansession`, wherever that is).
+    local_cleansession_set: Option<bool>,
     pub protocol: ProtocolVersion,
     /// Mosquitto's bridge flag in CONNECT (protocol level | 0x80) for MQTT 3.1/3.1.1 remotes, so
     /// that a Mosquitto remote does not send back what came from us.
@@ -272,6 +274,7 @@ fn new_bridge(name: &str, line: usize) -> BridgeConf {
         local_username: None,
         cleansession: false,
         local_cleansession: false,
+        local_cleansession_set: None,
         protocol: ProtocolVersion::V3_1_1,
         try_private: true,
         keepalive: Duration::from_secs(60),
@@ -291,6 +294,7 @@ fn check_finished(b: Option<&mut BridgeConf>) -> Result<(), (usize, String)> {
     if b.local_clientid.is_empty() {
         b.local_clientid = format!("local.{}", b.remote_clientid);
     }
+    b.local_cleansession = b.local_cleansession_set.unwrap_or(b.cleansession);
     if b.notification_topic.is_empty() {
         b.notification_topic = format!("$SYS/broker/connection/{}/state", b.remote_clientid);
     }
@@ -350,11 +354,8 @@ fn apply(b: &mut BridgeConf, key: &str, args: &[String]) -> Result<(), String> {
         "local_password" => {
             one()?;
         }
-        "cleansession" => {
-            b.cleansession = parse_bool(one()?)?;
-            b.local_cleansession = b.cleansession;
-        }
-        "local_cleansession" => b.local_cleansession = parse_bool(one()?)?,
+        "cleansession" => b.cleansession = parse_bool(one()?)?,
+        "local_cleansession" => b.local_cleansession_set = Some(parse_bool(one()?)?),
         "bridge_protocol_version" => {
             b.protocol = match one()? {
                 "mqttv31" => ProtocolVersion::V3_1,

@@ -147,7 +147,7 @@ async fn connection(
         Err(e) => return format!("cannot connect: {e}"),
     };
     let mut rw = Wire::new(conf.protocol, max);
-    let connect = remote_connect(conf);
+    let connect = remote_connect(conf, max);
     let mut frame = BytesMut::new();
     if let Err(e) = Packet::Connect(Box::new(connect)).encode(conf.protocol, &mut frame) {
         return format!("cannot encode CONNECT: {e:?}");
@@ -158,10 +158,14 @@ async fn connection(
     if let Err(e) = remote.send(&frame).await {
         return format!("sending CONNECT: {e}");
     }
-    match connack(&mut rw, Conn::Remote(&mut remote), timeout).await {
-        Ok(_) => {}
+    // What the remote takes in flight from us (MQTT 5): this broker sends the bridge no more.
+    let remote_window = match connack(&mut rw, Conn::Remote(&mut remote), timeout).await {
+        Ok(ack) => ack
+            .properties
+            .receive_maximum
+            .map_or(LOCAL_INFLIGHT, |m| m.get()),
         Err(e) => return format!("remote broker: {e}"),
-    }
+    };
     // The local side: a trusted in-process MQTT 5 connection.
     let mut local = match dial::local_connection(&env.shard, &env.gate) {
         Ok(l) => l,
@@ -169,8 +173,8 @@ async fn connection(
     };
     let mut lw = Wire::new(ProtocolVersion::V5, max);
     let mut frame = BytesMut::new();
-    if let Err(e) =
-        Packet::Connect(Box::new(local_connect(conf))).encode(ProtocolVersion::V5, &mut frame)
+    if let Err(e) = Packet::Connect(Box::new(local_connect(conf, remote_window)))
+        .encode(ProtocolVersion::V5, &mut frame)
     {
         return format!("cannot encode CONNECT: {e:?}");
     }
@@ -207,8 +211,10 @@ async fn connection(
 }
 
 /// The remote CONNECT: Mosquitto's bridge options.
-fn remote_connect(conf: &BridgeConf) -> Connect {
+fn remote_connect(conf: &BridgeConf, max_packet_size: u32) -> Connect {
     let mut c = connect_for(conf.protocol, &conf.remote_clientid, conf.cleansession);
+    // MQTT 5: the remote sends nothing larger than this broker takes.
+    c.properties.maximum_packet_size = std::num::NonZeroU32::new(max_packet_size);
     c.keep_alive = conf.keepalive.as_secs().min(65535) as u16;
     c.username = conf
         .remote_username
@@ -233,14 +239,14 @@ fn remote_connect(conf: &BridgeConf) -> Connect {
 }
 
 /// The local CONNECT (MQTT 5, for No Local and Retain As Published).
-fn local_connect(conf: &BridgeConf) -> Connect {
+fn local_connect(conf: &BridgeConf, remote_window: u16) -> Connect {
     let mut c = connect_for(
         ProtocolVersion::V5,
         &conf.local_clientid,
         conf.local_cleansession,
     );
     // What this broker may have in flight toward the bridge (and so toward the remote).
-    c.properties.receive_maximum = std::num::NonZeroU16::new(LOCAL_INFLIGHT);
+    c.properties.receive_maximum = std::num::NonZeroU16::new(LOCAL_INFLIGHT.min(remote_window));
     c.username = conf
         .local_username
         .as_deref()
@@ -428,8 +434,15 @@ async fn pump(
     let ended = loop {
         if !rw.out.is_empty() {
             let out = rw.out.split();
-            if let Err(e) = remote.send(&out).await {
-                break format!("writing to the remote broker: {e}");
+            // A remote that stops reading is a remote that is gone.
+            let sent = future::or(async { Some(remote.send(&out).await) }, async {
+                glommio::timer::sleep(keepalive).await;
+                None
+            });
+            match sent.await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => break format!("writing to the remote broker: {e}"),
+                None => break format!("the remote broker took nothing for {keepalive:?}"),
             }
             remote_out = Instant::now();
         }
@@ -440,7 +453,9 @@ async fn pump(
             }
             local_out = Instant::now();
         }
-        let ping_at = remote_out + keepalive;
+        // A ping is due when either direction has been quiet for the keep alive: traffic that
+        // only goes out proves nothing about the way back.
+        let ping_at = remote_out.min(remote_in) + keepalive;
         let dead_at = remote_in + keepalive.mul_f32(1.5);
         let local_ping_at = local_every.map(|e| local_out + e);
         let wake = [Some(ping_at), Some(dead_at), local_ping_at]

@@ -68,7 +68,9 @@ impl Direction {
 
     /// A packet id toward the sink that is free in this direction.
     fn allocate(&mut self) -> PacketId {
-        loop {
+        // The source's window (at most 65,535 in flight) leaves an id free; the bound only
+        // keeps a broken peer from spinning this loop forever.
+        for _ in 0..=u16::MAX {
             self.next_id = self.next_id.wrapping_add(1);
             let id = self.next_id;
             if id != 0
@@ -79,6 +81,7 @@ impl Direction {
                 return PacketId::new(id).unwrap_or(PacketId(std::num::NonZeroU16::MIN));
             }
         }
+        PacketId(std::num::NonZeroU16::MIN)
     }
 }
 

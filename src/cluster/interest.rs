@@ -26,10 +26,13 @@ const CHUNK: usize = 256 * 1024;
 /// One announcement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Announce {
-    /// The node's whole list; `more` follows in `Add` chunks.
+    /// The start of the node's whole list (more may follow in `Add`s); what was known of the
+    /// node and is not in the list goes at `End`, so a long list never leaves a gap.
     Replace(Vec<String>),
     Add(Vec<String>),
     Remove(Vec<String>),
+    /// The end of a whole list.
+    End,
 }
 
 impl Announce {
@@ -38,6 +41,7 @@ impl Announce {
             Announce::Replace(l) => ('=', l),
             Announce::Add(l) => ('+', l),
             Announce::Remove(l) => ('-', l),
+            Announce::End => return b".".to_vec(),
         };
         let mut s = String::with_capacity(1 + list.iter().map(|f| f.len() + 1).sum::<usize>());
         s.push(op);
@@ -64,11 +68,12 @@ impl Announce {
             '=' => Some(Announce::Replace(list)),
             '+' => Some(Announce::Add(list)),
             '-' => Some(Announce::Remove(list)),
+            '.' if list.is_empty() => Some(Announce::End),
             _ => None,
         }
     }
 
-    /// A node's whole list as announcements no larger than `CHUNK`: a `Replace`, then `Add`s.
+    /// A node's whole list as announcements no larger than `CHUNK`: a `Replace`, `Add`s, `End`.
     pub fn whole_list<'a>(filters: impl Iterator<Item = &'a String>) -> Vec<Announce> {
         let mut out = vec![Announce::Replace(Vec::new())];
         let mut size = 0;
@@ -82,9 +87,10 @@ impl Announce {
                 Some(Announce::Replace(l) | Announce::Add(l) | Announce::Remove(l)) => {
                     l.push(f.clone())
                 }
-                None => {}
+                Some(Announce::End) | None => {}
             }
         }
+        out.push(Announce::End);
         out
     }
 }
@@ -95,6 +101,8 @@ impl Announce {
 pub struct Wanted {
     /// Filters by announcing node.
     by_node: HashMap<String, HashSet<String>>,
+    /// A whole list being received, by node (until its `End`).
+    incoming: HashMap<String, HashSet<String>>,
     /// This node's own shared filters (its members get messages through the queue group).
     own_shared: HashMap<String, usize>,
     /// Filter → how many of the above want it.
@@ -128,31 +136,48 @@ impl Wanted {
         let mut known = self.by_node.remove(node).unwrap_or_default();
         match a {
             Announce::Replace(list) => {
-                let list: HashSet<String> = list.into_iter().collect();
-                for f in known.difference(&list) {
-                    self.down(f, out);
-                }
-                for f in list.difference(&known) {
-                    self.up(f, out);
-                }
-                known = list;
+                self.incoming.insert(node.to_string(), HashSet::new());
+                self.add(node, &mut known, list, out);
             }
-            Announce::Add(list) => {
+            Announce::Add(list) => self.add(node, &mut known, list, out),
+            Announce::Remove(list) => {
                 for f in list {
-                    if known.insert(f.clone()) {
-                        self.up(&f, out);
+                    if let Some(inc) = self.incoming.get_mut(node) {
+                        inc.remove(&f);
+                    }
+                    if known.remove(&f) {
+                        self.down(&f, out);
                     }
                 }
             }
-            Announce::Remove(list) => {
-                for f in list {
-                    if known.remove(&f) {
+            Announce::End => {
+                if let Some(list) = self.incoming.remove(node) {
+                    let gone: Vec<String> = known.difference(&list).cloned().collect();
+                    for f in gone {
+                        known.remove(&f);
                         self.down(&f, out);
                     }
                 }
             }
         }
         self.by_node.insert(node.to_string(), known);
+    }
+
+    fn add(
+        &mut self,
+        node: &str,
+        known: &mut HashSet<String>,
+        list: Vec<String>,
+        out: &mut Vec<Change>,
+    ) {
+        for f in list {
+            if let Some(inc) = self.incoming.get_mut(node) {
+                inc.insert(f.clone());
+            }
+            if known.insert(f.clone()) {
+                self.up(&f, out);
+            }
+        }
     }
 
     /// This node's shared subscription on `filter` gained (`add`) or lost a shard.
@@ -192,6 +217,7 @@ mod tests {
             Announce::Replace(list(&["a/#", "b/+/c", ""])),
             Announce::Add(list(&["x"])),
             Announce::Remove(Vec::new()),
+            Announce::End,
         ] {
             assert_eq!(Announce::decode(&a.encode()), Some(a));
         }
@@ -208,9 +234,20 @@ mod tests {
         out.clear();
         w.apply("n2", Announce::Remove(list(&["a/#"])), &mut out);
         assert!(out.is_empty(), "n3 still wants it");
-        // n3 comes back with a new list: what it no longer has goes.
+        // n3 comes back with a new list: what it no longer has goes at the list's end, never
+        // before (a long list comes in several parts).
         w.apply("n3", Announce::Replace(list(&["c"])), &mut out);
-        assert_eq!(out, vec![("a/#".into(), false), ("c".into(), true)]);
+        assert_eq!(out, vec![("c".into(), true)]);
+        w.apply("n3", Announce::Add(list(&["e"])), &mut out);
+        w.apply("n3", Announce::End, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                ("c".into(), true),
+                ("e".into(), true),
+                ("a/#".into(), false)
+            ]
+        );
         out.clear();
         w.own_shared("b", true, &mut out);
         w.own_shared("d", true, &mut out);
@@ -219,14 +256,15 @@ mod tests {
         assert_eq!(out, vec![("d".into(), true)]);
         let mut all: Vec<_> = w.all().cloned().collect();
         all.sort();
-        assert_eq!(all, list(&["b", "c", "d"]));
+        assert_eq!(all, list(&["b", "c", "d", "e"]));
     }
 
     #[test]
     fn a_long_list_goes_in_chunks() {
         let filters: Vec<String> = (0..30_000).map(|i| format!("sensors/{i:08}/#")).collect();
         let chunks = Announce::whole_list(filters.iter());
-        assert!(chunks.len() > 1);
+        assert!(chunks.len() > 2);
+        assert_eq!(chunks.last(), Some(&Announce::End));
         assert!(chunks.iter().all(|c| c.encode().len() <= CHUNK + 64));
         let mut w = Wanted::default();
         let mut out = Vec::new();

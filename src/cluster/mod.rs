@@ -138,29 +138,30 @@ pub fn start(
 ) -> std::io::Result<Links> {
     let stats = Arc::new(ClusterStats::default());
     let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+    let (ctl, ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut inboxes = Vec::with_capacity(rings.len());
     let mut shards = Vec::with_capacity(rings.len());
     for ring in rings {
         let (itx, irx) = mpsc::sync_channel(INBOX);
+        let (ictl, ictl_rx) = mpsc::channel();
         let asleep = Arc::new(AtomicBool::new(false));
         inboxes.push(ShardInbox {
             tx: itx,
+            ctl: ictl,
             asleep: asleep.clone(),
             ring,
         });
         shards.push(ShardLink {
             tx: tx.clone(),
+            ctl: ctl.clone(),
             rx: irx,
+            ctl_rx: ictl_rx,
             asleep,
             stats: stats.clone(),
         });
     }
-    let thread = node::start(
-        node::NodeConfig { urls, node_id },
-        rx,
-        inboxes,
-        stats.clone(),
-    )?;
+    let config = node::NodeConfig { urls, node_id };
+    let thread = node::start(config, rx, ctl_rx, inboxes, stats.clone())?;
     Ok(Links {
         shards,
         thread,
@@ -168,9 +169,12 @@ pub fn start(
     })
 }
 
-/// The link thread's end of one shard's inbound queue.
+/// The link thread's end of one shard's inbound queues: messages in a bounded one (full: dropped
+/// and counted), the rest (interest, retained changes, takeovers: what keeps a shard in step
+/// with the cluster, a few per subscription or retained topic) in one that never drops.
 pub struct ShardInbox {
     pub tx: mpsc::SyncSender<FromCluster>,
+    pub ctl: mpsc::Sender<FromCluster>,
     /// Set by the shard before it sleeps on its doorbell; whoever clears it rings.
     pub asleep: Arc<AtomicBool>,
     pub ring: Box<dyn Fn() + Send + Sync>,
@@ -179,11 +183,20 @@ pub struct ShardInbox {
 impl ShardInbox {
     /// Queues `msg` for the shard (dropped and counted when its queue is full) and wakes it.
     pub fn deliver(&self, msg: FromCluster, stats: &ClusterStats) {
-        if self.tx.try_send(msg).is_err() {
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        match msg {
+            FromCluster::Publish(_) | FromCluster::Shared(..) => {
+                if self.tx.try_send(msg).is_err() {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            other => {
+                if self.ctl.send(other).is_err() {
+                    return;
+                }
+            }
         }
-        if self.asleep.swap(false, Ordering::AcqRel) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
             (self.ring)();
         }
     }
@@ -191,17 +204,29 @@ impl ShardInbox {
 
 /// A shard's handle on the cluster.
 pub struct ShardLink {
+    /// Messages toward the link thread (bounded: full drops and counts).
     tx: tokio::sync::mpsc::Sender<ToCluster>,
+    /// Everything else toward it (interest, retained, connections): never dropped.
+    ctl: tokio::sync::mpsc::UnboundedSender<ToCluster>,
     rx: mpsc::Receiver<FromCluster>,
+    ctl_rx: mpsc::Receiver<FromCluster>,
     asleep: Arc<AtomicBool>,
     stats: Arc<ClusterStats>,
 }
 
 impl ShardLink {
-    /// Sends `msg` to the link thread, or drops and counts it when the queue is full.
+    /// Sends `msg` to the link thread: a message is dropped and counted when its queue is full;
+    /// the rest always goes.
     pub fn send(&self, msg: ToCluster) {
-        if self.tx.try_send(msg).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        match msg {
+            ToCluster::Publish(_) => {
+                if self.tx.try_send(msg).is_err() {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            other => {
+                let _ = self.ctl.send(other);
+            }
         }
     }
 
@@ -211,15 +236,17 @@ impl ShardLink {
         self.stats.connected.load(Ordering::Relaxed)
     }
 
-    /// The next message from the link thread, if any.
+    /// The next message from the link thread, if any (interest and retained changes first).
     pub fn try_recv(&self) -> Option<FromCluster> {
-        self.rx.try_recv().ok()
+        self.ctl_rx.try_recv().or_else(|_| self.rx.try_recv()).ok()
     }
 
     /// Marks the shard as about to sleep on its doorbell; the caller checks `try_recv` once
     /// more afterwards (a message queued before the mark rang no bell).
     pub fn sleeping(&self) {
-        self.asleep.store(true, Ordering::Release);
+        // SeqCst, as the link's swap: the caller's next `try_recv` must not be ordered before
+        // this store, or a message queued in between would ring no bell.
+        self.asleep.swap(true, Ordering::SeqCst);
     }
 }
 
@@ -289,14 +316,7 @@ impl SeenWindow {
     pub fn first_time(&mut self, seq: u64) -> bool {
         const SPAN: u64 = 64 * 64;
         if seq > self.top {
-            let shift = seq - self.top;
-            if shift >= SPAN {
-                self.bits = [0; 64];
-            } else {
-                for _ in 0..shift {
-                    self.shift_one();
-                }
-            }
+            self.shift(seq - self.top);
             self.top = seq;
             self.bits[0] |= 1;
             return true;
@@ -311,12 +331,26 @@ impl SeenWindow {
         !seen
     }
 
-    fn shift_one(&mut self) {
-        let mut carry = 0;
-        for w in self.bits.iter_mut() {
-            let next = *w >> 63;
-            *w = (*w << 1) | carry;
-            carry = next;
+    /// Moves the window `by` places: bit i becomes bit i + `by` (a word at a time).
+    fn shift(&mut self, by: u64) {
+        let words = (by / 64) as usize;
+        let bits = (by % 64) as u32;
+        if words >= self.bits.len() {
+            self.bits = [0; 64];
+            return;
+        }
+        for i in (0..self.bits.len()).rev() {
+            let hi = if i >= words { self.bits[i - words] } else { 0 };
+            let lo = if i > words {
+                self.bits[i - words - 1]
+            } else {
+                0
+            };
+            self.bits[i] = if bits == 0 {
+                hi
+            } else {
+                (hi << bits) | (lo >> (64 - bits))
+            };
         }
     }
 }
@@ -350,29 +384,48 @@ mod tests {
     }
 
     #[test]
-    fn a_full_inbox_drops_and_counts_and_a_sleeping_shard_is_rung_once() {
+    fn a_full_inbox_drops_messages_only_and_a_sleeping_shard_is_rung_once() {
         use std::sync::atomic::AtomicUsize;
         let rung = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::sync_channel(2);
+        let (ctl, ctl_rx) = mpsc::channel();
         let asleep = Arc::new(AtomicBool::new(true));
         let r = rung.clone();
         let inbox = ShardInbox {
             tx,
+            ctl,
             asleep: asleep.clone(),
             ring: Box::new(move || {
                 r.fetch_add(1, Ordering::Relaxed);
             }),
         };
         let stats = ClusterStats::default();
-        let id = || FromCluster::TakenOver(ClientId::copy_from("c").unwrap());
+        let message = || {
+            let topic = TopicName::new(MqttString::copy_from("a").unwrap()).unwrap();
+            FromCluster::Publish(Message {
+                topic,
+                payload: Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Default::default(),
+                publisher: ClientId::default(),
+                expires_at: None,
+                received: Instant::now(),
+            })
+        };
         for _ in 0..5 {
-            inbox.deliver(id(), &stats);
+            inbox.deliver(message(), &stats);
         }
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 3, "two fit");
         assert_eq!(rung.load(Ordering::Relaxed), 1, "rung once while it slept");
         assert_eq!(rx.try_iter().count(), 2);
+        // What keeps shards in step is never dropped.
+        for _ in 0..5 {
+            inbox.deliver(FromCluster::Interest("a/#".into(), true), &stats);
+        }
+        assert_eq!(ctl_rx.try_iter().count(), 5);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 3);
         // Awake (not marked asleep): no ring.
-        inbox.deliver(id(), &stats);
         assert_eq!(rung.load(Ordering::Relaxed), 1);
     }
 
@@ -390,5 +443,16 @@ mod tests {
         assert!(w.first_time(10_000));
         assert!(!w.first_time(100), "too old to tell: treated as seen");
         assert!(!w.first_time(10_000));
+        // Shifts across words keep what was seen.
+        let mut w = SeenWindow::default();
+        for seq in [1, 2, 70, 130] {
+            assert!(w.first_time(seq));
+        }
+        assert!(w.first_time(200));
+        for seq in [1, 2, 70, 130, 200] {
+            assert!(!w.first_time(seq), "{seq} was seen");
+        }
+        assert!(w.first_time(3));
+        assert!(w.first_time(199));
     }
 }

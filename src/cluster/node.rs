@@ -52,6 +52,7 @@ impl Drop for LinkThread {
 pub fn start(
     config: NodeConfig,
     rx: mpsc::Receiver<ToCluster>,
+    shard_ctl: mpsc::UnboundedReceiver<ToCluster>,
     inboxes: Vec<ShardInbox>,
     stats: Arc<ClusterStats>,
 ) -> std::io::Result<LinkThread> {
@@ -73,7 +74,7 @@ pub fn start(
                 }
             };
             let node = Node::new(config, inboxes, stats);
-            rt.block_on(node.run(rx, stop_rx));
+            rt.block_on(node.run(rx, shard_ctl, stop_rx));
         })?;
     Ok(LinkThread {
         stop: Some(stop_tx),
@@ -84,7 +85,11 @@ pub fn start(
 /// State shared by the link thread's tasks (all on the one thread; the mutexes are never
 /// contended).
 struct Shared {
+    /// This node's id (the registry's values, announcement subjects).
     me: String,
+    /// The origin its messages carry: the node id and a number drawn at start, so that the
+    /// sequence numbers of a restarted node are never taken for the old ones' duplicates.
+    origin: String,
     inboxes: Vec<ShardInbox>,
     stats: Arc<ClusterStats>,
     seen: Mutex<HashMap<String, SeenWindow>>,
@@ -178,10 +183,11 @@ async fn kv_writer(
     clients: kv::Store,
     retained: kv::Store,
     me: String,
+    origin: String,
 ) {
     while let Some(job) = rx.recv().await {
         match job {
-            KvJob::Retain(m) => retain(&retained, &me, *m).await,
+            KvJob::Retain(m) => retain(&retained, &origin, *m).await,
             KvJob::Register(id) => register(&clients, &me, id).await,
         }
     }
@@ -191,6 +197,7 @@ impl Node {
     fn new(config: NodeConfig, inboxes: Vec<ShardInbox>, stats: Arc<ClusterStats>) -> Self {
         let shared = Arc::new(Shared {
             me: config.node_id.clone(),
+            origin: format!("{}#{:08x}", config.node_id, boot_number()),
             inboxes,
             stats,
             seen: Mutex::default(),
@@ -211,6 +218,7 @@ impl Node {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<ToCluster>,
+        mut shard_ctl: mpsc::UnboundedReceiver<ToCluster>,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) {
         let stats = self.shared.stats.clone();
@@ -270,10 +278,15 @@ impl Node {
         let setup = tokio::spawn(open_buckets(js, kv_tx));
         let mut watchers: Vec<JoinHandle<()>> = Vec::new();
         // The stop preempts whatever the loop waits for (NATS may be gone for good).
+        let mut buckets_open = false;
         let work = async {
             loop {
                 tokio::select! {
-                    buckets = kv_rx.recv() => {
+                    // In this order: interest before messages (a subscription's messages should
+                    // find it in place).
+                    biased;
+                    buckets = kv_rx.recv(), if !buckets_open => {
+                        buckets_open = true;
                         if let Some((clients, retained)) = buckets {
                             let shared = self.shared.clone();
                             watchers.push(tokio::spawn(watch_clients(clients.clone(), shared.clone())));
@@ -284,6 +297,10 @@ impl Node {
                             crate::log!(Info, "cluster: client registry and retained messages open");
                         }
                     }
+                    msg = shard_ctl.recv() => match msg {
+                        Some(msg) => self.on_shard(&client, msg).await,
+                        None => break,
+                    },
                     msg = rx.recv() => match msg {
                         Some(msg) => self.on_shard(&client, msg).await,
                         None => break,
@@ -321,7 +338,7 @@ impl Node {
             ToCluster::Publish(m) => {
                 self.seq += 1;
                 let now = Instant::now();
-                let Some(bytes) = encode_message(&self.config.node_id, self.seq, &m, now) else {
+                let Some(bytes) = encode_message(&self.shared.origin, self.seq, &m, now) else {
                     return;
                 };
                 if client
@@ -428,7 +445,8 @@ impl Node {
         let tx = self.kv_jobs.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel(super::QUEUE);
             let me = self.config.node_id.clone();
-            tokio::spawn(kv_writer(rx, clients, retained, me));
+            let origin = self.shared.origin.clone();
+            tokio::spawn(kv_writer(rx, clients, retained, me, origin));
             tx
         });
         if tx.try_send(job).is_err() {
@@ -508,12 +526,12 @@ impl Node {
 }
 
 /// A retained message published here: into the bucket (an empty payload clears the topic).
-async fn retain(store: &kv::Store, me: &str, m: Message) {
+async fn retain(store: &kv::Store, origin: &str, m: Message) {
     let key = kv_key(m.topic.as_str());
     let done = if m.payload.is_empty() {
         store.delete(&key).await.map_err(|e| e.to_string())
     } else {
-        match encode_message(me, 0, &m, Instant::now()) {
+        match encode_message(origin, 0, &m, Instant::now()) {
             Some(bytes) => store
                 .put(&key, bytes)
                 .await
@@ -628,7 +646,7 @@ async fn forward(mut sub: async_nats::Subscriber, shared: Arc<Shared>, group: Op
         let out = match &group {
             Some(g) => FromCluster::Shared(g.clone(), m),
             None => {
-                if origin == shared.me {
+                if origin == shared.origin {
                     continue;
                 }
                 let first = {
@@ -681,12 +699,10 @@ async fn watch_retained(store: kv::Store, shared: Arc<Shared>) {
                     let Ok(entry) = entry else { break };
                     let now = Instant::now();
                     let m = match entry.operation {
+                        // Every change, this node's own too, in the bucket's order: so every node
+                        // ends with the bucket's last word on a topic, whoever wrote it (a node's
+                        // own update is applied twice: at once, and again here).
                         kv::Operation::Put => match decode_message(&entry.value, now) {
-                            // This node's own changes are in its store already; at start (the
-                            // history) they are loaded like any other.
-                            Some((origin, _, _)) if origin == shared.me && entry.seen_current => {
-                                continue
-                            }
                             Some((_, _, m)) => m,
                             None => continue,
                         },
@@ -727,4 +743,18 @@ fn cleared(topic: TopicName, now: Instant) -> Message {
         expires_at: None,
         received: now,
     }
+}
+
+/// A number drawn once per start (see `Shared::origin`).
+fn boot_number() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        // The clock will do: it only has to differ from the last start's.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        return nanos;
+    }
+    u32::from_le_bytes(b)
 }

@@ -136,8 +136,14 @@ impl ServerCertVerifier for AnyName {
 pub struct Outbound {
     tcp: TcpStream,
     tls: Option<Box<ClientConnection>>,
-    /// Ciphertext read from the socket and not yet given to rustls (TLS only).
-    wire: Vec<u8>,
+    /// Decrypted bytes not yet handed to the caller (TLS only): rustls' own plaintext buffer is
+    /// drained after every record, so it never fills.
+    plain: Vec<u8>,
+    /// Ciphertext not yet written (TLS only): written bytes leave it only once the socket took
+    /// them, so a cancelled write loses nothing.
+    out: Vec<u8>,
+    /// The peer sent close_notify.
+    closed: bool,
 }
 
 impl Outbound {
@@ -167,7 +173,9 @@ impl Outbound {
                     let mut out = Outbound {
                         tcp,
                         tls: None,
-                        wire: Vec::new(),
+                        plain: Vec::new(),
+                        out: Vec::new(),
+                        closed: false,
                     };
                     if let Some(tls) = tls {
                         let name = ServerName::try_from(host.to_string())
@@ -204,70 +212,83 @@ impl Outbound {
 
     /// Sends everything rustls has for the socket.
     async fn flush_tls(&mut self) -> io::Result<()> {
-        let Some(conn) = self.tls.as_mut() else {
-            return Ok(());
-        };
-        let mut out = Vec::new();
-        while conn.wants_write() {
-            conn.write_tls(&mut out)?;
+        if let Some(conn) = self.tls.as_mut() {
+            while conn.wants_write() {
+                conn.write_tls(&mut self.out)?;
+            }
         }
-        if !out.is_empty() {
-            self.tcp.write_all(&out).await?;
+        while !self.out.is_empty() {
+            let n = self.tcp.write(&self.out).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.out.drain(..n);
         }
         Ok(())
     }
 
-    /// Reads ciphertext from the socket into rustls and processes it; 0 at end of stream.
+    /// Reads ciphertext from the socket into rustls, record by record, moving what it decrypts
+    /// to `plain`; 0 at end of stream.
     async fn read_tls(&mut self) -> io::Result<usize> {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let n = reading::fill(&mut self.tcp, &mut buf).await?;
-        self.wire.extend_from_slice(&buf[..n]);
         let Some(conn) = self.tls.as_mut() else {
             return Ok(n);
         };
-        let mut taken = 0;
-        while taken < self.wire.len() {
-            let k = conn.read_tls(&mut &self.wire[taken..])?;
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let k = conn.read_tls(&mut data)?;
+            conn.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let mut chunk = [0u8; 8192];
+            loop {
+                match conn.reader().read(&mut chunk) {
+                    Ok(0) => {
+                        self.closed = true;
+                        break;
+                    }
+                    Ok(m) => self.plain.extend_from_slice(&chunk[..m]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
             if k == 0 {
                 break;
             }
-            taken += k;
-            conn.process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        self.wire.drain(..taken);
         Ok(n)
     }
 
-    /// Sends `bytes` (encrypted when TLS).
+    /// Sends `bytes` (encrypted when TLS, a record's worth at a time).
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self.tls.as_mut() {
-            None => self.tcp.write_all(bytes).await,
-            Some(conn) => {
-                conn.writer().write_all(bytes)?;
-                self.flush_tls().await
-            }
+        if self.tls.is_none() {
+            return self.tcp.write_all(bytes).await;
         }
+        for part in bytes.chunks(16 * 1024) {
+            if let Some(conn) = self.tls.as_mut() {
+                conn.writer().write_all(part)?;
+            }
+            self.flush_tls().await?;
+        }
+        Ok(())
     }
 
     /// Reads what arrives into `buf`; 0 at end of stream. Cancel-safe: dropped while waiting, it
-    /// loses nothing (the socket read is a readiness wait; rustls keeps what it decrypted).
+    /// loses nothing (the socket read is a readiness wait; decrypted bytes wait in `plain`,
+    /// unsent ciphertext in `out`).
     pub async fn recv(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         if self.tls.is_none() {
             return reading::fill(&mut self.tcp, buf).await;
         }
         loop {
-            if let Some(conn) = self.tls.as_mut() {
-                let mut chunk = [0u8; 4096];
-                match conn.reader().read(&mut chunk) {
-                    Ok(0) => return Ok(0),
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        return Ok(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
+            if !self.plain.is_empty() {
+                let n = self.plain.len();
+                buf.extend_from_slice(&self.plain);
+                self.plain.clear();
+                return Ok(n);
+            }
+            if self.closed {
+                return Ok(0);
             }
             // Answers rustls owes the peer (key updates) go out before the next read.
             self.flush_tls().await?;

@@ -703,9 +703,26 @@ fn start_cluster(
         return Ok((Vec::new(), None));
     }
     let node_id = if config.node_id.is_empty() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "coremq".into())
+        // The host name, in the characters COREMQ_NODE_ID allows (a `.` would split the NATS
+        // subject the node announces on).
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let id: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        if id.is_empty() {
+            "coremq".to_string()
+        } else {
+            id
+        }
     } else {
         config.node_id.clone()
     };

@@ -42,11 +42,10 @@ impl Shard {
             c.send(ToCluster::Retain(message.detached()));
         }
         // Only where some node wants it (NATS would drop the rest, at a cost to both).
-        if self
-            .routing
-            .borrow()
-            .wanted_by_nodes(message.topic.as_str())
-        {
+        // A shared group here counts too: NATS picks its member, maybe one on this node, even
+        // before the node's own filter came back from the link thread.
+        let topic = message.topic.as_str();
+        if self.routing.borrow().wanted_by_nodes(topic) || self.has_shared_group(topic) {
             c.send(ToCluster::Publish(message.clone()));
         }
     }

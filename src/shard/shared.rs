@@ -276,6 +276,15 @@ impl Shard {
         matched
     }
 
+    /// Whether a shared group of this node (members on any shard) matches `topic`.
+    pub(super) fn has_shared_group(&self, topic: &str) -> bool {
+        let shared = self.shared.borrow();
+        if shared.local.is_empty() && shared.remote.is_empty() {
+            return false;
+        }
+        !shared.matching(topic, self.id()).is_empty()
+    }
+
     /// Like `route_shared`, for one group only: the cluster chose this node for it.
     pub(super) fn route_shared_group(&self, group: &TopicFilter, message: &Message) {
         let chosen = {

@@ -338,7 +338,7 @@ fn bridge_with_wrong_credentials_stays_down_until_a_reload_fixes_them() {
     .unwrap();
     let err = broker.broker.reload_bridges().unwrap_err();
     assert!(
-        err.contains("line 2") && err.contains("bogus_option"),
+        err.contains("bridge.conf:2: ") && err.contains("bogus_option"),
         "{err}"
     );
     publish(&mut here_pub, "c/2", "still bridged", QoS::AtLeastOnce);
@@ -368,7 +368,7 @@ fn bridge_over_tls_checks_the_remote_certificate() {
     let dir = TempDir::new("bridge-tls");
     let bridge = |name: &str, cafile: &Path| {
         format!(
-            "connection {name}\naddress localhost:{tls_port}\ntopic t/# out 1\n\
+            "connection {name}\naddress localhost:{tls_port}\ntopic t/# out 1\ntopic b/# in 1\n\
              bridge_cafile {}\nrestart_timeout 1\n",
             cafile.display()
         )
@@ -388,6 +388,40 @@ fn bridge_over_tls_checks_the_remote_certificate() {
     there.acknowledge(&p);
     // The bridge trusting another CA never connects (and so never delivers a second copy).
     there.expect_silence(Duration::from_millis(500));
+    // Messages larger than TLS records (and than rustls' buffers) both ways, several at once.
+    let big: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 200_000]).collect();
+    for (i, payload) in big.iter().enumerate() {
+        publish(
+            &mut here_pub,
+            &format!("t/big{i}"),
+            payload,
+            QoS::AtLeastOnce,
+        );
+    }
+    for (i, payload) in big.iter().enumerate() {
+        let p = expect_message(&mut there, &format!("t/big{i}"), payload);
+        there.acknowledge(&p);
+    }
+    let mut here_sub = client(broker.addr, "here-sub", true);
+    subscribe(&mut here_sub, "b/#", QoS::AtLeastOnce);
+    let mut there_pub = client(remote.addr(), "there-pub", true);
+    for (i, payload) in big.iter().enumerate() {
+        publish(
+            &mut there_pub,
+            &format!("b/big{i}"),
+            payload,
+            QoS::AtLeastOnce,
+        );
+    }
+    for (i, payload) in big.iter().enumerate() {
+        let p = expect_message(&mut here_sub, &format!("b/big{i}"), payload);
+        here_sub.acknowledge(&p);
+    }
+    assert_eq!(
+        broker.broker.bridge_status()["good"].connections,
+        1,
+        "never reconnected"
+    );
     let s = broker.broker.bridge_status()["foreign"];
     assert_eq!(s.connections, 0, "{s:?}");
 }
