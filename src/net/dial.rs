@@ -321,6 +321,22 @@ async fn sleep_until(deadline: Instant) {
 /// its user name, if any, counts for the ACL). Gives the near end, for the caller to speak MQTT
 /// on. It holds a place under COREMQ_MAX_CONNECTIONS like any connection.
 pub fn local_connection(shard: &Rc<Shard>, gate: &ConnectionGate) -> io::Result<TcpStream> {
+    let (near, far) = socket_pair()?;
+    let (slot, connecting) = gate.internal();
+    let serve = super::connection::serve_trusted(
+        shard.clone(),
+        tcp_stream(far),
+        slot,
+        connecting,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        CertUser::Trusted,
+    );
+    glommio::spawn_local(serve).detach();
+    Ok(tcp_stream(near))
+}
+
+/// A connected pair of non-blocking Unix stream sockets (close-on-exec).
+pub fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two descriptors into `fds`, which we then own.
     let rc = unsafe {
@@ -335,18 +351,7 @@ pub fn local_connection(shard: &Rc<Shard>, gate: &ConnectionGate) -> io::Result<
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors are fresh and ours alone.
-    let (near, far) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let (slot, connecting) = gate.internal();
-    let serve = super::connection::serve_trusted(
-        shard.clone(),
-        tcp_stream(far),
-        slot,
-        connecting,
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        CertUser::Trusted,
-    );
-    glommio::spawn_local(serve).detach();
-    Ok(tcp_stream(near))
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Reads what arrives on an in-process connection into `buf`; 0 at end of stream.

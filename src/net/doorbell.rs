@@ -3,7 +3,7 @@
 //! to. Rung only when the shard said it sleeps, so at most once per wait.
 
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
 use bytes::BytesMut;
@@ -26,27 +26,8 @@ impl Ringer {
 
 /// A bell and its ringer.
 pub fn pair() -> io::Result<(BellFd, Ringer)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two descriptors into `fds`, which we then own.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh and ours alone.
-    let (bell, ringer) = unsafe {
-        (
-            OwnedFd::from_raw_fd(fds[0]),
-            UnixStream::from_raw_fd(fds[1]),
-        )
-    };
-    Ok((BellFd(bell), Ringer(ringer)))
+    let (bell, ringer) = super::dial::socket_pair()?;
+    Ok((BellFd(bell), Ringer(UnixStream::from(ringer))))
 }
 
 /// The shard's end, on its executor.

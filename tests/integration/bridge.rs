@@ -49,6 +49,19 @@ fn wait_connected(broker: &TestBroker, name: &str, times: u64) {
     }
 }
 
+/// Stops the remote and waits until bridge `cloud` noticed.
+fn stop_remote(remote: &mut Mosquitto, broker: &TestBroker) {
+    remote.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.broker.bridge_status()["cloud"].connected {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge noticed the remote went"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn client(addr: std::net::SocketAddr, id: &str, clean: bool) -> RawClient {
     let mut c = RawClient::connect(addr, ProtocolVersion::V3_1_1);
     handshake(&mut c, connect_packet(ProtocolVersion::V3_1_1, id, clean));
@@ -156,17 +169,9 @@ fn bridge_delivers_messages_queued_while_the_remote_was_down() {
     let mut there = client(remote.addr(), "there-durable", false);
     subscribe(&mut there, "q/#", QoS::ExactlyOnce);
     drop(there);
-    remote.stop();
     // The bridge notices (its connection ends) and closes its local side: its session here keeps
     // the QoS 1 and 2 messages.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while broker.broker.bridge_status()["cloud"].connected {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge noticed the remote went"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stop_remote(&mut remote, &broker);
     let mut here_pub = client(broker.addr, "here-pub", true);
     for i in 0..20 {
         let qos = if i % 2 == 0 {
@@ -230,15 +235,7 @@ fn bridge_queue_while_the_remote_is_down_is_bounded_and_counted() {
     let mut there = client(remote.addr(), "there-durable", false);
     subscribe(&mut there, "q/#", QoS::AtLeastOnce);
     drop(there);
-    remote.stop();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while broker.broker.bridge_status()["cloud"].connected {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge noticed the remote went"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stop_remote(&mut remote, &broker);
     let mut here_pub = client(broker.addr, "here-pub", true);
     for i in 0..20 {
         publish(

@@ -130,6 +130,15 @@ fn node_with(n: u8, urls: Vec<String>, shards: usize) -> TestBroker {
     })
 }
 
+/// `count` nodes (127.0.0.1 up), each joined.
+fn joined_nodes(nats: &NatsCluster, count: u8) -> Vec<TestBroker> {
+    let nodes: Vec<TestBroker> = (1..=count).map(|n| node(n, nats.urls())).collect();
+    for n in &nodes {
+        wait_joined(n);
+    }
+    nodes
+}
+
 /// Waits until `node` is connected to NATS and has its buckets.
 fn wait_joined(node: &TestBroker) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -258,10 +267,7 @@ fn cluster_routes_across_nodes_at_every_qos_once_per_node() {
 #[test]
 fn cluster_client_id_taken_over_across_nodes() {
     let nats = NatsCluster::start("takeover");
-    let nodes: Vec<TestBroker> = (1..=2).map(|n| node(n, nats.urls())).collect();
-    for n in &nodes {
-        wait_joined(n);
-    }
+    let nodes = joined_nodes(&nats, 2);
     let mut first = client(&nodes[0], "roaming-device", ProtocolVersion::V5);
     crate::common::ping(&mut first);
     std::thread::sleep(Duration::from_millis(300));
@@ -335,10 +341,7 @@ fn cluster_retained_messages_reach_subscribers_on_every_node() {
 #[test]
 fn cluster_shared_subscription_delivers_each_message_to_one_member_cluster_wide() {
     let nats = NatsCluster::start("shared");
-    let nodes: Vec<TestBroker> = (1..=3).map(|n| node(n, nats.urls())).collect();
-    for n in &nodes {
-        wait_joined(n);
-    }
+    let nodes = joined_nodes(&nats, 3);
     let mut a = client(&nodes[0], "member-a", ProtocolVersion::V5);
     let mut b = client(&nodes[1], "member-b", ProtocolVersion::V5);
     subscribe(&mut a, "$share/workers/jobs/#", QoS::AtLeastOnce);
