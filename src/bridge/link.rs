@@ -159,11 +159,14 @@ async fn connection(
         return format!("sending CONNECT: {e}");
     }
     // What the remote takes in flight from us (MQTT 5): this broker sends the bridge no more.
+    let mut resends = Vec::new();
     let remote_window = match connack(&mut rw, Conn::Remote(&mut remote), timeout).await {
-        Ok(ack) => ack
-            .properties
-            .receive_maximum
-            .map_or(LOCAL_INFLIGHT, |m| m.get()),
+        Ok(ack) => {
+            relay.resume(Side::Remote, ack.session_present, &mut resends);
+            ack.properties
+                .receive_maximum
+                .map_or(LOCAL_INFLIGHT, |m| m.get())
+        }
         Err(e) => return format!("remote broker: {e}"),
     };
     // The local side: a trusted in-process MQTT 5 connection.
@@ -182,7 +185,10 @@ async fn connection(
         return format!("local connection: {e}");
     }
     let local_keepalive = match connack(&mut lw, Conn::Local(&mut local), timeout).await {
-        Ok(ack) => ack.properties.server_keep_alive.filter(|k| *k > 0),
+        Ok(ack) => {
+            relay.resume(Side::Local, ack.session_present, &mut resends);
+            ack.properties.server_keep_alive.filter(|k| *k > 0)
+        }
         Err(e) => return format!("this broker refused the bridge: {e}"),
     };
     crate::log!(
@@ -191,6 +197,15 @@ async fn connection(
         conf.name,
         conf.remote_clientid
     );
+    for (side, packet) in resends {
+        let wire = match side {
+            Side::Remote => &mut rw,
+            Side::Local => &mut lw,
+        };
+        if let Err(e) = wire.queue(&packet) {
+            return e;
+        }
+    }
     let subscribing = match subscribe(conf, &mut rw, &mut lw) {
         Ok(n) => n,
         Err(e) => return e,

@@ -122,8 +122,31 @@ impl Relay {
     /// Forgets every exchange in flight: both connections are new. Their sources send again
     /// what was not acknowledged (persistent sessions), marked DUP.
     pub fn reset(&mut self) {
+        // What each sink received and we were releasing (QoS 2 after its PUBREC) is the sink's
+        // to finish: kept for `resume`, which sends the PUBRELs again.
+        let out = std::mem::take(&mut self.outward.releasing);
+        let inw = std::mem::take(&mut self.inward.releasing);
         self.outward = Direction::new();
         self.inward = Direction::new();
+        self.outward.releasing = out;
+        self.inward.releasing = inw;
+    }
+
+    /// A connection to `sink` is up again: with its session kept (`session_present`), the
+    /// QoS 2 messages it received and we had not finished releasing get their PUBREL again
+    /// [MQTT-4.4.0-1], so their packet ids do not stay taken there; without it they are gone.
+    pub fn resume(&mut self, sink: Side, session_present: bool, out: &mut Vec<Send>) {
+        let d = self.direction(sink.other());
+        let ids = std::mem::take(&mut d.releasing);
+        if !session_present {
+            return;
+        }
+        for id in ids {
+            if let Some(id) = PacketId::new(id) {
+                d.releasing.insert(id.get());
+                out.push((sink, Packet::PubRel(PublishAck::new(id))));
+            }
+        }
     }
 
     /// Whether nothing is waiting for an acknowledgement.
@@ -424,6 +447,37 @@ mod tests {
         out.clear();
         relay.on_packet(Side::Local, Packet::PubComp(ack(sink)), &mut out);
         assert!(out.is_empty() && relay.is_idle());
+    }
+
+    #[test]
+    fn qos2_releases_left_at_a_reconnection_are_sent_again_to_a_kept_session() {
+        let mut relay = Relay::new(vec![rule("#", Way::Both, "", "")], true);
+        let mut out = Vec::new();
+        relay.on_packet(Side::Local, publish("a", QoS::ExactlyOnce, 9), &mut out);
+        let [(Side::Remote, Packet::Publish(p))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let sink = p.packet_id.unwrap().get();
+        out.clear();
+        relay.on_packet(Side::Remote, Packet::PubRec(ack(sink)), &mut out);
+        out.clear();
+        // The link drops before the remote's PUBCOMP.
+        relay.reset();
+        relay.resume(Side::Remote, true, &mut out);
+        assert_eq!(out, vec![(Side::Remote, Packet::PubRel(ack(sink)))]);
+        out.clear();
+        // A new message does not take the id the remote still holds.
+        relay.on_packet(Side::Local, publish("b", QoS::AtLeastOnce, 10), &mut out);
+        let [(Side::Remote, Packet::Publish(p))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_ne!(p.packet_id.unwrap().get(), sink);
+        out.clear();
+        relay.on_packet(Side::Remote, Packet::PubComp(ack(sink)), &mut out);
+        // A remote that kept no session knows nothing to release.
+        relay.reset();
+        relay.resume(Side::Remote, false, &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]
