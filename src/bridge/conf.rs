@@ -299,6 +299,15 @@ fn check_finished(b: Option<&mut BridgeConf>) -> Result<(), (usize, String)> {
         b.notification_topic = format!("$SYS/broker/connection/{}/state", b.remote_clientid);
     }
     let fail = |r: String| Err((b.line, r));
+    let topic = crate::protocol::MqttString::copy_from(&b.notification_topic)
+        .and_then(crate::protocol::TopicName::new);
+    if b.notifications && topic.is_err() {
+        return fail(format!(
+            "connection {}: the notification topic {:?} is not a topic name (set \
+             notification_topic, or notifications false)",
+            b.name, b.notification_topic
+        ));
+    }
     if b.addresses.is_empty() {
         return fail(format!("connection {} has no address", b.name));
     }
@@ -614,6 +623,8 @@ mod tests {
                 1,
             ),
             ("connection a\naddress h\ntopic \"x y\"\n", 3),
+            // The default notification topic holds the remote client id.
+            ("connection a\naddress h\ntopic x\nremote_clientid a+b\n", 1),
         ];
         for (text, line) in cases {
             match parse(text) {

@@ -210,8 +210,9 @@ async fn connection(
         Ok(n) => n,
         Err(e) => return e,
     };
-    if conf.notifications {
-        let note = notification(conf, b"1");
+    if let Some(topic) = notification_topic(conf) {
+        let mut note = Publish::new(topic, Bytes::from_static(b"1"));
+        note.retain = true;
         if let Err(e) = rw.queue(&Packet::Publish(note)) {
             return e;
         }
@@ -239,16 +240,14 @@ fn remote_connect(conf: &BridgeConf, max_packet_size: u32) -> Connect {
         .remote_password
         .as_ref()
         .map(|p| Bytes::copy_from_slice(p.as_bytes()));
-    if conf.notifications {
-        if let Ok(topic) = TopicName::new(mqtt(&conf.notification_topic)) {
-            c.will = Some(LastWill {
-                topic,
-                payload: Bytes::from_static(b"0"),
-                qos: QoS::AtLeastOnce,
-                retain: true,
-                properties: Default::default(),
-            });
-        }
+    if let Some(topic) = notification_topic(conf) {
+        c.will = Some(LastWill {
+            topic,
+            payload: Bytes::from_static(b"0"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Default::default(),
+        });
     }
     c
 }
@@ -291,22 +290,12 @@ fn mqtt(s: &str) -> MqttString {
     MqttString::copy_from(s).unwrap_or_default()
 }
 
-/// The retained state message (`notifications`): "1" when connected; the will says "0".
-fn notification(conf: &BridgeConf, state: &'static [u8]) -> Publish {
-    let topic = TopicName::new(mqtt(&conf.notification_topic)).unwrap_or_else(|_| {
-        TopicName::new(mqtt("$SYS/bridge")).unwrap_or_else(|_| unreachable_topic())
-    });
-    let mut p = Publish::new(topic, Bytes::from_static(state));
-    p.retain = true;
-    p
-}
-
-fn unreachable_topic() -> TopicName {
-    // "x" is always a valid topic name.
-    match TopicName::new(mqtt("x")) {
-        Ok(t) => t,
-        Err(_) => unreachable!("\"x\" is a topic name"),
-    }
+/// Where the bridge's state goes (`notifications`): retained "1" once connected, and "0" as
+/// the will. The file's check made sure it is a topic name.
+fn notification_topic(conf: &BridgeConf) -> Option<TopicName> {
+    conf.notifications
+        .then(|| TopicName::new(mqtt(&conf.notification_topic)).ok())
+        .flatten()
 }
 
 /// Queues the SUBSCRIBEs: inward rules on the remote, outward rules here (No Local, so what the

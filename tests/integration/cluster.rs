@@ -162,7 +162,7 @@ fn client(node: &TestBroker, id: &str, version: ProtocolVersion) -> RawClient {
     c
 }
 
-/// Subscribes and waits until a message published on `probe_from` reaches `sub` — NATS
+/// Subscribes and waits until a message published by `from` reaches `sub` — NATS
 /// subscriptions of another node are in place asynchronously.
 fn subscribe_across(
     sub: &mut RawClient,
@@ -172,23 +172,35 @@ fn subscribe_across(
     probe: &str,
 ) {
     subscribe(sub, filter, qos);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        publish(from, probe, "probe", QoS::AtMostOnce);
-        sub.stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
+    let what = format!("{filter} reached across nodes");
+    publish_until_received(from, sub, probe, Duration::from_secs(10), &what);
+}
+
+/// Publishes probes (QoS 0) on `topic` until one reaches `to`, within `patience`; then lets the
+/// later probes arrive and drops them.
+fn publish_until_received(
+    from: &mut RawClient,
+    to: &mut RawClient,
+    topic: &str,
+    patience: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + patience;
+    for i in 0.. {
+        publish(from, topic, format!("probe {i}"), QoS::AtMostOnce);
+        to.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        let got = sub.try_recv();
-        sub.stream
+        let got = to.try_recv();
+        to.stream
             .set_read_timeout(Some(crate::common::PATIENCE))
             .unwrap();
         if let Some(Packet::Publish(p)) = got {
-            sub.acknowledge(&p);
-            // Later probes may still be on their way.
-            sub.drain(Duration::from_millis(300));
+            to.acknowledge(&p);
+            to.drain(Duration::from_millis(500));
             return;
         }
-        assert!(Instant::now() < deadline, "{filter} reached across nodes");
+        assert!(Instant::now() < deadline, "{what}");
     }
 }
 
@@ -437,28 +449,13 @@ fn cluster_survives_a_node_and_a_nats_server_dying_and_nats_going_away() {
     }
     // A NATS server dies: the nodes on it reconnect to another.
     nats.servers[0].kill();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut i = 0;
-    loop {
-        i += 1;
-        publish(
-            &mut pub3,
-            "f/2",
-            format!("after a NATS server died {i}"),
-            QoS::AtMostOnce,
-        );
-        sub.stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        if let Some(Packet::Publish(_)) = sub.try_recv() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "routing came back after a NATS server died"
-        );
-    }
-    sub.drain(Duration::from_millis(500));
+    publish_until_received(
+        &mut pub3,
+        &mut sub,
+        "f/2",
+        Duration::from_secs(20),
+        "routing came back after a NATS server died",
+    );
     // NATS goes away altogether: each node still serves its own clients.
     for s in &mut nats.servers {
         s.kill();
@@ -476,24 +473,13 @@ fn cluster_survives_a_node_and_a_nats_server_dying_and_nats_going_away() {
     for s in &mut nats.servers {
         s.start();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut i = 0;
-    loop {
-        i += 1;
-        publish(
-            &mut pub3,
-            "f/3",
-            format!("after NATS came back {i}"),
-            QoS::AtMostOnce,
-        );
-        sub.stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        if let Some(Packet::Publish(_)) = sub.try_recv() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "routing came back with NATS");
-    }
+    publish_until_received(
+        &mut pub3,
+        &mut sub,
+        "f/3",
+        Duration::from_secs(30),
+        "routing came back with NATS",
+    );
     // Shutting down while NATS is away does not wait for it.
     for s in &mut nats.servers {
         s.kill();
