@@ -21,6 +21,7 @@ use glommio::timer::Timer;
 use super::io::{self, Writer};
 use super::stream::{tcp_stream, ByteStream, Carried, Layered};
 use crate::gate::ConnSlot;
+use crate::mesh::ShardSet;
 use crate::protocol::{
     decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
 };
@@ -118,6 +119,8 @@ struct Live<S> {
     keep_alive_deadline: Option<Instant>,
     /// Our place under COREMQ_MAX_CONNECTIONS, freed with the task (or kept while parked).
     slot: Option<ConnSlot>,
+    /// The other shards this client's last packet sent messages to.
+    routed: ShardSet,
 }
 
 /// What the task is doing.
@@ -128,6 +131,9 @@ enum Phase {
     /// behind; read nothing until it catches up (the client's TCP window fills meanwhile).
     /// Checked again every millisecond.
     Paused(Timer),
+    /// The shards this client's last messages went to are behind with this shard's messages
+    /// (`Mesh::poll_room`): read nothing until they catch up.
+    Backlogged,
     /// A packet's answer waits until every shard applied its effect (e.g. SUBACK).
     Deferred(Box<Deferred>),
     /// Reading is over and the shard knows; writing what is left, then the socket shuts down
@@ -159,6 +165,12 @@ impl<S: ByteStream> Future for Live<S> {
                 Phase::Closing(_) => return this.poll_closing(cx),
                 Phase::Paused(timer) => {
                     if Pin::new(timer).poll(cx).is_pending() {
+                        break;
+                    }
+                    this.phase = Phase::Reading;
+                }
+                Phase::Backlogged => {
+                    if this.shard.poll_room(this.routed, cx).is_pending() {
                         break;
                     }
                     this.phase = Phase::Reading;
@@ -220,6 +232,7 @@ impl<S: ByteStream> Live<S> {
             idle_timer: None,
             keep_alive_deadline,
             slot: Some(slot),
+            routed: ShardSet::EMPTY,
         }
     }
 
@@ -267,6 +280,9 @@ impl<S: ByteStream> Live<S> {
                     return Step::End(true);
                 }
             }
+            if self.shard.poll_room(self.routed, cx).is_pending() {
+                return Step::Wait(Phase::Backlogged);
+            }
             if self.shard.is_paused(&self.client.client_id, Instant::now) {
                 return Step::Wait(Phase::Paused(Timer::new(Duration::from_millis(1))));
             }
@@ -311,7 +327,10 @@ impl<S: ByteStream> Live<S> {
     /// Hands one packet to the shard; `Some` when reading must stop (an answer waits for other
     /// shards, or the packet ended the connection).
     fn handle(&mut self, packet: Packet) -> Option<Step> {
-        match self.shard.handle_packet(&mut self.client, packet) {
+        let _ = self.shard.take_routed();
+        let handled = self.shard.handle_packet(&mut self.client, packet);
+        self.routed = self.shard.take_routed();
+        match handled {
             Ok(None) => None,
             Ok(Some(deferred)) => Some(Step::Wait(Phase::Deferred(Box::new(deferred)))),
             Err(v) => {

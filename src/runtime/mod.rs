@@ -615,6 +615,7 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     let cluster_inbound =
         bell.map(|bell| glommio::spawn_local(cluster_inbound(shard.clone(), bell)));
     let flusher = glommio::spawn_local(mesh.clone().run_flusher());
+    let relief = glommio::spawn_local(mesh.clone().run_relief());
     let receivers: Vec<_> = inbound
         .into_iter()
         .map(|inb| glommio::spawn_local(mesh::receive_loop(shard.clone(), inb)))
@@ -680,6 +681,7 @@ async fn shard_main(shared: ShardShared, ends: MeshEnds, index: usize, start: Op
     drop(receivers);
     drop(arrivals);
     drop(flusher);
+    drop(relief);
     drop(cluster_inbound);
 }
 

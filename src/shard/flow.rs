@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::Shard;
-use crate::mesh::MeshMsg;
+use crate::mesh::{MeshMsg, ShardSet};
 use crate::protocol::{ClientId, QoS};
 use crate::session::{Link, Session};
 
@@ -76,6 +76,9 @@ pub(super) struct Flow {
     paused: RefCell<HashMap<ClientId, (u32, Instant)>>,
     /// Sessions homed here that hold publishers back, checked every tick.
     holding: RefCell<Vec<ClientId>>,
+    /// The other shards messages were sent to since `take_routed`: the connection whose packet
+    /// is being handled waits for them if they fall behind (`Mesh::poll_room`).
+    routed: std::cell::Cell<ShardSet>,
 }
 
 impl Flow {
@@ -286,6 +289,22 @@ impl Shard {
                 on,
             },
         );
+    }
+
+    /// Messages to deliver went to the shards of `to`.
+    pub(super) fn note_routed(&self, to: ShardSet) {
+        self.flow.routed.set(self.flow.routed.get().union(to));
+    }
+
+    /// The other shards messages to deliver went to since the last call.
+    pub fn take_routed(&self) -> ShardSet {
+        self.flow.routed.replace(ShardSet::EMPTY)
+    }
+
+    /// `Pending` while a shard of `to` is behind with this shard's messages (`Mesh::poll_room`):
+    /// a publisher whose messages went there reads nothing until it has caught up.
+    pub fn poll_room(&self, to: ShardSet, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.mesh.poll_room(to, cx)
     }
 
     /// Whether reading from `client_id` is paused now (see `Flow::is_paused`).

@@ -111,6 +111,7 @@ impl Shard {
             self.barriers.borrow_mut().expect(token, shards.len());
             (self.id(), token)
         });
+        self.note_routed(shards);
         self.mesh.send_to_set(shards, || MeshMsg::Publish {
             message: message.clone(),
             sync,

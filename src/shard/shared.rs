@@ -331,6 +331,9 @@ impl Shard {
                 pick
             };
         // On this shard or another, the chosen shard's `on_shared_publish` takes it from here.
+        if chosen != me {
+            self.note_routed(ShardSet::of(chosen));
+        }
         self.post(
             chosen,
             MeshMsg::SharedPublish {
