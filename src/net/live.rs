@@ -170,7 +170,10 @@ impl<S: ByteStream> Future for Live<S> {
                     this.phase = Phase::Reading;
                 }
                 Phase::Backlogged => {
-                    if this.shard.poll_room(this.routed, cx).is_pending() {
+                    // A connection that is ending (takeover, shutdown) stops waiting: reading
+                    // then ends it.
+                    let closing = this.client.conn.is_closing();
+                    if !closing && this.shard.poll_room(this.routed, cx).is_pending() {
                         break;
                     }
                     this.phase = Phase::Reading;
