@@ -63,6 +63,12 @@ impl Watcher {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events, u64::from(key))
     }
 
+    /// Watches a socket again whose one-shot registration fired (`watch` made it).
+    fn rearm(&self, fd: RawFd, key: u32) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, u64::from(key))
+    }
+
     /// Stops watching a socket (a woken connection's).
     pub fn unwatch(&self, fd: RawFd) {
         let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
@@ -82,6 +88,37 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(r)
     }
+}
+
+/// PINGREQ and PINGRESP on the wire: the same two bytes in every MQTT version.
+const PINGREQ: [u8; 2] = [0xC0, 0x00];
+const PINGRESP: [u8; 2] = [0xD0, 0x00];
+
+/// If what waits on the socket is one PINGREQ and nothing else, answers it with PINGRESP and
+/// takes it off the socket; true when it did. Anything else is left for the connection's task.
+fn answer_ping(fd: RawFd) -> bool {
+    let mut buf = [0u8; 3];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    // SAFETY: `buf` has room for the 3 bytes asked for.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n != 2 || buf[..2] != PINGREQ {
+        return false;
+    }
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: sends the 2 bytes of a constant.
+    let sent = unsafe { libc::send(fd, PINGRESP.as_ptr().cast(), PINGRESP.len(), flags) };
+    if sent == 1 {
+        // Half an answer (a parked connection has nothing else in its send buffer, so this
+        // does not happen in practice): the stream cannot go on; the woken task sees it end.
+        // SAFETY: plain syscall on a socket we own.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+    if sent != 2 {
+        return false;
+    }
+    // SAFETY: takes the 2 peeked bytes into `buf`.
+    let taken = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), 2, libc::MSG_DONTWAIT) };
+    taken == 2
 }
 
 /// Waits (on a blocking-pool thread) until some watched sockets are readable; their keys.
@@ -113,10 +150,76 @@ pub fn start(shard: Rc<Shard>) -> io::Result<impl std::future::Future<Output = (
             if keys.contains(&STOP) {
                 break;
             }
+            let now = std::time::Instant::now();
             for key in keys {
-                shard.wake_key(key as u32);
+                let key = key as u32;
+                // A lone PINGREQ is answered here and the connection stays parked.
+                let mut watched = false;
+                let answered = shard.ping_parked(key, now, |fd| {
+                    let raw = fd.as_raw_fd();
+                    let answered = answer_ping(raw);
+                    watched = answered && watcher.rearm(raw, key).is_ok();
+                    answered
+                });
+                if !answered || !watched {
+                    shard.wake_key(key);
+                }
             }
         }
         WATCHER.with(|w| w.borrow_mut().take());
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{decode, Packet, ProtocolVersion};
+    use bytes::BytesMut;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn the_ping_bytes_are_the_codecs() {
+        for v in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let mut buf = BytesMut::from(&PINGREQ[..]);
+            assert!(matches!(
+                decode(&mut buf, v, 1 << 20),
+                Ok(Some(Packet::PingReq))
+            ));
+            let mut out = BytesMut::new();
+            Packet::PingResp.encode(v, &mut out).unwrap();
+            assert_eq!(&out[..], &PINGRESP[..]);
+        }
+    }
+
+    #[test]
+    fn a_lone_pingreq_is_answered_and_taken_anything_else_is_left() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let fd = server.as_raw_fd();
+        // Nothing there yet.
+        assert!(!answer_ping(fd));
+        client.write_all(&PINGREQ).unwrap();
+        assert!(answer_ping(fd));
+        let mut got = [0u8; 2];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, PINGRESP);
+        // The PINGREQ was taken: nothing is left to answer.
+        assert!(!answer_ping(fd));
+        // A PINGREQ with more behind it, and half a PINGREQ, stay for the connection's task.
+        client.write_all(&[0xC0, 0x00, 0xE0]).unwrap();
+        assert!(!answer_ping(fd));
+        let mut left = [0u8; 3];
+        assert_eq!((&server).read(&mut left).unwrap(), 3);
+        client.write_all(&[0xC0]).unwrap();
+        assert!(!answer_ping(fd));
+        assert_eq!((&server).read(&mut left).unwrap(), 1);
+        // Two bytes that are not a PINGREQ (an empty PUBLISH header) stay too.
+        client.write_all(&[0x30, 0x00]).unwrap();
+        assert!(!answer_ping(fd));
+        assert_eq!((&server).read(&mut left).unwrap(), 2);
+        // Nothing was ever answered but the one PINGREQ.
+        client.set_nonblocking(true).unwrap();
+        assert!(client.read(&mut got).is_err());
+    }
 }

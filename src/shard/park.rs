@@ -20,12 +20,13 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::clients::{Arrival, Entry, Parked, Parking, Woken};
 use super::{Client, ConnId, Outbox, Shard};
 use crate::gate::ConnSlot;
 use crate::mesh::Carried;
+use crate::protocol::wire::packet_type;
 
 impl Shard {
     /// Parks the connection of `client` (socket `fd` and the stream's `carried` state, keep
@@ -83,6 +84,40 @@ impl Shard {
         if let Some(entry) = clients.sessions.by_key_mut(key) {
             self.unpark(entry, &mut clients.parking, &mut clients.conns);
         }
+    }
+
+    /// The socket of the parked connection in slot `key` became readable: `answer` (`net`'s)
+    /// may answer a lone PINGREQ on it in place. When it did, the connection stays parked with
+    /// its keep alive renewed, so a fleet of idle clients that ping costs no wake-ups; false when
+    /// the connection must wake (anything else arrived, it is not parked, or its stream keeps
+    /// state beside the socket: TLS, WebSocket).
+    pub fn ping_parked(
+        &self,
+        key: u32,
+        now: Instant,
+        answer: impl FnOnce(&OwnedFd) -> bool,
+    ) -> bool {
+        let mut clients = self.clients.borrow_mut();
+        let Some(entry) = clients.sessions.by_key_mut(key) else {
+            return false;
+        };
+        let Some(p) = entry.parked.as_deref_mut() else {
+            return false;
+        };
+        if p.carried.is_some() || !answer(&p.fd) {
+            return false;
+        }
+        // [MQTT-3.1.2-24] a packet arrived: 1.5 × the keep alive from now.
+        if p.terms.keep_alive > 0 {
+            let keep_alive = Duration::from_millis(u64::from(p.terms.keep_alive) * 1500);
+            p.deadline = Some(now + keep_alive);
+        }
+        let c = self.counters();
+        c.packet_in(packet_type::PINGREQ);
+        c.bytes_in(2);
+        c.packet_out(packet_type::PINGRESP);
+        c.bytes_out(2);
+        true
     }
 
     /// Connections for `net` to serve (woken or handed over), once there are any.

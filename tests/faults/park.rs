@@ -19,6 +19,7 @@ use crate::{
 each_version!(
     parked_subscriber_is_woken_by_deliveries_at_every_qos_and_parks_again,
     parked_client_is_woken_by_its_own_packets,
+    parked_client_pings_are_answered_in_place_and_renew_its_keep_alive,
     acknowledgement_of_a_message_in_flight_when_it_parked_completes_the_flow,
     keep_alive_runs_out_while_parked_and_the_will_goes_out,
     parked_connection_is_taken_over_like_a_live_one,
@@ -87,6 +88,39 @@ fn parked_client_is_woken_by_its_own_packets(v: ProtocolVersion) {
     subscribe(&mut publisher, "park/back", QoS::AtMostOnce);
     publish(&mut sub, "park/back", b"back", QoS::AtLeastOnce);
     expect_message(&mut publisher, "park/back", b"back");
+}
+
+fn parked_client_pings_are_answered_in_place_and_renew_its_keep_alive(v: ProtocolVersion) {
+    let _guard = beside();
+    // Parks after 300 ms: a connection woken by its PINGREQ would be live (not parked) for that
+    // long, which the shard's stats show within a tick or two.
+    let broker = TestBroker::start_with(2, |c| c.park_idle_after = Duration::from_millis(300));
+    let connect = Connect {
+        keep_alive: 1,
+        ..connect_packet(v, &broker.id_on(1, "pinger"), true)
+    };
+    let mut pinger = connect_with(&broker, connect).0;
+    parked(&broker, 1);
+    let start = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(600));
+        // [MQTT-3.12.4-1] the server answers PINGREQ with PINGRESP, parked or not.
+        ping(&mut pinger);
+        let watch = Instant::now();
+        while watch.elapsed() < Duration::from_millis(250) {
+            assert_eq!(
+                broker.broker.stats().parked,
+                1,
+                "the PINGREQ woke the connection"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // [MQTT-3.1.2-24] each PINGREQ renewed the keep alive: well past 1.5 s of the last live
+    // packet, the connection is still there.
+    assert!(start.elapsed() > Duration::from_millis(2500));
+    assert_eq!(broker.broker.stats().connections, 1);
+    ping(&mut pinger);
 }
 
 fn acknowledgement_of_a_message_in_flight_when_it_parked_completes_the_flow(v: ProtocolVersion) {
