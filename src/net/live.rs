@@ -23,7 +23,7 @@ use super::stream::{tcp_stream, ByteStream, Carried, Layered};
 use crate::gate::ConnSlot;
 use crate::mesh::ShardSet;
 use crate::protocol::{
-    decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, ReasonCode,
+    decode, ConnAck, Disconnect, MqttString, Packet, ProtocolVersion, QoS, ReasonCode,
 };
 use crate::shard::{AckPoll, Admitted, Client, Deferred, Shard};
 
@@ -152,6 +152,11 @@ enum Step {
     End(bool),
 }
 
+/// QoS 1 and 2 PUBLISH packets handled per poll before the task lets the others run. On QoS 1
+/// pairs x100 (2 shards, three interleaved runs each) it took p99 from 16-19 ms to 12-13 ms at
+/// the same throughput; QoS 1 fan-in 100->1 and fan-out 1->100 kept theirs. A budget of 8 cost
+/// a tenth of the throughput; one of 16 for every packet cost QoS 0 fan-out a third.
+const ACKED_PUBLISHES_PER_POLL: usize = 16;
 /// Reads per poll before the task lets the others run.
 const READS_PER_POLL: usize = 8;
 
@@ -269,6 +274,7 @@ impl<S: ByteStream> Live<S> {
     /// Decodes and handles buffered frames, reading more when they run out.
     fn read(&mut self, cx: &mut Context<'_>) -> Step {
         let mut reads = 0;
+        let mut acked = 0;
         loop {
             if self.client.conn.is_closing() {
                 return Step::End(self.client.conn.is_failed());
@@ -289,9 +295,18 @@ impl<S: ByteStream> Live<S> {
             if self.shard.is_paused(&self.client.client_id, Instant::now) {
                 return Step::Wait(Phase::Paused(Timer::new(Duration::from_millis(1))));
             }
+            if acked == ACKED_PUBLISHES_PER_POLL {
+                // Its acknowledgements go out now, and the shard's other connections get their
+                // turn before this one takes more.
+                cx.waker().wake_by_ref();
+                return Step::Pending;
+            }
             let version = self.client.terms().version;
             match decode(&mut self.buf, version, self.shard.config.max_packet_size) {
                 Ok(Some(packet)) => {
+                    if matches!(&packet, Packet::Publish(p) if p.qos != QoS::AtMostOnce) {
+                        acked += 1;
+                    }
                     self.shard.counters().packet_in(packet.packet_type());
                     if let Some(step) = self.handle(packet) {
                         return step;
