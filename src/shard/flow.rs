@@ -20,9 +20,14 @@
 //! publishers that fast subscribers also wait for. A subscriber that keeps acknowledging, however
 //! slowly, keeps its holds: its publishers go at its pace and nothing acknowledged is lost. A
 //! publisher is never paused longer than `PAUSE_LIMIT` in one stretch, whatever its holders do.
+//!
+//! The same holds between cores: a connection whose last packet sent messages to another shard
+//! that is behind with this shard's messages reads nothing until it catches up (`note_routed`,
+//! `poll_room`; the counting is the mesh's, `Mesh::poll_room`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::Shard;
@@ -78,7 +83,7 @@ pub(super) struct Flow {
     holding: RefCell<Vec<ClientId>>,
     /// The other shards messages were sent to since `take_routed`: the connection whose packet
     /// is being handled waits for them if they fall behind (`Mesh::poll_room`).
-    routed: std::cell::Cell<ShardSet>,
+    routed: Cell<ShardSet>,
 }
 
 impl Flow {
@@ -303,7 +308,7 @@ impl Shard {
 
     /// `Pending` while a shard of `to` is behind with this shard's messages (`Mesh::poll_room`):
     /// a publisher whose messages went there reads nothing until it has caught up.
-    pub fn poll_room(&self, to: ShardSet, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    pub fn poll_room(&self, to: ShardSet, cx: &mut Context<'_>) -> Poll<()> {
         self.mesh.poll_room(to, cx)
     }
 
