@@ -13,13 +13,15 @@
 #[doc(hidden)]
 pub mod fuzz_check;
 mod lifetime;
+mod subscriptions;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::time::Instant;
 
 use crate::message::{Delivery, Message, Outgoing};
 pub use lifetime::{Connection, Disconnected};
+pub use subscriptions::{Granted, Subscriptions};
 
 use crate::protocol::{
     ClientId, MqttString, PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter,
@@ -153,7 +155,7 @@ pub struct Session {
     /// while its Will Delay Interval runs (`lifetime.rs`).
     will: Option<Box<lifetime::PendingWill>>,
     /// Filter (as sent, `$share/…` included) → options and subscription identifier.
-    pub subscriptions: HashMap<MqttString, (SubscriptionOptions, Option<NonZeroU32>)>,
+    pub subscriptions: Subscriptions,
     inflight: VecDeque<Inflight>,
     /// Messages not yet sent, with their store sequence numbers.
     queue: VecDeque<(Message, Delivery, u64)>,
@@ -214,7 +216,7 @@ impl Session {
             lifetime: None,
             expires_at: None,
             will: None,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
