@@ -236,7 +236,7 @@ impl Shard {
                 Resend::PubRel(id) => self.send_release(&conn, Packet::PubRel(PublishAck::new(id))),
             };
         }
-        clients.sessions.insert(client_id.clone(), entry);
+        clients.sessions.insert(entry);
         drop(guard);
         self.export_connected(&client_id);
         if let Some(old) = takeover.dropped {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::flow::Holds;
 use super::outbox::{ConnId, Outbox, Terms};
-use super::table::SessionTable;
+use super::table::{Keyed, SessionTable};
 use super::{Client, Shard};
 use crate::gate::ConnSlot;
 use crate::mesh::{Carried, Handoff};
@@ -32,6 +32,12 @@ pub(super) struct Entry {
     pub parked: Option<Box<Parked>>,
     /// Publishers this (live but lagging) subscriber holds back (see `flow`).
     pub holds: Holds,
+}
+
+impl Keyed for Entry {
+    fn client_id(&self) -> &ClientId {
+        &self.session.client_id
+    }
 }
 
 impl Entry {

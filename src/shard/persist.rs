@@ -162,9 +162,7 @@ impl Shard {
                     .timers
                     .push(std::cmp::Reverse((at, client_id.clone())));
             }
-            clients
-                .sessions
-                .insert(client_id, super::clients::Entry::new(session));
+            clients.sessions.insert(super::clients::Entry::new(session));
         }
         waits
     }
