@@ -134,14 +134,21 @@ impl Shard {
         let mut matches: Vec<&Subscriber> = Vec::new();
         // Built on the first filtered subscriber only: no cost when nobody filters.
         let subject = OnceCell::new();
+        // Whether a client may be among the matches twice (and its subscriptions must be
+        // merged into one delivery [MQTT-3.3.4-2]): only if more than one filter matched, or
+        // one list holds content filters (a client's subscription to a filter is one entry,
+        // one per expression with content filters; see `add_subscriber`).
+        let (mut lists, mut filtered) = (0, false);
         routing
             .subs
             .for_each_match(message.topic.as_str(), |subs: &Vec<Subscriber>| {
+                lists += 1;
                 for s in subs {
                     if s.options.no_local && s.client_id == message.publisher {
                         continue;
                     }
                     if let Some(f) = &s.content {
+                        filtered = true;
                         if !self.passes(f, message, &subject) {
                             continue;
                         }
@@ -152,7 +159,7 @@ impl Shard {
         if let Some(subject) = subject.get() {
             self.remember_scan(message, subject);
         }
-        if matches.len() > 1 {
+        if matches.len() > 1 && (lists > 1 || filtered) {
             matches.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         }
         let security = self.security();
