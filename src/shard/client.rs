@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::barrier::Barrier;
 use super::clients::{Clients, Entry};
 use super::guard::Refusal;
+use super::table::SessionTable;
 use super::{Outbox, Shard, Terms};
 use crate::auth::AuthExchange;
 use crate::message::Message;
@@ -38,6 +39,9 @@ pub struct Client {
     pub(super) reauth: Option<Box<dyn AuthExchange>>,
     /// PUBACK / PUBREC / PUBCOMP waiting for the store (or behind one that does), in order.
     pub(super) acks: std::collections::VecDeque<super::PendingAck>,
+    /// The slot its session was last found in (`SessionTable::key_near`): checked first, instead
+    /// of hashing the client id for every packet that touches the session.
+    slot: std::cell::Cell<u32>,
 }
 
 impl Client {
@@ -53,7 +57,15 @@ impl Client {
             auth_method,
             reauth: None,
             acks: std::collections::VecDeque::new(),
+            slot: std::cell::Cell::new(u32::MAX),
         }
+    }
+
+    /// The slot of its session in `sessions`, if it has one.
+    pub(super) fn session_key(&self, sessions: &SessionTable<Entry>) -> Option<u32> {
+        let key = sessions.key_near(&self.client_id, self.slot.get())?;
+        self.slot.set(key);
+        Some(key)
     }
 
     /// What the connection agreed at CONNECT.
@@ -493,7 +505,8 @@ impl Shard {
         f: impl FnOnce(&mut Session) -> T,
     ) -> Option<T> {
         let mut clients = self.clients.borrow_mut();
-        let entry = clients.sessions.get_mut(&client.client_id)?;
+        let key = client.session_key(&clients.sessions)?;
+        let entry = clients.sessions.by_key_mut(key)?;
         if !entry.is_served_by(client.conn.id) {
             return None;
         }

@@ -6,7 +6,7 @@
 //! other shard (`MeshMsg::Interest`, with a barrier so SUBACK waits until all know); when it loses
 //! the last one it tells them again.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::time::Instant;
@@ -33,6 +33,9 @@ struct Subscriber {
     /// The content filter, if the subscription has one: the session gets only messages it
     /// passes. The same filter text with another expression is another subscriber entry.
     content: Option<Rc<Filter>>,
+    /// The slot its session was last found in (`SessionTable::key_near`): a delivery checks
+    /// that slot first instead of hashing the client id, once per subscriber per message.
+    slot: Cell<u32>,
 }
 
 /// Who subscribes to what: this shard's subscribers and the other shards' interest.
@@ -179,7 +182,7 @@ impl Shard {
                 delivery.retain |= s.options.retain_as_published && message.retain;
                 delivery.subscription_ids.extend(s.id);
             }
-            if self.deliver_to(&security, &first.client_id, message, delivery, now) {
+            if self.deliver_to(&security, first, message, delivery, now) {
                 delivered += 1;
             }
         }
@@ -192,14 +195,19 @@ impl Shard {
     fn deliver_to(
         &self,
         security: &Security,
-        client_id: &ClientId,
+        subscriber: &Subscriber,
         message: &Message,
         delivery: Delivery,
         now: Instant,
     ) -> bool {
+        let client_id = &subscriber.client_id;
         let mut guard = self.clients.borrow_mut();
         let clients = &mut *guard;
-        let Some(entry) = clients.sessions.get_mut(client_id) else {
+        let Some(key) = clients.sessions.key_near(client_id, subscriber.slot.get()) else {
+            return false;
+        };
+        subscriber.slot.set(key);
+        let Some(entry) = clients.sessions.by_key_mut(key) else {
             return false;
         };
         if security.checks_deliveries()
@@ -313,6 +321,7 @@ impl Shard {
                         options,
                         id,
                         content,
+                        slot: Cell::new(u32::MAX),
                     });
                     (false, subs.len() == 1)
                 }

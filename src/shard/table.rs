@@ -75,6 +75,21 @@ impl<T: Keyed> SessionTable<T> {
             .copied()
     }
 
+    /// The slot of `client_id`'s session, trying `hint` (where it was found before) first: one
+    /// slot checked, usually by pointer (the caller's id is a clone of the session's), instead
+    /// of hashing the id.
+    pub fn key_near(&self, client_id: &ClientId, hint: u32) -> Option<u32> {
+        let at_hint = Self::at(&self.chunks, hint).is_some_and(|e| {
+            let (a, b) = (e.client_id().as_bytes(), client_id.as_bytes());
+            (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+        });
+        if at_hint {
+            Some(hint)
+        } else {
+            self.key_of(client_id)
+        }
+    }
+
     fn at(chunks: &[Box<[Option<T>]>], key: u32) -> Option<&T> {
         let k = key as usize;
         chunks.get(k / Self::CHUNK)?[k % Self::CHUNK].as_ref()
@@ -186,6 +201,26 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.by_key_mut(b), Some(&mut s("b", 2)));
         assert_eq!(t.by_key_mut(a), None, "a freed slot holds nothing");
+    }
+
+    #[test]
+    fn a_hint_is_checked_and_a_wrong_one_falls_back_to_the_index() {
+        let mut t = SessionTable::default();
+        let a = t.insert(s("a", 1));
+        let b = t.insert(s("b", 2));
+        assert_eq!(t.key_near(&id("a"), a), Some(a), "right hint");
+        assert_eq!(t.key_near(&id("a"), b), Some(a), "another session's slot");
+        assert_eq!(t.key_near(&id("a"), u32::MAX), Some(a), "no hint yet");
+        t.remove(&id("a"));
+        assert_eq!(t.key_near(&id("a"), a), None, "a freed slot");
+        let c = t.insert(s("c", 3));
+        assert_eq!(c, a, "the freed slot is reused");
+        assert_eq!(
+            t.key_near(&id("a"), a),
+            None,
+            "the slot's new session is not a's"
+        );
+        assert_eq!(t.key_near(&id("c"), b), Some(c));
     }
 
     #[test]
