@@ -67,7 +67,9 @@ pub struct ConnectionGate {
 /// One accepted connection's places; dropping it frees them.
 #[derive(Debug)]
 pub struct ConnSlot {
-    inner: Arc<InnerRef>,
+    /// The gate (one shared `Arc`, not one allocated per connection: a parked connection keeps
+    /// this record).
+    inner: InnerRef,
     /// Its address's slot, when per-address counting is on (a `u16`: the slot count is 2^16,
     /// and a parked connection keeps this record, so it stays 16 bytes).
     address: Option<u16>,
@@ -78,7 +80,7 @@ pub struct ConnSlot {
 
 /// A socket's place among those in their CONNECT phase; dropping it frees the place.
 #[derive(Debug)]
-pub struct Connecting(Arc<InnerRef>);
+pub struct Connecting(InnerRef);
 
 /// `Inner` behind a `Debug` that shows nothing (its tables are large).
 struct InnerRef(Arc<Inner>);
@@ -141,9 +143,8 @@ impl ConnectionGate {
     ) -> Result<(ConnSlot, Connecting), GateRefusal> {
         let inner = &self.inner;
         let limits = inner.limits;
-        let shared = Arc::new(InnerRef(inner.clone()));
         let before = inner.connecting.fetch_add(1, Ordering::Relaxed);
-        let connecting = Connecting(shared.clone());
+        let connecting = Connecting(InnerRef(inner.clone()));
         if limits.max_connecting > 0 && before >= limits.max_connecting {
             return Err(GateRefusal::Connecting);
         }
@@ -155,7 +156,7 @@ impl ConnectionGate {
         }
         let address = (limits.max_per_address > 0).then_some(slot);
         let mut conn = ConnSlot {
-            inner: shared,
+            inner: InnerRef(inner.clone()),
             address: None,
             admitted: false,
         };
@@ -179,12 +180,11 @@ impl ConnectionGate {
     /// among the connections, never refused (the operator configured it).
     pub fn internal(&self) -> (ConnSlot, Connecting) {
         let inner = &self.inner;
-        let shared = Arc::new(InnerRef(inner.clone()));
         inner.connecting.fetch_add(1, Ordering::Relaxed);
         inner.active.fetch_add(1, Ordering::Relaxed);
-        let connecting = Connecting(shared.clone());
+        let connecting = Connecting(InnerRef(inner.clone()));
         let slot = ConnSlot {
-            inner: shared,
+            inner: InnerRef(inner.clone()),
             address: None,
             admitted: true,
         };
