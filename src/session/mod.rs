@@ -46,6 +46,30 @@ struct Inflight {
     seq: u64,
 }
 
+/// A session's messages on their way: sent and awaiting acknowledgement, and queued. Boxed in
+/// the session (8 bytes instead of 72 while it has none: a session is kept per client, and its
+/// size is most of what an idle connection costs).
+#[derive(Debug, Default)]
+struct Traffic {
+    inflight: VecDeque<Inflight>,
+    /// Messages not yet sent, with their store sequence numbers.
+    queue: VecDeque<(Message, Delivery, u64)>,
+    /// Topic and payload bytes in `queue`.
+    queued_bytes: usize,
+}
+
+/// What a session without `Traffic` reads.
+static NO_TRAFFIC: Traffic = Traffic {
+    inflight: VecDeque::new(),
+    queue: VecDeque::new(),
+    queued_bytes: 0,
+};
+
+/// The traffic of a session, made on first use.
+fn traffic_mut(t: &mut Option<Box<Traffic>>) -> &mut Traffic {
+    t.get_or_insert_with(Default::default)
+}
+
 /// A change to what a durable session keeps, for the store to record (`take_changes`). Messages
 /// are named by a per-session sequence number; `Entered` carries the message itself.
 // `Entered` is large, the others small: changes live only until the shard records them (the
@@ -156,11 +180,9 @@ pub struct Session {
     will: Option<Box<lifetime::PendingWill>>,
     /// Filter (as sent, `$share/…` included) → options and subscription identifier.
     pub subscriptions: Subscriptions,
-    inflight: VecDeque<Inflight>,
-    /// Messages not yet sent, with their store sequence numbers.
-    queue: VecDeque<(Message, Delivery, u64)>,
-    /// Topic and payload bytes in `queue`.
-    queued_bytes: usize,
+    /// What is in flight and queued; `None` while there has been nothing since the connection
+    /// last parked (`shed`), the state of most sessions of a large fleet at any moment.
+    traffic: Option<Box<Traffic>>,
     /// See `completed()`.
     completed: u64,
     /// See `set_stretch()`.
@@ -217,9 +239,7 @@ impl Session {
             expires_at: None,
             will: None,
             subscriptions: Subscriptions::default(),
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            traffic: None,
             completed: 0,
             stretch: false,
             incoming_qos2: None,
@@ -240,11 +260,11 @@ impl Session {
             (true, false) => {
                 // Messages already kept get numbers now (the caller records the whole image).
                 let mut next_seq = 0;
-                for i in &mut self.inflight {
+                for i in &mut self.tr_mut().inflight {
                     next_seq += 1;
                     i.seq = next_seq;
                 }
-                for q in &mut self.queue {
+                for q in &mut self.tr_mut().queue {
                     next_seq += 1;
                     q.2 = next_seq;
                 }
@@ -295,6 +315,7 @@ impl Session {
     /// What the store keeps of this session, at `now` (for a snapshot).
     pub fn image(&self) -> Image {
         let mut messages: Vec<Kept> = self
+            .tr()
             .inflight
             .iter()
             .map(|i| Kept {
@@ -305,7 +326,7 @@ impl Session {
                 delivery: i.delivery.clone(),
             })
             .collect();
-        messages.extend(self.queue.iter().map(|(m, d, seq)| Kept {
+        messages.extend(self.tr().queue.iter().map(|(m, d, seq)| Kept {
             seq: *seq,
             id: None,
             released: false,
@@ -356,7 +377,7 @@ impl Session {
             match k.id {
                 Some(id) => {
                     max_id = max_id.max(id.get());
-                    s.inflight.push_back(Inflight {
+                    s.tr_mut().inflight.push_back(Inflight {
                         id,
                         message: k.message,
                         delivery: k.delivery,
@@ -369,8 +390,9 @@ impl Session {
                     });
                 }
                 None => {
-                    s.queued_bytes += k.message.topic.as_bytes().len() + k.message.payload.len();
-                    s.queue.push_back((k.message, k.delivery, k.seq));
+                    s.tr_mut().queued_bytes +=
+                        k.message.topic.as_bytes().len() + k.message.payload.len();
+                    s.tr_mut().queue.push_back((k.message, k.delivery, k.seq));
                 }
             }
         }
@@ -393,18 +415,26 @@ impl Session {
         self.max_inflight = narrow_window(n);
     }
 
+    fn tr(&self) -> &Traffic {
+        self.traffic.as_deref().unwrap_or(&NO_TRAFFIC)
+    }
+
+    fn tr_mut(&mut self) -> &mut Traffic {
+        traffic_mut(&mut self.traffic)
+    }
+
     fn window(&self) -> usize {
         usize::from(self.max_inflight)
     }
 
     /// Messages waiting to be sent.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.tr().queue.len()
     }
 
     /// QoS 1/2 messages sent and not yet fully acknowledged.
     pub fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.tr().inflight.len()
     }
 
     /// A message matched this session's subscriptions; `delivery` says at which QoS, with which
@@ -436,8 +466,8 @@ impl Session {
                 Link::Offline => {}
             }
         } else if link == Link::Online
-            && self.queue.is_empty()
-            && self.inflight.len() < self.window()
+            && self.tr().queue.is_empty()
+            && self.tr().inflight.len() < self.window()
         {
             let seq = self.next_seq();
             let record = self
@@ -464,12 +494,14 @@ impl Session {
         } else {
             self.max_queued as usize
         };
-        if self.queue.len() >= max_queued || self.queued_bytes + size > self.max_queued_bytes {
+        if self.tr().queue.len() >= max_queued
+            || self.tr().queued_bytes + size > self.max_queued_bytes
+        {
             self.drops.queue_full += 1;
             return None;
         }
         // Queued messages may wait long: copy them out of the publisher's read buffer.
-        self.queued_bytes += size;
+        self.tr_mut().queued_bytes += size;
         let seq = self.next_seq();
         let message = message.detached();
         if self.durable.is_some() {
@@ -480,13 +512,14 @@ impl Session {
                 delivery: delivery.clone(),
             });
         }
-        self.queue.push_back((message, delivery, seq));
+        self.tr_mut().queue.push_back((message, delivery, seq));
         None
     }
 
     fn dequeued(&mut self, message: &Message) {
         let size = message.topic.as_bytes().len() + message.payload.len();
-        self.queued_bytes = self.queued_bytes.saturating_sub(size);
+        let t = self.tr_mut();
+        t.queued_bytes = t.queued_bytes.saturating_sub(size);
     }
 
     fn allocate_id(&mut self) -> PacketId {
@@ -494,7 +527,7 @@ impl Session {
         loop {
             let id = self.next_id;
             self.next_id = id.next();
-            if !self.inflight.iter().any(|i| i.id == id) {
+            if !self.tr().inflight.iter().any(|i| i.id == id) {
                 return id;
             }
         }
@@ -509,7 +542,7 @@ impl Session {
     ) -> Outgoing {
         let id = self.allocate_id();
         let publish = message.outgoing(&delivery, Some(id), false, now);
-        self.inflight.push_back(Inflight {
+        self.tr_mut().inflight.push_back(Inflight {
             id,
             message,
             delivery,
@@ -523,11 +556,11 @@ impl Session {
     /// expired ones are dropped.
     pub fn drain_queue(&mut self, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        while let Some((_, delivery, _)) = self.queue.front() {
-            if delivery.qos != QoS::AtMostOnce && self.inflight.len() >= self.window() {
+        while let Some((_, delivery, _)) = self.tr().queue.front() {
+            if delivery.qos != QoS::AtMostOnce && self.tr().inflight.len() >= self.window() {
                 break;
             }
-            let Some((message, delivery, seq)) = self.queue.pop_front() else {
+            let Some((message, delivery, seq)) = self.tr_mut().queue.pop_front() else {
                 break;
             };
             self.dequeued(&message);
@@ -557,7 +590,7 @@ impl Session {
     /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
     /// Returns whether the id was a QoS 2 delivery awaiting it.
     pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
-        match self.inflight.iter_mut().find(|i| i.id == id) {
+        match self.tr_mut().inflight.iter_mut().find(|i| i.id == id) {
             Some(i) if i.delivery.qos == QoS::ExactlyOnce => {
                 let fresh = i.stage == Awaiting::Ack;
                 i.stage = Awaiting::Comp;
@@ -578,12 +611,13 @@ impl Session {
 
     fn finish(&mut self, id: PacketId, qos: QoS, stage: Awaiting) -> bool {
         match self
+            .tr()
             .inflight
             .iter()
             .position(|i| i.id == id && i.delivery.qos == qos && i.stage == stage)
         {
             Some(pos) => {
-                if let Some(i) = self.inflight.remove(pos) {
+                if let Some(i) = self.tr_mut().inflight.remove(pos) {
                     self.note(Change::Done { seq: i.seq });
                 }
                 self.completed += 1;
@@ -604,8 +638,17 @@ impl Session {
     /// it comes back or the session expires), so copy them out of the read buffers they were
     /// decoded from, as queued messages are: a small message must not keep a whole read chunk
     /// alive.
+    /// Also where a session that has nothing on its way gives its (empty) `Traffic` back: the
+    /// connection went offline or idle, so none is likely soon.
     pub fn detach_inflight(&mut self) {
-        for i in &mut self.inflight {
+        let Some(traffic) = self.traffic.as_mut() else {
+            return;
+        };
+        if traffic.inflight.is_empty() && traffic.queue.is_empty() {
+            self.traffic = None;
+            return;
+        }
+        for i in &mut traffic.inflight {
             i.message = i.message.detached();
         }
     }
@@ -643,6 +686,7 @@ impl Session {
     /// queue.
     pub fn resume(&mut self, now: Instant) -> Vec<Resend> {
         let mut out: Vec<Resend> = self
+            .tr()
             .inflight
             .iter()
             .map(|i| match i.stage {
@@ -659,7 +703,8 @@ impl Session {
     /// Whether a delivery at `qos` would go out now rather than queue: QoS 0 always, QoS 1/2
     /// while the window has room and nothing waits ahead of it.
     pub fn has_room(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce || (self.queue.is_empty() && self.inflight.len() < self.window())
+        qos == QoS::AtMostOnce
+            || (self.tr().queue.is_empty() && self.tr().inflight.len() < self.window())
     }
 
     /// Removes and returns the shared-subscription messages not yet delivered (queued) or not
@@ -667,8 +712,11 @@ impl Session {
     /// another member when this session ends [MQTT-4.8.2-5].
     pub fn take_shared(&mut self) -> Vec<(TopicFilter, Message)> {
         let mut out = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.inflight.len());
-        for i in self.inflight.drain(..) {
+        let Some(traffic) = self.traffic.as_mut() else {
+            return out;
+        };
+        let mut kept = VecDeque::with_capacity(traffic.inflight.len());
+        for i in traffic.inflight.drain(..) {
             match (&i.delivery.group, i.stage) {
                 (Some(g), Awaiting::Ack) => {
                     if let Some(d) = self.durable.as_mut() {
@@ -679,9 +727,9 @@ impl Session {
                 _ => kept.push_back(i),
             }
         }
-        self.inflight = kept;
-        let mut queue = VecDeque::with_capacity(self.queue.len());
-        for (m, d, seq) in std::mem::take(&mut self.queue) {
+        traffic.inflight = kept;
+        let mut queue = VecDeque::with_capacity(traffic.queue.len());
+        for (m, d, seq) in std::mem::take(&mut traffic.queue) {
             match d.group {
                 Some(g) => {
                     self.dequeued(&m);
@@ -691,7 +739,7 @@ impl Session {
                 None => queue.push_back((m, d, seq)),
             }
         }
-        self.queue = queue;
+        self.tr_mut().queue = queue;
         out
     }
 

@@ -352,3 +352,31 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
         .unwrap();
     assert_eq!(c.packet_id, Some(id(2)), "65535 and 1 are still in flight");
 }
+
+/// Sessions are kept per client, so their size is most of what an idle connection costs: what
+/// is on its way sits behind one pointer, given back when the connection goes idle or offline.
+#[test]
+fn traffic_is_boxed_and_given_back_once_nothing_is_on_its_way() {
+    let mut s = session(10, 10);
+    assert!(s.traffic.is_none(), "a new session has none");
+    let sent = s
+        .deliver(
+            &msg("t", QoS::AtLeastOnce),
+            at(QoS::AtLeastOnce),
+            Link::Online,
+            Instant::now(),
+        )
+        .unwrap();
+    assert_eq!(s.inflight(), 1);
+    s.detach_inflight();
+    assert!(
+        s.traffic.is_some(),
+        "kept while a delivery awaits its PUBACK"
+    );
+    assert!(s.handle_puback(sent.packet_id.unwrap()));
+    assert_eq!(s.inflight(), 0);
+    s.detach_inflight();
+    assert!(s.traffic.is_none(), "given back once empty");
+    assert_eq!((s.inflight(), s.queued()), (0, 0));
+    assert!(std::mem::size_of::<Session>() <= 208);
+}
