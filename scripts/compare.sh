@@ -44,7 +44,7 @@
 #   Issue 22 (not in the default set): fixed rates (ONLY="rates": 1k, 10k, 50k delivered msgs/s,
 #   QoS 0/1/2, pairs x10 and fan-out 1->10; targets CPU per delivered message <= 0.5x and p99 <=
 #   Mosquitto's) and idle-sub: IDLE idle connections with one subscription each (KiB/conn, target
-#   <= 0.5x; broker cores while they sit idle).
+#   <= 0.5x; broker cores over the whole run, the connection and subscription storm included).
 #   TLS (issue 15, keys `tls-connect tls-qos0-pairs tls-qos1-pairs tls-idle`, not in the default
 #   set): both brokers serve TLS on the port under test (coremq COREMQ_TLS_LISTEN, Mosquitto a
 #   `listener` with certfile/keyfile) with a P-256 certificate made for the run by openssl, and
