@@ -166,6 +166,7 @@ impl Drops {
 /// One client's session. Home shard only.
 #[derive(Debug)]
 pub struct Session {
+    /// Never changes: the shard's session table finds the session by it (`shard::table`).
     pub client_id: ClientId,
     pub version: ProtocolVersion,
     /// The user name of its current (or last) connection, for access control.
@@ -262,13 +263,15 @@ impl Session {
             (true, false) => {
                 // Messages already kept get numbers now (the caller records the whole image).
                 let mut next_seq = 0;
-                for i in &mut self.tr_mut().inflight {
-                    next_seq += 1;
-                    i.seq = next_seq;
-                }
-                for q in &mut self.tr_mut().queue {
-                    next_seq += 1;
-                    q.2 = next_seq;
+                if let Some(t) = self.traffic.as_deref_mut() {
+                    for i in &mut t.inflight {
+                        next_seq += 1;
+                        i.seq = next_seq;
+                    }
+                    for q in &mut t.queue {
+                        next_seq += 1;
+                        q.2 = next_seq;
+                    }
                 }
                 self.durable = Some(Box::new(Durable {
                     next_seq,
@@ -601,7 +604,10 @@ impl Session {
     /// PUBREC from the client: answer PUBREL (also for an unknown id, so the client can finish).
     /// Returns whether the id was a QoS 2 delivery awaiting it.
     pub fn handle_pubrec(&mut self, id: PacketId) -> bool {
-        match self.tr_mut().inflight.iter_mut().find(|i| i.id == id) {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return false;
+        };
+        match traffic.inflight.iter_mut().find(|i| i.id == id) {
             Some(i) if i.delivery.qos == QoS::ExactlyOnce => {
                 let fresh = i.stage == Awaiting::Ack;
                 i.stage = Awaiting::Comp;

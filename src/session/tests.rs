@@ -380,3 +380,13 @@ fn traffic_is_boxed_and_given_back_once_nothing_is_on_its_way() {
     assert_eq!((s.inflight(), s.queued()), (0, 0));
     assert!(std::mem::size_of::<Session>() <= 184);
 }
+
+/// Neither making a session durable nor a PUBREC for an unknown id makes it keep a `Traffic`.
+#[test]
+fn durable_sessions_and_stray_pubrecs_keep_no_traffic() {
+    let mut s = session(10, 10);
+    s.set_durable(true);
+    assert!(s.traffic.is_none());
+    assert!(!s.handle_pubrec(crate::protocol::PacketId::new(7).unwrap()));
+    assert!(s.traffic.is_none());
+}
