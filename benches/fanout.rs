@@ -155,7 +155,7 @@ fn bench_local(c: &mut Criterion) {
                     }
                 })
             });
-            assert_eq!(sessions[0].drops().total(), 0, "deliveries were dropped");
+            assert_eq!(sessions[0].drops.total(), 0, "deliveries were dropped");
             assert_eq!(sessions[0].inflight(), 0);
         }
     }

@@ -152,7 +152,7 @@ pub fn check(data: &[u8], start: Instant) -> Result<Summary, String> {
     let mut summary = run.summary;
     summary.delivered = model.delivered_qos12;
     summary.completed = model.completed;
-    summary.dropped = session.drops().total();
+    summary.dropped = session.drops.total();
     Ok(summary)
 }
 
@@ -535,11 +535,10 @@ impl Model {
         if bytes > self.limits.max_queued_bytes {
             return Err(format!("{bytes} bytes queued"));
         }
-        if session.drops() != self.drops {
+        if session.drops != self.drops {
             return Err(format!(
                 "drops {:?}, expected {:?}",
-                session.drops(),
-                self.drops
+                session.drops, self.drops
             ));
         }
         if session.incoming_unreleased() != self.incoming.len() {

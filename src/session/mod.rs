@@ -201,9 +201,7 @@ pub struct Session {
     max_queued: u32,
     max_queued_bytes: usize,
     queue_qos0: bool,
-    /// Messages dropped, by cause (`drops()`); boxed on the first drop, which most sessions never
-    /// have.
-    drops: Option<Box<Drops>>,
+    pub drops: Drops,
     /// Change tracking for the store, while the session is durable (`set_durable`).
     durable: Option<Box<Durable>>,
 }
@@ -251,7 +249,7 @@ impl Session {
             max_queued: u32::try_from(limits.max_queued).unwrap_or(u32::MAX),
             max_queued_bytes: limits.max_queued_bytes,
             queue_qos0: limits.queue_qos0,
-            drops: None,
+            drops: Drops::default(),
             durable: None,
         }
     }
@@ -420,15 +418,6 @@ impl Session {
         self.max_inflight = narrow_window(n);
     }
 
-    /// Messages dropped, by cause, since the session began.
-    pub fn drops(&self) -> Drops {
-        self.drops.as_deref().copied().unwrap_or_default()
-    }
-
-    fn drops_mut(&mut self) -> &mut Drops {
-        self.drops.get_or_insert_with(Default::default)
-    }
-
     fn tr(&self) -> &Traffic {
         self.traffic.as_deref().unwrap_or(&NO_TRAFFIC)
     }
@@ -463,18 +452,18 @@ impl Session {
         now: Instant,
     ) -> Option<Outgoing> {
         if message.is_expired(now) {
-            self.drops_mut().expired += 1;
+            self.drops.expired += 1;
             return None;
         }
         if delivery.qos == QoS::AtMostOnce {
             match link {
                 Link::Online => return Some(message.outgoing(&delivery, None, false, now)),
                 Link::Congested => {
-                    self.drops_mut().qos0_congested += 1;
+                    self.drops.qos0_congested += 1;
                     return None;
                 }
                 Link::Offline if !self.queue_qos0 => {
-                    self.drops_mut().qos0_offline += 1;
+                    self.drops.qos0_offline += 1;
                     return None;
                 }
                 Link::Offline => {}
@@ -511,7 +500,7 @@ impl Session {
         if self.tr().queue.len() >= max_queued
             || self.tr().queued_bytes + size > self.max_queued_bytes
         {
-            self.drops_mut().queue_full += 1;
+            self.drops.queue_full += 1;
             return None;
         }
         // Queued messages may wait long: copy them out of the publisher's read buffer.
@@ -579,7 +568,7 @@ impl Session {
             };
             self.dequeued(&message);
             if message.is_expired(now) {
-                self.drops_mut().expired += 1;
+                self.drops.expired += 1;
                 self.note(Change::Done { seq });
             } else if delivery.qos == QoS::AtMostOnce {
                 out.push(message.outgoing(&delivery, None, false, now));

@@ -220,7 +220,7 @@ impl Shard {
             self.counters().denied_delivery();
             return false; // [ACL] this subscriber may not read this topic
         }
-        let before = entry.session.drops();
+        let before = entry.session.drops;
         let link = entry.link(now);
         if link == Link::Congested {
             if let Some(conn) = &entry.conn {
@@ -248,9 +248,8 @@ impl Shard {
             &message.publisher,
             now,
         );
-        let after = entry.session.drops();
-        if after != before {
-            self.note_drop(client_id, &after, &before, now);
+        if entry.session.drops != before {
+            self.note_drop(client_id, &entry.session.drops, &before, now);
         }
         true
     }
