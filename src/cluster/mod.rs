@@ -72,6 +72,11 @@ pub enum FromCluster {
     /// Some node now wants messages on this filter (`true`), or none does any more: messages
     /// published here go to NATS only when their topic matches a wanted filter.
     Interest(String, bool),
+    /// Whether the other nodes' filters are known (`true`), or still being learned (`false`,
+    /// after connecting to NATS, until their answers to this node's request had time to come):
+    /// meanwhile every message published here goes to NATS, so that none a node wants is kept
+    /// back for want of its filter (the shards start out learning).
+    InterestKnown(bool),
 }
 
 /// Counters of the cluster link (all shards and the link thread).
@@ -88,6 +93,8 @@ pub struct ClusterStats {
     pub connected: AtomicBool,
     /// Whether the JetStream buckets (client ids, retained messages) are open.
     pub ready: AtomicBool,
+    /// Whether the other nodes' filters are known (see `FromCluster::InterestKnown`).
+    pub interest_known: AtomicBool,
 }
 
 /// A snapshot of `ClusterStats`.
@@ -99,6 +106,8 @@ pub struct ClusterCounts {
     pub duplicates: u64,
     pub takeovers: u64,
     pub connected: bool,
+    /// The buckets are open and the other nodes' filters known: the node routes as the cluster
+    /// wants.
     pub ready: bool,
 }
 
@@ -111,7 +120,8 @@ impl ClusterStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             takeovers: self.takeovers.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
-            ready: self.ready.load(Ordering::Relaxed),
+            ready: self.ready.load(Ordering::Relaxed)
+                && self.interest_known.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! NATS subscriptions, and the two JetStream KV buckets. See the module docs of `cluster`.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,15 @@ struct Shared {
     inboxes: Vec<ShardInbox>,
     stats: Arc<ClusterStats>,
     seen: Mutex<HashMap<String, SeenWindow>>,
+    /// Counts the connections to NATS, so that the end of an older one's learning window
+    /// (`LEARN_FILTERS`) does not end a newer one's.
+    connections: AtomicU64,
 }
+
+/// How long after connecting to NATS (and asking every node for its filters) the shards send
+/// every message to NATS rather than only those some node is known to want: the answers come
+/// within milliseconds, this is the margin for a loaded host.
+const LEARN_FILTERS: Duration = Duration::from_secs(2);
 
 impl Shared {
     /// The shard a topic's messages go to (always the same one, so their order holds).
@@ -201,6 +209,7 @@ impl Node {
             inboxes,
             stats,
             seen: Mutex::default(),
+            connections: AtomicU64::new(0),
         });
         Self {
             config,
@@ -382,11 +391,26 @@ impl Node {
     async fn on_control(&mut self, client: &async_nats::Client, ctl: Ctl) {
         match ctl {
             Ctl::Connected => {
+                // Until their answers are in, the shards send every message to NATS.
+                let round = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                self.shared
+                    .stats
+                    .interest_known
+                    .store(false, Ordering::Relaxed);
+                self.shared.to_all(|| FromCluster::InterestKnown(false));
                 // Our list first (others may have lost it), then ask for theirs.
                 self.announce_all(client).await;
                 let _ = client
                     .publish(interest::SYNC, Bytes::from(self.config.node_id.clone()))
                     .await;
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(LEARN_FILTERS).await;
+                    if shared.connections.load(Ordering::Relaxed) == round {
+                        shared.to_all(|| FromCluster::InterestKnown(true));
+                        shared.stats.interest_known.store(true, Ordering::Relaxed);
+                    }
+                });
             }
             Ctl::SyncAsked(from) => {
                 crate::log!(Debug, "cluster: node {from} asks for every node's filters");

@@ -107,6 +107,9 @@ impl Shard {
             FromCluster::Interest(filter, wanted) => {
                 self.routing.borrow_mut().set_node_interest(&filter, wanted);
             }
+            FromCluster::InterestKnown(known) => {
+                self.routing.borrow_mut().set_node_interest_known(known);
+            }
         }
     }
 

@@ -48,6 +48,9 @@ pub(super) struct Routing {
     /// Filters some node of the cluster wants (COREMQ_CLUSTER_NATS): a message goes to the
     /// cluster only when its topic matches one.
     nodes: Trie<()>,
+    /// Whether `nodes` is complete (`FromCluster::InterestKnown`); until then every message goes
+    /// to the cluster.
+    nodes_known: bool,
 }
 
 impl Routing {
@@ -68,8 +71,17 @@ impl Routing {
         }
     }
 
-    /// Whether some node of the cluster wants messages on `topic`.
+    /// The link to the cluster knows every node's filters (`true`), or is learning them again.
+    pub(super) fn set_node_interest_known(&mut self, known: bool) {
+        self.nodes_known = known;
+    }
+
+    /// Whether some node of the cluster wants (or, while their filters are being learned, may
+    /// want) messages on `topic`.
     pub(super) fn wanted_by_nodes(&self, topic: &str) -> bool {
+        if !self.nodes_known {
+            return true;
+        }
         if self.nodes.is_empty() {
             return false;
         }
@@ -369,5 +381,31 @@ impl Shard {
             add,
             ack,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Routing;
+
+    /// Until the link knows the other nodes' filters, every message may be wanted somewhere; then
+    /// only those matching a wanted filter; a new NATS connection starts learning again.
+    #[test]
+    fn messages_go_to_the_cluster_while_its_filters_are_learned_then_only_where_wanted() {
+        let mut r = Routing::default();
+        assert!(r.wanted_by_nodes("x/1"), "learning: everything goes");
+        r.set_node_interest_known(true);
+        assert!(
+            !r.wanted_by_nodes("x/1"),
+            "known, and nobody wants anything"
+        );
+        r.set_node_interest("a/#", true);
+        assert!(r.wanted_by_nodes("a/b"));
+        assert!(!r.wanted_by_nodes("x/1"));
+        r.set_node_interest_known(false);
+        assert!(r.wanted_by_nodes("x/1"), "learning again after a reconnect");
+        r.set_node_interest_known(true);
+        r.set_node_interest("a/#", false);
+        assert!(!r.wanted_by_nodes("a/b"));
     }
 }
