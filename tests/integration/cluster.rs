@@ -47,7 +47,9 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(Spawned(child));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Restarted with its JetStream store in place, on a loaded 2-core machine (the whole
+        // suite running), a server once did not listen within 10 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(self.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
