@@ -75,7 +75,7 @@ pub enum FromCluster {
     /// Whether the other nodes' filters are known (`true`), or still being learned (`false`,
     /// after connecting to NATS, until their answers to this node's request had time to come):
     /// meanwhile every message published here goes to NATS, so that none a node wants is kept
-    /// back for want of its filter (the shards start out learning).
+    /// back for want of its filter.
     InterestKnown(bool),
 }
 

@@ -48,9 +48,11 @@ pub(super) struct Routing {
     /// Filters some node of the cluster wants (COREMQ_CLUSTER_NATS): a message goes to the
     /// cluster only when its topic matches one.
     nodes: Trie<()>,
-    /// Whether `nodes` is complete (`FromCluster::InterestKnown`); until then every message goes
-    /// to the cluster.
-    nodes_known: bool,
+    /// Whether the link to the cluster is (re)learning the other nodes' filters
+    /// (`FromCluster::InterestKnown(false)`, sent when it connects to NATS): meanwhile every
+    /// message goes to the cluster. Not before the first connection: with NATS not there,
+    /// nothing would take them.
+    nodes_learning: bool,
 }
 
 impl Routing {
@@ -73,13 +75,13 @@ impl Routing {
 
     /// The link to the cluster knows every node's filters (`true`), or is learning them again.
     pub(super) fn set_node_interest_known(&mut self, known: bool) {
-        self.nodes_known = known;
+        self.nodes_learning = !known;
     }
 
     /// Whether some node of the cluster wants (or, while their filters are being learned, may
     /// want) messages on `topic`.
     pub(super) fn wanted_by_nodes(&self, topic: &str) -> bool {
-        if !self.nodes_known {
+        if self.nodes_learning {
             return true;
         }
         if self.nodes.is_empty() {
@@ -388,11 +390,13 @@ impl Shard {
 mod tests {
     use super::Routing;
 
-    /// Until the link knows the other nodes' filters, every message may be wanted somewhere; then
-    /// only those matching a wanted filter; a new NATS connection starts learning again.
+    /// While the link learns the other nodes' filters, every message may be wanted somewhere;
+    /// then only those matching a wanted filter; a new NATS connection starts learning again.
     #[test]
     fn messages_go_to_the_cluster_while_its_filters_are_learned_then_only_where_wanted() {
         let mut r = Routing::default();
+        assert!(!r.wanted_by_nodes("x/1"), "not connected yet: nothing goes");
+        r.set_node_interest_known(false);
         assert!(r.wanted_by_nodes("x/1"), "learning: everything goes");
         r.set_node_interest_known(true);
         assert!(
