@@ -34,6 +34,11 @@ fn msg(payload: &'static str, qos: QoS) -> Message {
     }
 }
 
+/// Delivers a message of `payload` at `qos` to `s`, online, now.
+fn deliver_now(s: &mut Session, payload: &'static str, qos: QoS) -> Option<Outgoing> {
+    s.deliver(&msg(payload, qos), at(qos), Link::Online, Instant::now())
+}
+
 fn session(window: usize, queue: usize) -> Session {
     session_with(limits(window, queue))
 }
@@ -53,31 +58,10 @@ fn id(n: u16) -> PacketId {
 #[test]
 fn window_then_queue_then_drain_on_puback() {
     let mut s = session(2, 10);
-    let p1 = s
-        .deliver(
-            &msg("1", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
-    let p2 = s
-        .deliver(
-            &msg("2", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let p1 = deliver_now(&mut s, "1", QoS::AtLeastOnce).unwrap();
+    let p2 = deliver_now(&mut s, "2", QoS::AtLeastOnce).unwrap();
     assert_eq!((p1.packet_id, p2.packet_id), (Some(id(1)), Some(id(2))));
-    assert!(s
-        .deliver(
-            &msg("3", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now()
-        )
-        .is_none());
+    assert!(deliver_now(&mut s, "3", QoS::AtLeastOnce).is_none());
     assert_eq!(s.queued(), 1);
     assert!(s.handle_puback(id(1)));
     let drained = s.drain_queue(Instant::now());
@@ -105,14 +89,7 @@ fn delivery_fields_reach_the_publish() {
     assert_eq!(p.qos, QoS::AtLeastOnce);
     assert!(p.retain);
     assert_eq!(p.properties.subscription_identifiers.len(), 1);
-    let p = s
-        .deliver(
-            &msg("x", QoS::AtMostOnce),
-            at(QoS::AtMostOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let p = deliver_now(&mut s, "x", QoS::AtMostOnce).unwrap();
     assert_eq!(p.packet_id, None);
 }
 
@@ -153,27 +130,9 @@ fn mqtt_3_3_2_5_expired_messages_are_dropped_and_the_rest_carry_the_remaining_ti
 #[test]
 fn mqtt_4_4_0_1_resume_resends_unacked_with_dup_and_pubrel() {
     let mut s = session(10, 10);
-    s.deliver(
-        &msg("a", QoS::AtLeastOnce),
-        at(QoS::AtLeastOnce),
-        Link::Online,
-        Instant::now(),
-    )
-    .unwrap();
-    s.deliver(
-        &msg("b", QoS::ExactlyOnce),
-        at(QoS::ExactlyOnce),
-        Link::Online,
-        Instant::now(),
-    )
-    .unwrap();
-    s.deliver(
-        &msg("c", QoS::ExactlyOnce),
-        at(QoS::ExactlyOnce),
-        Link::Online,
-        Instant::now(),
-    )
-    .unwrap();
+    deliver_now(&mut s, "a", QoS::AtLeastOnce).unwrap();
+    deliver_now(&mut s, "b", QoS::ExactlyOnce).unwrap();
+    deliver_now(&mut s, "c", QoS::ExactlyOnce).unwrap();
     assert!(s.handle_pubrec(id(3)));
     // Offline: QoS 1 queued, QoS 0 dropped (queue_qos0 off).
     assert!(s
@@ -323,33 +282,12 @@ fn mqtt_4_3_3_incoming_qos2_is_delivered_once_until_pubrel() {
 fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
     let mut s = session(3, 10);
     s.next_id = id(65535);
-    let a = s
-        .deliver(
-            &msg("a", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let a = deliver_now(&mut s, "a", QoS::AtLeastOnce).unwrap();
     assert_eq!(a.packet_id, Some(id(65535)));
-    let b = s
-        .deliver(
-            &msg("b", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let b = deliver_now(&mut s, "b", QoS::AtLeastOnce).unwrap();
     assert_eq!(b.packet_id, Some(id(1)));
     s.next_id = id(65535);
-    let c = s
-        .deliver(
-            &msg("c", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let c = deliver_now(&mut s, "c", QoS::AtLeastOnce).unwrap();
     assert_eq!(c.packet_id, Some(id(2)), "65535 and 1 are still in flight");
 }
 
@@ -359,14 +297,7 @@ fn packet_ids_skip_ids_still_in_flight_after_wrapping() {
 fn traffic_is_boxed_and_given_back_once_nothing_is_on_its_way() {
     let mut s = session(10, 10);
     assert!(s.traffic.is_none(), "a new session has none");
-    let sent = s
-        .deliver(
-            &msg("t", QoS::AtLeastOnce),
-            at(QoS::AtLeastOnce),
-            Link::Online,
-            Instant::now(),
-        )
-        .unwrap();
+    let sent = deliver_now(&mut s, "t", QoS::AtLeastOnce).unwrap();
     assert_eq!(s.inflight(), 1);
     s.detach_inflight();
     assert!(
